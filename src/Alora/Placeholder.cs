@@ -1,0 +1,1 @@
+namespace Alora; internal static class Placeholder {}

@@ -1,0 +1,2 @@
+namespace Alora.Tests;
+public class SmokeTests { [Fact] public void Builds() => Assert.True(true); }
