@@ -1,1 +1,0 @@
-namespace Alora; internal static class Placeholder {}
