@@ -1,0 +1,354 @@
+using System.IO.MemoryMappedFiles;
+using System.Text;
+using Alora.Tensors;
+
+namespace Alora.Formats;
+
+/// <summary>ggml tensor types, with the numbers the GGUF format stores.</summary>
+public enum GgmlType : uint
+{
+    F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q8_1 = 9,
+    Q2_K = 10, Q3_K = 11, Q4_K = 12, Q5_K = 13, Q6_K = 14, Q8_K = 15,
+    IQ2_XXS = 16, IQ2_XS = 17, IQ3_XXS = 18, IQ1_S = 19, IQ4_NL = 20, IQ3_S = 21, IQ2_S = 22, IQ4_XS = 23,
+    I8 = 24, I16 = 25, I32 = 26, I64 = 27, F64 = 28, IQ1_M = 29, BF16 = 30, TQ1_0 = 34, TQ2_0 = 35,
+}
+
+/// <summary>A GGUF tensor entry. <see cref="Dimensions"/> is in ggml order: ne[0] is the innermost (contiguous) axis.</summary>
+public sealed record GgufTensorInfo(string Name, long[] Dimensions, GgmlType Type, long Offset)
+{
+    public long ElementCount => Dimensions.Aggregate(1L, (a, b) => a * b);
+    /// <summary>The shape in row-major (PyTorch) order: the ggml dimensions reversed.</summary>
+    public long[] Shape => Dimensions.Reverse().ToArray();
+}
+
+/// <summary>
+/// A memory-mapped GGUF v2/v3 file: metadata key/values and tensor infos. Tensors are read as F32, F16,
+/// BF16 (views into the map) or Q8_0 (dequantized to f32 on request); other types get a clear error.
+/// </summary>
+public sealed unsafe class GgufFile : IDisposable
+{
+    private const uint Magic = 0x46554747; // "GGUF" little-endian
+    private readonly MemoryMappedFile _map;
+    private readonly MemoryMappedViewAccessor _view;
+    private byte* _pointer;
+    private readonly long _length;
+    private readonly long _dataStart;
+
+    private GgufFile(string path, MemoryMappedFile map, MemoryMappedViewAccessor view, byte* pointer, long length)
+    {
+        Path = path;
+        _map = map;
+        _view = view;
+        _pointer = pointer;
+        _length = length;
+        var reader = new Reader(path, pointer, length);
+        uint magic = reader.U32();
+        if (magic != Magic) throw new ModelFormatException($"{path}: not a GGUF file (magic 0x{magic:X8}, expected 0x{Magic:X8} \"GGUF\")");
+        Version = reader.U32();
+        if (Version is < 2 or > 3) throw new ModelFormatException($"{path}: GGUF version {Version} is not supported (expected 2 or 3)");
+        long tensorCount = checked((long)reader.U64());
+        long kvCount = checked((long)reader.U64());
+
+        var metadata = new Dictionary<string, object>(StringComparer.Ordinal);
+        for (long i = 0; i < kvCount; i++)
+        {
+            string key = reader.String();
+            var type = (ValueType)reader.U32();
+            metadata[key] = reader.Value(type, key);
+        }
+        Metadata = metadata;
+
+        var tensors = new Dictionary<string, GgufTensorInfo>(StringComparer.Ordinal);
+        var ordered = new List<GgufTensorInfo>();
+        for (long i = 0; i < tensorCount; i++)
+        {
+            string name = reader.String();
+            uint dimCount = reader.U32();
+            if (dimCount > 8) throw new ModelFormatException($"{path}: tensor '{name}' claims {dimCount} dimensions (at most 8 expected)");
+            var dims = new long[dimCount];
+            for (int d = 0; d < dimCount; d++) dims[d] = checked((long)reader.U64());
+            uint type = reader.U32();
+            long offset = checked((long)reader.U64());
+            var info = new GgufTensorInfo(name, dims, (GgmlType)type, offset);
+            tensors[name] = info;
+            ordered.Add(info);
+        }
+        Tensors = tensors;
+        TensorOrder = ordered;
+
+        long alignment = GetInteger("general.alignment") ?? 32;
+        if (alignment <= 0 || (alignment & (alignment - 1)) != 0)
+            throw new ModelFormatException($"{path}: general.alignment = {alignment}, expected a power of two");
+        _dataStart = (reader.Position + alignment - 1) / alignment * alignment;
+
+        foreach (var info in ordered)
+        {
+            long bytes = TensorByteCount(info);
+            if (bytes >= 0 && _dataStart + info.Offset + bytes > length)
+                throw new ModelFormatException(
+                    $"{path}: truncated GGUF file: tensor '{info.Name}' needs bytes up to {_dataStart + info.Offset + bytes}, the file has {length}");
+        }
+    }
+
+    public string Path { get; }
+    public uint Version { get; }
+    public IReadOnlyDictionary<string, object> Metadata { get; }
+    public IReadOnlyDictionary<string, GgufTensorInfo> Tensors { get; }
+    public IReadOnlyList<GgufTensorInfo> TensorOrder { get; }
+
+    public static GgufFile Open(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"GGUF file not found: {path}", path);
+        long length = new FileInfo(path).Length;
+        if (length < 24) throw new ModelFormatException($"{path}: truncated GGUF file ({length} bytes)");
+        var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
+        var view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);
+        byte* pointer = null;
+        view.SafeMemoryMappedViewHandle.AcquirePointer(ref pointer);
+        pointer += view.PointerOffset;
+        try
+        {
+            return new GgufFile(path, map, view, pointer, length);
+        }
+        catch
+        {
+            view.SafeMemoryMappedViewHandle.ReleasePointer();
+            view.Dispose();
+            map.Dispose();
+            throw;
+        }
+    }
+
+    // ---- metadata accessors ----
+
+    public string? GetString(string key) => Metadata.TryGetValue(key, out var v) ? v as string ?? throw TypeError(key, "a string", v) : null;
+
+    public string[]? GetStringArray(string key) => Metadata.TryGetValue(key, out var v) ? v as string[] ?? throw TypeError(key, "an array of strings", v) : null;
+
+    public float[]? GetFloatArray(string key)
+    {
+        if (!Metadata.TryGetValue(key, out var v)) return null;
+        return v switch
+        {
+            float[] f => f,
+            double[] d => d.Select(x => (float)x).ToArray(),
+            _ => throw TypeError(key, "an array of floats", v),
+        };
+    }
+
+    public int[]? GetInt32Array(string key)
+    {
+        if (!Metadata.TryGetValue(key, out var v)) return null;
+        return v switch
+        {
+            int[] a => a,
+            uint[] a => a.Select(x => checked((int)x)).ToArray(),
+            byte[] a => a.Select(x => (int)x).ToArray(),
+            sbyte[] a => a.Select(x => (int)x).ToArray(),
+            short[] a => a.Select(x => (int)x).ToArray(),
+            ushort[] a => a.Select(x => (int)x).ToArray(),
+            long[] a => a.Select(x => checked((int)x)).ToArray(),
+            ulong[] a => a.Select(x => checked((int)x)).ToArray(),
+            _ => throw TypeError(key, "an array of integers", v),
+        };
+    }
+
+    public long? GetInteger(string key)
+    {
+        if (!Metadata.TryGetValue(key, out var v)) return null;
+        return v switch
+        {
+            byte x => x, sbyte x => x, short x => x, ushort x => x, int x => x, uint x => x, long x => x,
+            ulong x => checked((long)x),
+            _ => throw TypeError(key, "an integer", v),
+        };
+    }
+
+    public double? GetFloat(string key)
+    {
+        if (!Metadata.TryGetValue(key, out var v)) return null;
+        return v switch { float x => x, double x => x, _ => GetInteger(key) };
+    }
+
+    public bool? GetBool(string key) => Metadata.TryGetValue(key, out var v) ? v as bool? ?? throw TypeError(key, "a bool", v) : null;
+
+    private ModelFormatException TypeError(string key, string expected, object found)
+        => new($"{Path}: metadata '{key}' should be {expected}, found {found.GetType().Name}");
+
+    // ---- tensors ----
+
+    /// <summary>Bytes a tensor occupies, or -1 for a type this reader cannot size (it fails at use).</summary>
+    public static long TensorByteCount(GgufTensorInfo info) => info.Type switch
+    {
+        GgmlType.F32 => info.ElementCount * 4,
+        GgmlType.F16 or GgmlType.BF16 => info.ElementCount * 2,
+        GgmlType.Q8_0 => info.ElementCount / 32 * 34,
+        _ => -1,
+    };
+
+    public GgufTensorInfo GetInfo(string name)
+        => Tensors.TryGetValue(name, out var info) ? info
+            : throw new ModelFormatException($"{Path}: tensor '{name}' is missing (wrong architecture, or an incomplete file?)");
+
+    public byte* DataPointer(GgufTensorInfo info)
+    {
+        ObjectDisposedException.ThrowIf(_pointer == null, this);
+        return _pointer + _dataStart + info.Offset;
+    }
+
+    /// <summary>The tensor's dtype when its bytes can be used in place, or null when it must be converted (Q8_0).</summary>
+    public DType? DirectDType(GgufTensorInfo info) => info.Type switch
+    {
+        GgmlType.F32 => DType.F32,
+        GgmlType.F16 => DType.F16,
+        GgmlType.BF16 => DType.BF16,
+        GgmlType.Q8_0 => null,
+        _ => throw UnsupportedType(info),
+    };
+
+    private ModelFormatException UnsupportedType(GgufTensorInfo info)
+    {
+        string typeName = Enum.IsDefined(info.Type) ? info.Type.ToString() : $"unknown ggml type {(uint)info.Type}";
+        return new ModelFormatException(
+            $"{Path}: tensor '{info.Name}' has type {typeName}; Alora reads GGUF tensors of type F32, F16, BF16 and Q8_0 (re-quantize or convert the file)");
+    }
+
+    /// <summary>Writes the tensor into <paramref name="destination"/> as f32 (any supported type).</summary>
+    public void ReadAsFloats(GgufTensorInfo info, float* destination)
+    {
+        byte* source = DataPointer(info);
+        long n = info.ElementCount;
+        switch (info.Type)
+        {
+            case GgmlType.F32:
+                Buffer.MemoryCopy(source, destination, n * 4, n * 4);
+                break;
+            case GgmlType.F16:
+                for (long i = 0; i < n; i++) destination[i] = Half16.HalfToSingle(((ushort*)source)[i]);
+                break;
+            case GgmlType.BF16:
+                for (long i = 0; i < n; i++) destination[i] = Half16.BFloat16ToSingle(((ushort*)source)[i]);
+                break;
+            case GgmlType.Q8_0:
+                if (n % 32 != 0) throw new ModelFormatException($"{Path}: Q8_0 tensor '{info.Name}' has {n} elements, not a multiple of 32");
+                for (long block = 0; block < n / 32; block++)
+                {
+                    byte* b = source + block * 34;
+                    float scale = Half16.HalfToSingle(*(ushort*)b);
+                    sbyte* q = (sbyte*)(b + 2);
+                    for (int j = 0; j < 32; j++) destination[block * 32 + j] = scale * q[j];
+                }
+                break;
+            default:
+                throw UnsupportedType(info);
+        }
+    }
+
+    public float[] ReadFloats(string name)
+    {
+        var info = GetInfo(name);
+        var result = new float[info.ElementCount];
+        fixed (float* p = result) ReadAsFloats(info, p);
+        return result;
+    }
+
+    public void Dispose()
+    {
+        if (_pointer != null)
+        {
+            _view.SafeMemoryMappedViewHandle.ReleasePointer();
+            _pointer = null;
+        }
+        _view.Dispose();
+        _map.Dispose();
+    }
+
+    private enum ValueType : uint { U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, Bool = 7, String = 8, Array = 9, U64 = 10, I64 = 11, F64 = 12 }
+
+    /// <summary>Bounds-checked little-endian reader over the mapped header.</summary>
+    private struct Reader(string path, byte* start, long length)
+    {
+        public long Position;
+
+        private byte* Take(long bytes)
+        {
+            if (bytes < 0 || Position + bytes > length)
+                throw new ModelFormatException($"{path}: truncated GGUF header: needed {bytes} bytes at offset {Position}, the file has {length}");
+            byte* p = start + Position;
+            Position += bytes;
+            return p;
+        }
+
+        public byte U8() => *Take(1);
+        public uint U32() => *(uint*)Take(4);
+        public ulong U64() => *(ulong*)Take(8);
+
+        public string String()
+        {
+            ulong n = U64();
+            if (n > int.MaxValue) throw new ModelFormatException($"{path}: GGUF string of {n} bytes at offset {Position - 8} is not plausible");
+            return Encoding.UTF8.GetString(Take((long)n), (int)n);
+        }
+
+        public object Value(ValueType type, string key) => type switch
+        {
+            ValueType.U8 => *Take(1),
+            ValueType.I8 => *(sbyte*)Take(1),
+            ValueType.U16 => *(ushort*)Take(2),
+            ValueType.I16 => *(short*)Take(2),
+            ValueType.U32 => *(uint*)Take(4),
+            ValueType.I32 => *(int*)Take(4),
+            ValueType.F32 => *(float*)Take(4),
+            ValueType.Bool => *Take(1) != 0,
+            ValueType.String => String(),
+            ValueType.U64 => *(ulong*)Take(8),
+            ValueType.I64 => *(long*)Take(8),
+            ValueType.F64 => *(double*)Take(8),
+            ValueType.Array => Array(key),
+            _ => throw new ModelFormatException($"{path}: metadata '{key}' has unknown value type {(uint)type}"),
+        };
+
+        private object Array(string key)
+        {
+            var elementType = (ValueType)U32();
+            ulong count = U64();
+            if (count > (ulong)length) throw new ModelFormatException($"{path}: metadata array '{key}' claims {count} elements, more than the file could hold");
+            int n = (int)count;
+            switch (elementType)
+            {
+                case ValueType.String:
+                    var strings = new string[n];
+                    for (int i = 0; i < n; i++) strings[i] = String();
+                    return strings;
+                case ValueType.U8: return Copy<byte>(n);
+                case ValueType.I8: return Copy<sbyte>(n);
+                case ValueType.U16: return Copy<ushort>(n);
+                case ValueType.I16: return Copy<short>(n);
+                case ValueType.U32: return Copy<uint>(n);
+                case ValueType.I32: return Copy<int>(n);
+                case ValueType.F32: return Copy<float>(n);
+                case ValueType.U64: return Copy<ulong>(n);
+                case ValueType.I64: return Copy<long>(n);
+                case ValueType.F64: return Copy<double>(n);
+                case ValueType.Bool:
+                    var bools = new bool[n];
+                    for (int i = 0; i < n; i++) bools[i] = U8() != 0;
+                    return bools;
+                case ValueType.Array:
+                    var nested = new object[n];
+                    for (int i = 0; i < n; i++) nested[i] = Array(key);
+                    return nested;
+                default:
+                    throw new ModelFormatException($"{path}: metadata array '{key}' has unknown element type {(uint)elementType}");
+            }
+        }
+
+        private T[] Copy<T>(int n) where T : unmanaged
+        {
+            var result = new T[n];
+            byte* p = Take((long)n * sizeof(T));
+            fixed (T* r = result) Buffer.MemoryCopy(p, r, (long)n * sizeof(T), (long)n * sizeof(T));
+            return result;
+        }
+    }
+}
