@@ -1,0 +1,83 @@
+namespace Alora.Inference;
+
+/// <summary>
+/// One sequence's view of the paged KV cache: a block table, the token ids whose keys/values are cached,
+/// and what computed them. Forks share blocks; a write into a shared block copies it first (copy-on-write).
+/// </summary>
+public sealed class KvSequence : IDisposable
+{
+    private int[] _blockTable = new int[4];
+    private readonly List<int> _tokens = [];
+
+    public KvSequence(PagedKvCache cache) => Cache = cache;
+
+    public PagedKvCache Cache { get; }
+    /// <summary>Tokens whose keys and values are in the cache (positions 0..Length-1).</summary>
+    public int Length => _tokens.Count;
+    public int BlockCount { get; private set; }
+    public IReadOnlyList<int> Tokens => _tokens;
+    public ReadOnlySpan<int> BlockTable => _blockTable.AsSpan(0, BlockCount);
+    private bool _disposed;
+
+    /// <summary>
+    /// Makes positions [Length, Length + count) writable: allocates blocks as needed and un-shares a
+    /// shared last block. Call before a forward pass that appends <paramref name="count"/> tokens.
+    /// </summary>
+    public void PrepareAppend(int count)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        int blockSize = Cache.BlockSize;
+        int needed = (Length + count + blockSize - 1) / blockSize;
+        if (Length % blockSize != 0 && count > 0)
+        {
+            int lastIndex = Length / blockSize;
+            int last = _blockTable[lastIndex];
+            if (Cache.ReferenceCount(last) > 1)
+            {
+                int copy = Cache.Allocate();
+                Cache.CopyBlock(last, copy, Length % blockSize);
+                Cache.Release(last);
+                _blockTable[lastIndex] = copy;
+            }
+        }
+        if (needed > _blockTable.Length) Array.Resize(ref _blockTable, Math.Max(needed, _blockTable.Length * 2));
+        while (BlockCount < needed) _blockTable[BlockCount++] = Cache.Allocate();
+    }
+
+    /// <summary>Records tokens whose keys/values a forward pass has just written.</summary>
+    public void CommitAppend(ReadOnlySpan<int> tokenIds)
+    {
+        if ((Length + tokenIds.Length + Cache.BlockSize - 1) / Cache.BlockSize > BlockCount)
+            throw new InvalidOperationException("CommitAppend without PrepareAppend");
+        foreach (int id in tokenIds) _tokens.Add(id);
+    }
+
+    /// <summary>Drops cached positions from <paramref name="newLength"/> on, releasing blocks no longer needed.</summary>
+    public void Truncate(int newLength)
+    {
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(newLength, Length);
+        ArgumentOutOfRangeException.ThrowIfNegative(newLength);
+        _tokens.RemoveRange(newLength, _tokens.Count - newLength);
+        int needed = (newLength + Cache.BlockSize - 1) / Cache.BlockSize;
+        while (BlockCount > needed) Cache.Release(_blockTable[--BlockCount]);
+    }
+
+    /// <summary>A new sequence sharing this one's cached positions (copy-on-write).</summary>
+    public KvSequence Fork()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var fork = new KvSequence(Cache) { _blockTable = (int[])_blockTable.Clone(), BlockCount = BlockCount };
+        for (int i = 0; i < BlockCount; i++) Cache.Retain(_blockTable[i]);
+        fork._tokens.AddRange(_tokens);
+        return fork;
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        for (int i = 0; i < BlockCount; i++) Cache.Release(_blockTable[i]);
+        BlockCount = 0;
+        _tokens.Clear();
+        _disposed = true;
+    }
+}

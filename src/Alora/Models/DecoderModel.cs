@@ -1,0 +1,254 @@
+using Alora.Inference;
+using Alora.Kernels;
+using Alora.Tensors;
+
+namespace Alora.Models;
+
+// Legend: M = rows in a micro-batch, D = hidden, F = intermediate, V = vocab, Hq/Hkv = heads, Dh = head size,
+// Dq = Hq·Dh, Dkv = Hkv·Dh, S = sequences in the micro-batch, R = rows that want logits.
+
+/// <summary>Which logits a chunk of tokens wants back.</summary>
+public enum LogitRows { None, Last, All }
+
+/// <summary>Tokens to append to one sequence in a forward pass: they take positions Sequence.Length onward.</summary>
+public sealed record SequenceChunk(KvSequence Sequence, ReadOnlyMemory<int> Tokens, LogitRows Logits = LogitRows.Last)
+{
+    public int LogitRowCount => Logits switch { LogitRows.All => Tokens.Length, LogitRows.Last => Tokens.Length > 0 ? 1 : 0, _ => 0 };
+}
+
+/// <summary>
+/// The decoder forward pass of the Llama family (Llama, Mistral, Qwen2, Granite) over a flat batch of token
+/// rows from any number of sequences, with a paged KV cache. Work buffers live in one slab sized for
+/// <see cref="MaxBatchTokens"/> rows; longer inputs run as consecutive micro-batches. Not thread-safe: one
+/// owner (the engine loop) calls it.
+/// </summary>
+public sealed unsafe class DecoderModel : IDisposable
+{
+    private readonly NativeSlab _workspace;
+    private readonly float* _hidden;        // [M, D] the residual stream
+    private readonly float* _normed;        // [M, D]
+    private readonly float* _query;         // [M, Dq]
+    private readonly float* _key;           // [M, Dkv]
+    private readonly float* _value;         // [M, Dkv]
+    private readonly float* _attention;     // [M, Dq]
+    private readonly float* _projected;     // [M, D] o_proj / down_proj output
+    private readonly float* _gate;          // [M, F]
+    private readonly float* _up;            // [M, F]
+    private readonly int* _rowToken;        // [M]
+    private readonly int* _rowPosition;     // [M]
+    private readonly int* _rowSequence;     // [M]
+    private readonly int* _logitSourceRow;  // [M]
+    private NativeSlab? _blockTableSlab;
+    private int* _blockTables;              // [S, maxBlocks]
+    private long _blockTableCapacity;
+
+    public DecoderModel(ModelWeights weights, int maxBatchTokens = 256)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBatchTokens, 1);
+        Weights = weights;
+        Config = weights.Config;
+        MaxBatchTokens = maxBatchTokens;
+        RopeTable = Config.CreateRopeTable();
+        var c = Config;
+        long m = maxBatchTokens;
+        long floats = m * (3L * c.HiddenSize + 2L * c.QueryDim + 2L * c.KeyValueDim + 2L * c.IntermediateSize);
+        _workspace = new NativeSlab(floats * 4 + 4 * m * sizeof(int) + 16 * NativeSlab.Alignment, "forward workspace");
+        _hidden = _workspace.TakeFloats(m * c.HiddenSize, "hidden");
+        _normed = _workspace.TakeFloats(m * c.HiddenSize, "normed");
+        _query = _workspace.TakeFloats(m * c.QueryDim, "query");
+        _key = _workspace.TakeFloats(m * c.KeyValueDim, "key");
+        _value = _workspace.TakeFloats(m * c.KeyValueDim, "value");
+        _attention = _workspace.TakeFloats(m * c.QueryDim, "attention");
+        _projected = _workspace.TakeFloats(m * c.HiddenSize, "projected");
+        _gate = _workspace.TakeFloats(m * c.IntermediateSize, "gate");
+        _up = _workspace.TakeFloats(m * c.IntermediateSize, "up");
+        _rowToken = (int*)_workspace.Take(m * sizeof(int), "row token");
+        _rowPosition = (int*)_workspace.Take(m * sizeof(int), "row position");
+        _rowSequence = (int*)_workspace.Take(m * sizeof(int), "row sequence");
+        _logitSourceRow = (int*)_workspace.Take(m * sizeof(int), "logit rows");
+    }
+
+    public ModelWeights Weights { get; }
+    public ModelConfig Config { get; }
+    public RopeTable RopeTable { get; }
+    public int MaxBatchTokens { get; }
+    public int VocabSize => Config.VocabSize;
+
+    /// <summary>A KV pool able to hold <paramref name="tokenCapacity"/> tokens for this model.</summary>
+    public PagedKvCache CreateCache(int tokenCapacity, int blockSize = 16)
+        => new(Config.LayerCount, Config.KeyValueDim, (tokenCapacity + blockSize - 1) / blockSize, blockSize);
+
+    /// <summary>
+    /// Appends each chunk's tokens to its sequence's cache and writes the requested logits, chunk by chunk in
+    /// order, into <paramref name="logits"/> [R, V]. Returns R.
+    /// </summary>
+    public int Forward(IReadOnlyList<SequenceChunk> chunks, Span<float> logits)
+    {
+        int totalLogitRows = chunks.Sum(c => c.LogitRowCount);
+        if (logits.Length < (long)totalLogitRows * VocabSize)
+            throw new ArgumentException($"logits buffer holds {logits.Length} floats, {totalLogitRows} rows × {VocabSize} needed", nameof(logits));
+        var distinct = new HashSet<KvSequence>();
+        foreach (var chunk in chunks)
+        {
+            if (!distinct.Add(chunk.Sequence)) throw new ArgumentException("a sequence appears twice in one forward batch", nameof(chunks));
+            foreach (int id in chunk.Tokens.Span)
+                if ((uint)id >= (uint)VocabSize)
+                    throw new ArgumentOutOfRangeException(nameof(chunks), $"token id {id} is outside the vocabulary [0, {VocabSize})");
+        }
+
+        // Split into micro-batches of at most MaxBatchTokens rows; a chunk may span several.
+        var pending = chunks.Select(c => (Chunk: c, Done: 0)).ToList();
+        int logitRow = 0;
+        fixed (float* logitsBase = logits)
+        {
+            while (pending.Count > 0)
+            {
+                var micro = new List<(SequenceChunk Chunk, int Start, int Count, bool WantLogits)>();
+                int rows = 0;
+                for (int i = 0; i < pending.Count && rows < MaxBatchTokens; i++)
+                {
+                    var (chunk, done) = pending[i];
+                    int take = Math.Min(chunk.Tokens.Length - done, MaxBatchTokens - rows);
+                    bool finishes = done + take == chunk.Tokens.Length;
+                    micro.Add((chunk, done, take, chunk.Logits == LogitRows.All || (chunk.Logits == LogitRows.Last && finishes)));
+                    pending[i] = (chunk, done + take);
+                    rows += take;
+                }
+                pending.RemoveAll(p => p.Done == p.Chunk.Tokens.Length);
+                logitRow += RunMicroBatch(micro, logitsBase + (long)logitRow * VocabSize);
+            }
+        }
+        return logitRow;
+    }
+
+    private int RunMicroBatch(List<(SequenceChunk Chunk, int Start, int Count, bool WantLogits)> micro, float* logits)
+    {
+        var c = Config;
+        int m = 0, logitRowCount = 0, maxBlocks = 0;
+        for (int s = 0; s < micro.Count; s++)
+        {
+            var (chunk, start, count, wantLogits) = micro[s];
+            var sequence = chunk.Sequence;
+            sequence.PrepareAppend(count);
+            maxBlocks = Math.Max(maxBlocks, sequence.BlockCount);
+            var tokens = chunk.Tokens.Span.Slice(start, count);
+            for (int t = 0; t < count; t++, m++)
+            {
+                _rowToken[m] = tokens[t];
+                _rowPosition[m] = sequence.Length + t;
+                _rowSequence[m] = s;
+                if (wantLogits && (chunk.Logits == LogitRows.All || t == count - 1)) _logitSourceRow[logitRowCount++] = m;
+            }
+        }
+        EnsureBlockTableCapacity((long)micro.Count * maxBlocks);
+        for (int s = 0; s < micro.Count; s++)
+            micro[s].Chunk.Sequence.BlockTable.CopyTo(new Span<int>(_blockTables + (long)s * maxBlocks, maxBlocks));
+
+        Embedding.Lookup(_hidden, Weights.Embedding, _rowToken, m);
+        if (c.EmbeddingMultiplier != 1f) Elementwise.Scale(_hidden, c.EmbeddingMultiplier, (long)m * c.HiddenSize);
+
+        var cache = micro[0].Chunk.Sequence.Cache;
+        for (int layer = 0; layer < c.LayerCount; layer++)
+            RunLayer(layer, Weights.Layers[layer], cache, m, micro.Count, maxBlocks);
+
+        for (int s = 0; s < micro.Count; s++)
+        {
+            var (chunk, start, count, _) = micro[s];
+            chunk.Sequence.CommitAppend(chunk.Tokens.Span.Slice(start, count));
+        }
+
+        if (logitRowCount == 0) return 0;
+        for (int r = 0; r < logitRowCount; r++)
+        {
+            long bytes = (long)c.HiddenSize * sizeof(float);
+            Buffer.MemoryCopy(_hidden + (long)_logitSourceRow[r] * c.HiddenSize, _normed + (long)r * c.HiddenSize, bytes, bytes);
+        }
+        Elementwise.RmsNorm(_normed, _normed, Weights.FinalNorm, logitRowCount, c.HiddenSize, c.RmsNormEps);
+        Gemm.MatMul(logits, _normed, Weights.LmHead, logitRowCount);
+        if (c.LogitsScaling != 1f) Elementwise.Scale(logits, 1f / c.LogitsScaling, (long)logitRowCount * c.VocabSize);
+        return logitRowCount;
+    }
+
+    private void RunLayer(int layerIndex, LayerWeights w, PagedKvCache cache, int m, int sequenceCount, int maxBlocks)
+    {
+        var c = Config;
+        long md = (long)m * c.HiddenSize;
+
+        // Attention block.
+        Elementwise.RmsNorm(_normed, _hidden, w.InputNorm, m, c.HiddenSize, c.RmsNormEps);
+        Linear(_query, _normed, w.QProj, w.QBias, m);
+        Linear(_key, _normed, w.KProj, w.KBias, m);
+        Linear(_value, _normed, w.VProj, w.VBias, m);
+        Rope.Apply(_query, _rowPosition, m, c.HeadCount, RopeTable);
+        Rope.Apply(_key, _rowPosition, m, c.KeyValueHeadCount, RopeTable);
+        WriteKeyValues(cache, layerIndex, m, maxBlocks);
+        Attention.Forward(new Attention.Problem
+        {
+            Output = _attention,
+            Query = _query,
+            KeyBlocks = cache.KeyBlocks(layerIndex),
+            ValueBlocks = cache.ValueBlocks(layerIndex),
+            BlockTables = _blockTables,
+            MaxBlocksPerSequence = maxBlocks,
+            RowSequence = _rowSequence,
+            RowPosition = _rowPosition,
+            RowCount = m,
+            HeadCount = c.HeadCount,
+            KeyValueHeadCount = c.KeyValueHeadCount,
+            HeadDim = c.HeadDim,
+            BlockSize = cache.BlockSize,
+            Scale = c.AttentionScale,
+            SlidingWindow = c.SlidingWindow ?? 0,
+        });
+        Linear(_projected, _attention, w.OProj, w.OBias, m);
+        Elementwise.Axpy(_hidden, c.ResidualMultiplier, _projected, md);
+
+        // SiLU-gated MLP block.
+        Elementwise.RmsNorm(_normed, _hidden, w.PostAttentionNorm, m, c.HiddenSize, c.RmsNormEps);
+        Linear(_gate, _normed, w.GateProj, w.GateBias, m);
+        Linear(_up, _normed, w.UpProj, w.UpBias, m);
+        Elementwise.SiluMul(_gate, _up, (long)m * c.IntermediateSize);
+        Linear(_projected, _gate, w.DownProj, w.DownBias, m);
+        Elementwise.Axpy(_hidden, c.ResidualMultiplier, _projected, md);
+    }
+
+    /// <summary>y[M, out] = x[M, in]·Wᵀ + bias.</summary>
+    private static void Linear(float* y, float* x, in WeightMatrix weight, float* bias, int m)
+    {
+        Gemm.MatMul(y, x, weight, m);
+        if (bias != null)
+            for (int i = 0; i < m; i++) Elementwise.Add(y + (long)i * weight.Rows, bias, weight.Rows);
+    }
+
+    /// <summary>Scatters this micro-batch's keys and values into their cache slots.</summary>
+    private void WriteKeyValues(PagedKvCache cache, int layer, int m, int maxBlocks)
+    {
+        int dkv = Config.KeyValueDim, blockSize = cache.BlockSize;
+        long bytes = (long)dkv * sizeof(float);
+        float* keys = cache.KeyBlocks(layer), values = cache.ValueBlocks(layer);
+        for (int i = 0; i < m; i++)
+        {
+            int position = _rowPosition[i];
+            int block = _blockTables[(long)_rowSequence[i] * maxBlocks + position / blockSize];
+            long slot = ((long)block * blockSize + position % blockSize) * dkv;
+            Buffer.MemoryCopy(_key + (long)i * dkv, keys + slot, bytes, bytes);
+            Buffer.MemoryCopy(_value + (long)i * dkv, values + slot, bytes, bytes);
+        }
+    }
+
+    private void EnsureBlockTableCapacity(long entries)
+    {
+        if (entries <= _blockTableCapacity) return;
+        long capacity = Math.Max(entries, _blockTableCapacity * 2);
+        _blockTableSlab?.Dispose();
+        _blockTableSlab = new NativeSlab(capacity * sizeof(int), "block tables");
+        _blockTables = (int*)_blockTableSlab.Take(capacity * sizeof(int), "block tables");
+        _blockTableCapacity = capacity;
+    }
+
+    public void Dispose()
+    {
+        _workspace.Dispose();
+        _blockTableSlab?.Dispose();
+    }
+}
