@@ -1,0 +1,145 @@
+using System.CommandLine;
+using System.Text.Json;
+using Alora.Formats;
+using Alora.Inference;
+using Alora.Models;
+
+namespace Alora.Cli;
+
+/// <summary>`alora generate` and `alora logits`.</summary>
+internal static class GenerateCommands
+{
+    private static readonly Option<string> ModelOption = new("--model", "-m") { Description = "Hugging Face model folder or .gguf file", Required = true };
+    private static readonly Option<string?> PromptOption = new("--prompt", "-p") { Description = "Prompt text (the tokenizer adds BOS as the model's tokenizer does)" };
+    private static readonly Option<string?> PromptIdsOption = new("--prompt-ids") { Description = "Prompt as comma-separated token ids, used as given" };
+
+    public static Command Generate()
+    {
+        var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Most tokens to generate", DefaultValueFactory = _ => 256 };
+        var temperature = new Option<float>("--temperature", "--temp") { Description = "0 = greedy", DefaultValueFactory = _ => 0.8f };
+        var topK = new Option<int>("--top-k") { Description = "0 = off", DefaultValueFactory = _ => 40 };
+        var topP = new Option<float>("--top-p") { Description = "1 = off", DefaultValueFactory = _ => 0.95f };
+        var minP = new Option<float>("--min-p") { Description = "0 = off", DefaultValueFactory = _ => 0.05f };
+        var repeatPenalty = new Option<float>("--repeat-penalty") { Description = "1 = off", DefaultValueFactory = _ => 1f };
+        var repeatLastN = new Option<int>("--repeat-last-n") { Description = "Tokens the penalty looks back over (-1 = all)", DefaultValueFactory = _ => 64 };
+        var seed = new Option<ulong?>("--seed", "-s") { Description = "Sampling seed (random when absent)" };
+        var ignoreEos = new Option<bool>("--ignore-eos") { Description = "Do not stop at end-of-sequence tokens" };
+        var stop = new Option<string[]>("--stop") { Description = "Stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object instead of streaming text" };
+
+        var command = new Command("generate", "Generate text from a prompt");
+        foreach (var o in new Option[] { ModelOption, PromptOption, PromptIdsOption, maxTokens, temperature, topK, topP, minP, repeatPenalty, repeatLastN, seed, ignoreEos, stop, json })
+            command.Options.Add(o);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            string modelPath = parse.GetValue(ModelOption)!;
+            using var model = LanguageModel.Load(modelPath, cacheTokens: 0 + 4096);
+            int[] promptIds = ResolvePrompt(parse, model);
+            int max = parse.GetValue(maxTokens);
+            var request = new GenerationRequest
+            {
+                PromptIds = promptIds,
+                MaxTokens = max,
+                IgnoreEos = parse.GetValue(ignoreEos),
+                StopStrings = parse.GetValue(stop) ?? [],
+                Sampling = new SamplingOptions
+                {
+                    Temperature = parse.GetValue(temperature),
+                    TopK = parse.GetValue(topK),
+                    TopP = parse.GetValue(topP),
+                    MinP = parse.GetValue(minP),
+                    RepetitionPenalty = parse.GetValue(repeatPenalty),
+                    RepetitionWindow = parse.GetValue(repeatLastN),
+                    Seed = parse.GetValue(seed),
+                },
+            };
+            bool asJson = parse.GetValue(json);
+            var output = new List<int>();
+            var text = new System.Text.StringBuilder();
+            GenerationUpdate? last = null;
+            using var sequence = model.NewSequence();
+            await foreach (var update in model.CreateGenerator().GenerateAsync(request, sequence, cancellationToken).ConfigureAwait(false))
+            {
+                if (update.TokenId >= 0) output.Add(update.TokenId);
+                text.Append(update.Text);
+                if (!asJson) Console.Out.Write(update.Text);
+                last = update;
+            }
+            var stats = last!.Stats!;
+            if (asJson)
+            {
+                Console.Out.WriteLine(JsonSerializer.Serialize(new
+                {
+                    prompt_ids = promptIds,
+                    output_ids = output,
+                    text = text.ToString(),
+                    finish_reason = last.Finish == FinishReason.Stop ? "stop" : "length",
+                    prefill_tokens_per_second = stats.PrefillTokensPerSecond,
+                    decode_tokens_per_second = stats.DecodeTokensPerSecond,
+                }));
+            }
+            else
+            {
+                Console.Out.WriteLine();
+                Console.Out.WriteLine(
+                    $"prefill: {stats.PromptTokens} tokens, {stats.PrefillTokensPerSecond:F1} tokens/s | decode: {stats.GeneratedTokens} tokens, {stats.DecodeTokensPerSecond:F1} tokens/s");
+            }
+            return 0;
+        });
+        return command;
+    }
+
+    public static Command Logits()
+    {
+        var output = new Option<string>("--out", "-o") { Description = "Output .safetensors file (F32 tensor 'logits' [tokens, vocab])", Required = true };
+        var command = new Command("logits", "Write the logits of every prompt position to a safetensors file");
+        foreach (var o in new Option[] { ModelOption, PromptOption, PromptIdsOption, output }) command.Options.Add(o);
+        command.SetAction(parse =>
+        {
+            using var model = LanguageModel.Load(parse.GetValue(ModelOption)!, cacheTokens: 16);
+            int[] ids = ResolvePrompt(parse, model);
+            float[] logits = ComputeAllLogits(model, ids);
+            string path = parse.GetValue(output)!;
+            SafeTensorsWriter.Write(path, [SafeTensorToWrite.FromFloats("logits", [ids.Length, model.Config.VocabSize], logits)]);
+            Console.Out.WriteLine($"wrote logits [{ids.Length}, {model.Config.VocabSize}] to {path}");
+            return 0;
+        });
+        return command;
+    }
+
+    internal static float[] ComputeAllLogits(LanguageModel model, int[] ids)
+    {
+        using var cache = model.Model.CreateCache(ids.Length);
+        using var sequence = new KvSequence(cache);
+        var logits = new float[(long)ids.Length * model.Config.VocabSize];
+        model.Model.Forward([new SequenceChunk(sequence, ids, LogitRows.All)], logits);
+        return logits;
+    }
+
+    private static int[] ResolvePrompt(ParseResult parse, LanguageModel model)
+    {
+        string? text = parse.GetValue(PromptOption);
+        string? ids = parse.GetValue(PromptIdsOption);
+        if ((text is null) == (ids is null)) throw new CliException("give exactly one of --prompt or --prompt-ids");
+        if (ids is not null) return ParseIds(ids, model.Config.VocabSize);
+        throw new CliException("--prompt needs a tokenizer, which this build does not have yet; use --prompt-ids");
+    }
+
+    internal static int[] ParseIds(string text, int vocabSize)
+    {
+        var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        if (parts.Length == 0) throw new CliException("--prompt-ids is empty; expected comma-separated token ids such as 1,2,3");
+        var ids = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+        {
+            if (!int.TryParse(parts[i], out ids[i]))
+                throw new CliException($"--prompt-ids: '{parts[i]}' (item {i + 1}) is not an integer token id");
+            if ((uint)ids[i] >= (uint)vocabSize)
+                throw new CliException($"--prompt-ids: token id {ids[i]} (item {i + 1}) is outside the vocabulary [0, {vocabSize})");
+        }
+        return ids;
+    }
+}
+
+/// <summary>A usage error: printed as "error: …" with exit code 2.</summary>
+internal sealed class CliException(string message) : Exception(message);
