@@ -79,13 +79,13 @@ internal sealed class BpeModel : TokenizerModel
         {
             var (left, right) = merges[rank];
             if (!vocab.TryGetValue(left, out int leftId))
-                throw new InvalidDataException($"{source}: merge #{rank} '{left} {right}': token '{left}' is not in model.vocab.");
+                throw new InvalidDataException($"{source}.merges[{rank}] '{left} {right}': token '{left}' is not in model.vocab.");
             if (!vocab.TryGetValue(right, out int rightId))
-                throw new InvalidDataException($"{source}: merge #{rank} '{left} {right}': token '{right}' is not in model.vocab.");
+                throw new InvalidDataException($"{source}.merges[{rank}] '{left} {right}': token '{right}' is not in model.vocab.");
             // The right part loses its continuing-subword prefix when the two are joined.
             string merged = left + (prefixLength > 0 && right.StartsWith(options.ContinuingSubwordPrefix, StringComparison.Ordinal) ? right[prefixLength..] : right);
             if (!vocab.TryGetValue(merged, out int mergedId))
-                throw new InvalidDataException($"{source}: merge #{rank} '{left} {right}': the merged token '{merged}' is not in model.vocab.");
+                throw new InvalidDataException($"{source}.merges[{rank}] '{left} {right}': the merged token '{merged}' is not in model.vocab.");
             // A repeated pair takes its later rank: tokenizers and transformers.js both build a map, where the last insert wins.
             _merges[PairKey(leftId, rightId)] = ((long)rank << 32) | (uint)mergedId;
         }

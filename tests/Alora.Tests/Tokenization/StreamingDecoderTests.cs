@@ -1,0 +1,58 @@
+using Alora.Tokenization;
+
+namespace Alora.Tests.Tokenization;
+
+/// <summary>Streaming decode gives the same text as a whole decode, piece by piece, never half a character.</summary>
+public class StreamingDecoderTests
+{
+    public static TheoryData<string> Names() => new(TokenizerFixtures.Names);
+
+    [Theory, MemberData(nameof(Names))]
+    public void StreamedTextEqualsDecodeForEveryFixture(string name)
+    {
+        var tokenizer = TokenizerFixtures.Load(name);
+        var failures = new List<string>();
+        foreach (var row in TokenizerFixtures.Rows(name))
+        {
+            foreach (bool skip in new[] { false, true })
+            {
+                var stream = tokenizer.CreateStreamingDecoder(skip);
+                var text = new System.Text.StringBuilder();
+                foreach (int id in row.Ids)
+                {
+                    string piece = stream.Append(id);
+                    if (piece.Length > 0 && char.IsHighSurrogate(piece[^1])) failures.Add($"{row.Id}: a piece ends in half a surrogate pair");
+                    text.Append(piece);
+                }
+                text.Append(stream.Flush());
+                string whole = tokenizer.Decode(row.Ids, skip);
+                if (text.ToString() != whole) failures.Add($"{row.Id} skip={skip}: streamed {TokenizerFixtures.Escape(text.ToString())}, whole {TokenizerFixtures.Escape(whole)}");
+            }
+        }
+        Assert.True(failures.Count == 0, string.Join("\n", failures.Take(10)));
+    }
+
+    [Fact]
+    public void MultiByteCharacterComesOutWhole()
+    {
+        // "😀" is four byte-level tokens' worth of bytes in granite3; nothing comes out until the last one.
+        var tokenizer = TokenizerFixtures.Load("granite3");
+        int[] ids = tokenizer.Encode("a😀", addSpecialTokens: false);
+        var stream = tokenizer.CreateStreamingDecoder();
+        var pieces = ids.Select(stream.Append).ToList();
+        Assert.DoesNotContain(pieces, p => p.Contains('\uFFFD'));
+        Assert.Equal("a😀", string.Concat(pieces) + stream.Flush());
+    }
+
+    [Fact]
+    public void SentencePieceBytesComeOutWhole()
+    {
+        var tokenizer = TokenizerFixtures.Load("stories260K");
+        int[] ids = tokenizer.Encode("hi ¥", addSpecialTokens: false); // '¥' is two <0xNN> tokens (C2 A5) in this vocabulary
+        var stream = tokenizer.CreateStreamingDecoder();
+        var pieces = ids.Select(stream.Append).ToList();
+        Assert.DoesNotContain(pieces, p => p.Contains('\uFFFD'));
+        Assert.Equal("hi ¥", string.Concat(pieces) + stream.Flush());
+        Assert.Equal("", pieces[^2]); // the first byte of two completes nothing
+    }
+}
