@@ -56,6 +56,7 @@ internal sealed class AddedVocabulary
     {
         // Candidates by first character, longest first so the first hit is the longest match.
         private readonly Dictionary<char, (string Pattern, AddedToken Token)[]> _byFirstChar;
+        private readonly System.Buffers.SearchValues<char> _firstChars;
 
         public TokenMatcher(List<(string Pattern, AddedToken Token)> patterns)
         {
@@ -63,6 +64,7 @@ internal sealed class AddedVocabulary
                 .Where(p => p.Pattern.Length > 0)
                 .GroupBy(p => p.Pattern[0])
                 .ToDictionary(g => g.Key, g => g.OrderByDescending(p => p.Pattern.Length).ToArray());
+            _firstChars = System.Buffers.SearchValues.Create(_byFirstChar.Keys.ToArray());
         }
 
         public IEnumerable<Section> Split(string text, bool startsText)
@@ -77,6 +79,10 @@ internal sealed class AddedVocabulary
             int position = 0;
             while (position < text.Length)
             {
+                // Jump to the next character that can start a token.
+                int skip = text.AsSpan(position).IndexOfAny(_firstChars);
+                if (skip < 0) break;
+                position += skip;
                 if (!TryMatchAt(text, position, out var pattern, out var token))
                 {
                     position++;

@@ -33,6 +33,10 @@ internal sealed class BpeModel : TokenizerModel
     private readonly int[] _byteIds;
     private readonly int _unknownId;
     private readonly BpeOptions _options;
+    // True when a piece may be cut before every '▁' that follows another character without changing the
+    // result: no token holds such a pair, so no merge can cross that point (SentencePiece vocabularies).
+    // Long SentencePiece texts, which have no pre-tokenizer, then become cacheable words.
+    private readonly bool _splitsBeforeMetaspace;
     private readonly ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> _cacheBySpan;
 
@@ -73,6 +77,9 @@ internal sealed class BpeModel : TokenizerModel
                 throw new InvalidDataException($"{source}: model.unk_token '{options.UnknownToken}' is not in model.vocab.");
         }
 
+        _splitsBeforeMetaspace = !options.IgnoreMerges && options.ContinuingSubwordPrefix.Length == 0 && options.EndOfWordSuffix.Length == 0
+            && vocab.ContainsKey("\u2581") && !vocab.Keys.Any(HasMetaspaceAfterOtherCharacter);
+
         _merges = new Dictionary<long, long>(merges.Count);
         int prefixLength = options.ContinuingSubwordPrefix.Length;
         for (int rank = 0; rank < merges.Count; rank++)
@@ -91,6 +98,12 @@ internal sealed class BpeModel : TokenizerModel
         }
     }
 
+    private static bool HasMetaspaceAfterOtherCharacter(string token)
+    {
+        for (int i = 1; i < token.Length; i++) if (token[i] == '\u2581' && token[i - 1] != '\u2581') return true;
+        return false;
+    }
+
     public override int IdCount => _idToToken.Length;
 
     public override int? TokenToId(string token) => _vocab.TryGetValue(token, out int id) ? id : null;
@@ -107,6 +120,23 @@ internal sealed class BpeModel : TokenizerModel
             output.Add(wholeId);
             return;
         }
+        if (_splitsBeforeMetaspace && piece.Length > 1)
+        {
+            int wordStart = 0;
+            for (int i = 1; i < piece.Length; i++)
+            {
+                if (piece[i] != '\u2581' || piece[i - 1] == '\u2581') continue;
+                TokenizeWord(piece[wordStart..i], output);
+                wordStart = i;
+            }
+            TokenizeWord(piece[wordStart..], output);
+            return;
+        }
+        TokenizeWord(piece, output);
+    }
+
+    private void TokenizeWord(ReadOnlySpan<char> piece, List<int> output)
+    {
         bool cacheable = piece.Length <= MaxCachedWordLength;
         if (cacheable && _cacheBySpan.TryGetValue(piece, out var cached))
         {

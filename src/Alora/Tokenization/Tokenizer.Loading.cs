@@ -10,6 +10,7 @@ public sealed partial class Tokenizer
     {
         if (!Directory.Exists(folder)) throw new DirectoryNotFoundException($"Model folder not found: {folder}");
         string json = Path.Combine(folder, "tokenizer.json");
+        if (!File.Exists(json) && File.Exists(json + ".gz")) json += ".gz";
         if (!File.Exists(json))
             throw new FileNotFoundException($"{folder}: no tokenizer.json (Alora reads the fast-tokenizer file; a folder with only tokenizer.model needs converting first).", json);
         string config = Path.Combine(folder, "tokenizer_config.json");
@@ -35,7 +36,7 @@ public sealed partial class Tokenizer
                 using var gguf = GgufFile.Open(modelPath);
                 return FromGguf(gguf);
             }
-            if (Path.GetFileName(modelPath) == "tokenizer.json")
+            if (Path.GetFileName(modelPath) is "tokenizer.json" or "tokenizer.json.gz")
             {
                 string config = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(modelPath))!, "tokenizer_config.json");
                 return FromTokenizerJson(modelPath, File.Exists(config) ? config : null);

@@ -12,7 +12,9 @@ internal static class TokenizerJson
         JsonDocument document;
         try
         {
-            using var stream = File.OpenRead(path);
+            using var file = File.OpenRead(path);
+            // Large vocabularies are sometimes shipped gzipped (tokenizer.json.gz).
+            using Stream stream = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new System.IO.Compression.GZipStream(file, System.IO.Compression.CompressionMode.Decompress) : file;
             document = JsonDocument.Parse(stream, new JsonDocumentOptions { MaxDepth = 256 });
         }
         catch (JsonException e)
