@@ -131,18 +131,26 @@ internal sealed class AddedVocabulary
             return false;
         }
 
-        // tokenizers treats alphanumerics and '_' as word characters for single_word tokens.
+        // tokenizers tests single_word boundaries with the regex \w: letters, marks, digits, letter numbers
+        // and connector punctuation such as '_'.
         private static bool IsWordChar(string text, int index, bool before)
         {
             char c = text[index];
+            int cp = c;
             if (char.IsSurrogate(c))
             {
-                int cp = before
-                    ? (index > 0 && char.IsSurrogatePair(text[index - 1], c) ? char.ConvertToUtf32(text[index - 1], c) : c)
-                    : (index + 1 < text.Length && char.IsSurrogatePair(c, text[index + 1]) ? char.ConvertToUtf32(c, text[index + 1]) : c);
-                return System.Text.Rune.IsValid(cp) && System.Text.Rune.IsLetterOrDigit(new System.Text.Rune(cp));
+                cp = before
+                    ? (index > 0 && char.IsSurrogatePair(text[index - 1], c) ? char.ConvertToUtf32(text[index - 1], c) : -1)
+                    : (index + 1 < text.Length && char.IsSurrogatePair(c, text[index + 1]) ? char.ConvertToUtf32(c, text[index + 1]) : -1);
+                if (cp < 0) return false;
             }
-            return c == '_' || char.IsLetterOrDigit(c);
+            return System.Globalization.CharUnicodeInfo.GetUnicodeCategory(cp) is
+                System.Globalization.UnicodeCategory.UppercaseLetter or System.Globalization.UnicodeCategory.LowercaseLetter
+                or System.Globalization.UnicodeCategory.TitlecaseLetter or System.Globalization.UnicodeCategory.ModifierLetter
+                or System.Globalization.UnicodeCategory.OtherLetter or System.Globalization.UnicodeCategory.NonSpacingMark
+                or System.Globalization.UnicodeCategory.SpacingCombiningMark or System.Globalization.UnicodeCategory.EnclosingMark
+                or System.Globalization.UnicodeCategory.DecimalDigitNumber or System.Globalization.UnicodeCategory.LetterNumber
+                or System.Globalization.UnicodeCategory.ConnectorPunctuation;
         }
     }
 }

@@ -87,18 +87,18 @@ internal sealed class ReplaceDecoder(ReplaceNormalizer replacement) : Decoder
     public override List<string> DecodeChain(List<string> tokens) => tokens.ConvertAll(replacement.Apply);
 }
 
-/// <summary>SentencePiece's '▁' back to spaces; the first piece loses the space the pre-tokenizer prepended.</summary>
+/// <summary>
+/// SentencePiece's '▁' back to spaces. In the first piece the '▁' are dropped instead (they are the prefix
+/// the pre-tokenizer added), unless the prepend scheme is "never" — tokenizers' rule, which transformers.js
+/// narrows to a single leading space; the two differ only for a first token of several '▁'.
+/// </summary>
 internal sealed class MetaspaceDecoder(char replacement, bool stripsPrefix) : Decoder
 {
     public override List<string> DecodeChain(List<string> tokens)
     {
         var output = new List<string>(tokens.Count);
         for (int i = 0; i < tokens.Count; i++)
-        {
-            string text = tokens[i].Replace(replacement, ' ');
-            if (i == 0 && stripsPrefix && text.StartsWith(' ')) text = text[1..];
-            output.Add(text);
-        }
+            output.Add(i == 0 && stripsPrefix ? tokens[i].Replace(replacement.ToString(), "", StringComparison.Ordinal) : tokens[i].Replace(replacement, ' '));
         return output;
     }
 }
