@@ -164,14 +164,18 @@ internal sealed class BpeModel : TokenizerModel
             bool isFirst = i == 0, isLast = i + width == piece.Length;
             i += width;
 
-            int id = LookupSymbol(scalar, isFirst, isLast);
+            // With a continuing-subword prefix or end-of-word suffix, the symbol's text includes them,
+            // for the lookup and for byte fallback alike (as tokenizers does).
+            string? decorated = _charIds == null ? Decorate(scalar, isFirst, isLast) : null;
+            int id = decorated == null ? LookupSymbol(scalar) : (_vocab.TryGetValue(decorated, out int decoratedId) ? decoratedId : -1);
             if (id >= 0)
             {
                 FlushUnknown(word, ref pendingUnknown);
                 word.Add(id);
                 continue;
             }
-            if (_options.ByteFallback && TryAddBytes(scalar, word, ref pendingUnknown)) continue;
+            // tokenizers adds byte tokens without first adding a pending unknown token, which then lands after them.
+            if (_options.ByteFallback && TryAddBytes(decorated ?? scalar, word)) continue;
             if (_unknownId < 0) continue; // no unk token: the character is dropped, as tokenizers does
             if (pendingUnknown > 0 && !_options.FuseUnknown) FlushUnknown(word, ref pendingUnknown);
             pendingUnknown++;
@@ -186,25 +190,25 @@ internal sealed class BpeModel : TokenizerModel
         pendingUnknown = 0;
     }
 
-    private int LookupSymbol(ReadOnlySpan<char> scalar, bool isFirst, bool isLast)
+    private int LookupSymbol(ReadOnlySpan<char> scalar)
     {
-        if (_charIds != null)
-        {
-            if (scalar.Length == 1) return _charIds[scalar[0]];
-            return _vocabBySpan.TryGetValue(scalar, out int pairId) ? pairId : -1;
-        }
+        if (scalar.Length == 1) return _charIds![scalar[0]];
+        return _vocabBySpan.TryGetValue(scalar, out int pairId) ? pairId : -1;
+    }
+
+    private string Decorate(ReadOnlySpan<char> scalar, bool isFirst, bool isLast)
+    {
         string text = scalar.ToString();
         if (!isFirst) text = _options.ContinuingSubwordPrefix + text;
         if (isLast) text += _options.EndOfWordSuffix;
-        return _vocab.TryGetValue(text, out int id) ? id : -1;
+        return text;
     }
 
-    private bool TryAddBytes(ReadOnlySpan<char> scalar, BpeWord word, ref int pendingUnknown)
+    private bool TryAddBytes(ReadOnlySpan<char> text, BpeWord word)
     {
-        Span<byte> bytes = stackalloc byte[4];
-        int count = System.Text.Encoding.UTF8.GetBytes(scalar, bytes);
+        Span<byte> bytes = stackalloc byte[System.Text.Encoding.UTF8.GetMaxByteCount(text.Length)];
+        int count = System.Text.Encoding.UTF8.GetBytes(text, bytes);
         for (int b = 0; b < count; b++) if (_byteIds[bytes[b]] < 0) return false;
-        FlushUnknown(word, ref pendingUnknown);
         for (int b = 0; b < count; b++) word.Add(_byteIds[bytes[b]]);
         return true;
     }

@@ -44,10 +44,25 @@ internal sealed class ReplaceNormalizer : Normalizer
     }
 }
 
-/// <summary>Lower-cases text (Unicode simple case mapping, culture-independent).</summary>
+/// <summary>
+/// Lower-cases text per character as Rust's char::to_lowercase: the simple mapping, except 'İ' (U+0130),
+/// whose full lowercase is "i̇" (two characters). Culture-independent.
+/// </summary>
 internal sealed class LowercaseNormalizer : Normalizer
 {
-    public override string Normalize(string text) => text.ToLowerInvariant();
+    public override string Normalize(string text)
+    {
+        string lower = text.ToLowerInvariant();
+        return text.Contains('\u0130', StringComparison.Ordinal) ? ReplaceDottedCapitalI(text, lower) : lower;
+    }
+
+    // ToLowerInvariant maps U+0130 to 'i' (or leaves it); rebuild those positions as "i\u0307".
+    private static string ReplaceDottedCapitalI(string original, string lower)
+    {
+        var builder = new StringBuilder(lower.Length + 4);
+        for (int i = 0; i < original.Length; i++) builder.Append(original[i] == '\u0130' ? "i\u0307" : lower[i].ToString());
+        return builder.ToString();
+    }
 }
 
 /// <summary>Removes whitespace at the start and/or the end.</summary>

@@ -68,6 +68,8 @@ public class ComponentTests
     public void Normalizers()
     {
         Assert.Equal(['f', 'i'], Encode("\uFB01", normalizer: new JsonObject { ["type"] = "NFKC" }));
+        // 'İ' lower-cases to "i" + U+0307 (not in this vocabulary: the unknown token, id 0).
+        Assert.Equal(['a', 'i', 0, 'b'], Encode("Aİb", normalizer: new JsonObject { ["type"] = "Lowercase" }));
         Assert.Equal(['a'], Encode("  a \t", normalizer: new JsonObject { ["type"] = "Strip", ["strip_left"] = true, ["strip_right"] = true }));
         var sequence = new JsonObject
         {
@@ -79,6 +81,22 @@ public class ComponentTests
         };
         Assert.Equal([128, 'a', '_', 'b'], Encode("A   B", normalizer: sequence));
         Assert.Empty(Encode("", normalizer: sequence));
+    }
+
+    [Fact]
+    public void ByteFallbackThenUnknownTokens()
+    {
+        using var folder = new TempFolder();
+        var json = SyntheticTokenizer.Json(extraVocab: new Dictionary<string, int> { ["<0xC3>"] = 400, ["<0xA9>"] = 401 });
+        json["model"]!["byte_fallback"] = true;
+        json["model"]!["fuse_unk"] = true;
+        var tokenizer = SyntheticTokenizer.Load(json, folder);
+        // 'é' is C3 A9: both byte tokens exist. '€' has no byte tokens here: unknown, and a run of them fuses.
+        Assert.Equal(['a', 400, 401, 'b', 0, 'c'], tokenizer.Encode("aéb€€c", addSpecialTokens: false));
+        using var other = new TempFolder();
+        json = SyntheticTokenizer.Json();
+        json["model"]!["fuse_unk"] = false;
+        Assert.Equal(['b', 0, 0, 'c'], SyntheticTokenizer.Load(json, other).Encode("b€€c", addSpecialTokens: false));
     }
 
     [Fact]
