@@ -18,6 +18,10 @@ public static unsafe class Gemm
 {
     /// <summary>y[M,N] = x[M,K]·Wᵀ, or y += x·Wᵀ when <paramref name="accumulate"/>.</summary>
     public static void MatMul(float* y, float* x, in WeightMatrix w, int m, bool accumulate = false)
+        => MatMul(y, x, w, m, accumulate, WorkerPool.Shared);
+
+    /// <summary>As <see cref="MatMul(float*, float*, in WeightMatrix, int, bool)"/> on a given pool (benchmarks run it on a 1-thread pool).</summary>
+    internal static void MatMul(float* y, float* x, in WeightMatrix w, int m, bool accumulate, WorkerPool pool)
     {
         Validate(y, x, w, m);
         int n = w.Rows, k = w.Cols;
@@ -29,9 +33,9 @@ public static unsafe class Gemm
         }
         switch (w.DType)
         {
-            case DType.F32: Dispatch<F32Load>(y, x, w.Data, m, k, n, accumulate); break;
-            case DType.BF16: Dispatch<BF16Load>(y, x, w.Data, m, k, n, accumulate); break;
-            case DType.F16: Dispatch<F16Load>(y, x, w.Data, m, k, n, accumulate); break;
+            case DType.F32: Dispatch<F32Load>(y, x, w.Data, m, k, n, accumulate, pool); break;
+            case DType.BF16: Dispatch<BF16Load>(y, x, w.Data, m, k, n, accumulate, pool); break;
+            case DType.F16: Dispatch<F16Load>(y, x, w.Data, m, k, n, accumulate, pool); break;
             default: throw new ArgumentException($"unknown weight dtype {w.DType}", nameof(w));
         }
     }
@@ -68,24 +72,24 @@ public static unsafe class Gemm
             throw new ArgumentOutOfRangeException(nameof(m), m, $"x [{m}, {w.Cols}] or y [{m}, {w.Rows}] has more than {int.MaxValue} elements");
     }
 
-    private static void Dispatch<TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate)
+    private static void Dispatch<TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate, WorkerPool pool)
         where TLoad : struct, IWeightLoad
     {
         if (Vector512.IsHardwareAccelerated)
         {
-            if (m <= Gemv.MaxRows) Gemv.Run<TLoad>(y, x, w, m, k, n, accumulate);
-            else GemmPacked.Run<MicroKernel512, TLoad>(y, x, w, m, k, n, accumulate);
+            if (m <= Gemv.MaxRows) Gemv.Run<TLoad>(y, x, w, m, k, n, accumulate, pool);
+            else GemmPacked.Run<MicroKernel512, TLoad>(y, x, w, m, k, n, accumulate, pool);
         }
         else if (Vector256.IsHardwareAccelerated)
         {
-            if (m <= Gemv.MaxRows) Gemv.Run<TLoad>(y, x, w, m, k, n, accumulate);
-            else GemmPacked.Run<MicroKernel256, TLoad>(y, x, w, m, k, n, accumulate);
+            if (m <= Gemv.MaxRows) Gemv.Run<TLoad>(y, x, w, m, k, n, accumulate, pool);
+            else GemmPacked.Run<MicroKernel256, TLoad>(y, x, w, m, k, n, accumulate, pool);
         }
         else
         {
             var task = new ScalarTask<TLoad> { Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate };
-            task.TaskCount = Math.Min(n, WorkerPool.Shared.ThreadCount * 2);
-            WorkerPool.Shared.For(task.TaskCount, ref task);
+            task.TaskCount = Math.Min(n, pool.ThreadCount * 2);
+            pool.For(task.TaskCount, ref task);
         }
     }
 

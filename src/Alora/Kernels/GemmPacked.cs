@@ -50,18 +50,18 @@ internal static unsafe class GemmPacked
         return t_packBuffer;
     }
 
-    public static void Run<TKernel, TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate)
+    public static void Run<TKernel, TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate, WorkerPool pool)
         where TKernel : struct, IMicroKernel where TLoad : struct, IWeightLoad
     {
         int panels = (n + TKernel.Nr - 1) / TKernel.Nr;
         // A few tasks per thread so a thread slowed by the neighbours does not hold up the others.
-        int taskCount = Math.Min(panels, WorkerPool.Shared.ThreadCount * 3);
+        int taskCount = Math.Min(panels, pool.ThreadCount * 3);
         var task = new PackedTask<TKernel, TLoad>
         {
             Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate,
             Panels = panels, TaskCount = taskCount,
         };
-        WorkerPool.Shared.For(taskCount, ref task);
+        pool.For(taskCount, ref task);
     }
 
     private struct PackedTask<TKernel, TLoad> : IParallelTask

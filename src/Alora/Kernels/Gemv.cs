@@ -14,17 +14,17 @@ internal static unsafe class Gemv
 {
     public const int MaxRows = 4;
 
-    public static void Run<TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate)
+    public static void Run<TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate, WorkerPool pool)
         where TLoad : struct, IWeightLoad
     {
-        int threads = WorkerPool.Shared.ThreadCount;
+        int threads = pool.ThreadCount;
         // Small matrices: one range per thread keeps the dispatch to a single round. Large ones: a few
         // ranges per thread so a thread slowed by the neighbours does not hold up the others.
         long weightBytes = (long)n * k * TLoad.ElementSize;
         int taskCount = weightBytes < (4L << 20) ? threads : threads * 4;
         taskCount = Math.Max(1, Math.Min(taskCount, n / 8));
         var task = new GemvTask<TLoad> { Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate, TaskCount = taskCount };
-        WorkerPool.Shared.For(taskCount, ref task);
+        pool.For(taskCount, ref task);
     }
 
     private struct GemvTask<TLoad> : IParallelTask where TLoad : struct, IWeightLoad

@@ -17,9 +17,10 @@ public interface IParallelTask
 /// </summary>
 /// <remarks>
 /// A job is published as (task pointer, invoke pointer, count) plus a 64-bit ticket whose high half is
-/// the job's generation and low half the next index. A worker claims an index by incrementing the ticket
-/// and runs it only if the generation it sees is the one whose fields it read, so a worker that wakes
-/// late can never run an index of a job that has already finished (whose task struct is gone). When a job
+/// the job's generation and low half the next index. A worker claims an index by compare-and-swap on the
+/// ticket, and only while the ticket's generation is the one whose fields it read, so a worker that wakes
+/// late can neither run an index of a job that has already finished (whose task struct is gone) nor
+/// consume an index of a newer job. When a job
 /// is done the caller closes its ticket (index = int.MaxValue) before it writes the next job.
 /// The caller waits only for the items to complete, not for every worker to wake: a worker still
 /// asleep when the job is published simply finds nothing left to do.
@@ -109,10 +110,13 @@ public sealed unsafe class WorkerPool : IDisposable
         int ran = 0;
         while (true)
         {
-            long ticket = Interlocked.Increment(ref _ticket) - 1;
+            // Compare-and-swap, not a blind increment: a stale worker must not consume an index of a
+            // newer job (that index would then never run and the caller would wait forever).
+            long ticket = Volatile.Read(ref _ticket);
             if ((int)(ticket >> 32) != generation) break;
             long index = ticket & 0xFFFFFFFFL;
             if (index >= count) break;
+            if (Interlocked.CompareExchange(ref _ticket, ticket + 1, ticket) != ticket) continue;
             try
             {
                 invoke(task, (int)index);
@@ -170,6 +174,6 @@ public sealed unsafe class WorkerPool : IDisposable
     public void Dispose()
     {
         _stopping = true;
-        _wake.Release(_threads.Length);
+        if (_threads.Length > 0) _wake.Release(_threads.Length);
     }
 }
