@@ -5,7 +5,9 @@ namespace Alora.Tests.Models;
 
 /// <summary>
 /// The forward pass gives the same logits however the rows are batched: one pass, token by token,
-/// micro-batches, several sequences in one batch, or a forked cache.
+/// micro-batches, several sequences in one batch, or a forked cache. "The same" is up to f32 rounding:
+/// a decode row goes through the GEMV path and a prefill row through the packed GEMM, which sum over K in
+/// different orders; with logits up to ±25 that is ~1e-5, so the bound is 5e-5.
 /// </summary>
 public sealed class BatchingTests : IClassFixture<BatchingTests.Stories>
 {
@@ -15,6 +17,7 @@ public sealed class BatchingTests : IClassFixture<BatchingTests.Stories>
         public void Dispose() => Weights.Dispose();
     }
 
+    private const float Tolerance = 5e-5f;
     private readonly ModelWeights _weights;
     public BatchingTests(Stories stories) => _weights = stories.Weights;
 
@@ -27,7 +30,8 @@ public sealed class BatchingTests : IClassFixture<BatchingTests.Stories>
         using var big = new DecoderModel(_weights, maxBatchTokens: 64);
         using var small = new DecoderModel(_weights, maxBatchTokens: 3);
         float[] full = Reference.RunAllLogits(big, PromptA);
-        Assert.True(Reference.MaxAbsDiff(full, Reference.RunAllLogits(small, PromptA)) <= 1e-5f);
+        float microDiff = Reference.MaxAbsDiff(full, Reference.RunAllLogits(small, PromptA));
+        Assert.True(microDiff <= Tolerance, $"micro-batches: max |diff| {microDiff}");
 
         using var cache = big.CreateCache(64);
         using var sequence = new KvSequence(cache);
@@ -35,7 +39,8 @@ public sealed class BatchingTests : IClassFixture<BatchingTests.Stories>
         for (int t = 0; t < PromptA.Length; t++)
         {
             big.Forward([new SequenceChunk(sequence, PromptA.AsMemory(t, 1), LogitRows.Last)], row);
-            Assert.True(Reference.MaxAbsDiff(full.AsSpan(t * big.VocabSize, big.VocabSize), row) <= 1e-5f, $"position {t}");
+            float diff = Reference.MaxAbsDiff(full.AsSpan(t * big.VocabSize, big.VocabSize), row);
+            Assert.True(diff <= Tolerance, $"position {t}: max |diff| {diff}");
         }
     }
 
@@ -50,8 +55,8 @@ public sealed class BatchingTests : IClassFixture<BatchingTests.Stories>
         var both = new float[(PromptA.Length + PromptB.Length) * model.VocabSize];
         int rows = model.Forward([new SequenceChunk(sa, PromptA, LogitRows.All), new SequenceChunk(sb, PromptB, LogitRows.All)], both);
         Assert.Equal(PromptA.Length + PromptB.Length, rows);
-        Assert.True(Reference.MaxAbsDiff(a, both.AsSpan(0, a.Length)) <= 1e-5f);
-        Assert.True(Reference.MaxAbsDiff(b, both.AsSpan(a.Length)) <= 1e-5f);
+        Assert.True(Reference.MaxAbsDiff(a, both.AsSpan(0, a.Length)) <= Tolerance);
+        Assert.True(Reference.MaxAbsDiff(b, both.AsSpan(a.Length)) <= Tolerance);
     }
 
     [Fact]
@@ -66,7 +71,7 @@ public sealed class BatchingTests : IClassFixture<BatchingTests.Stories>
         model.Forward([new SequenceChunk(fork, PromptB.AsMemory(1), LogitRows.Last)], last);
         int[] combined = [.. PromptA[..13], .. PromptB[1..]];
         float[] fresh = Reference.RunAllLogits(model, combined);
-        Assert.True(Reference.MaxAbsDiff(fresh.AsSpan((combined.Length - 1) * model.VocabSize), last) <= 1e-5f);
+        Assert.True(Reference.MaxAbsDiff(fresh.AsSpan((combined.Length - 1) * model.VocabSize), last) <= Tolerance);
         Assert.Equal(13, prefix.Length);
     }
 }
