@@ -53,6 +53,14 @@ public sealed class KvSequence : IDisposable
         }
     }
 
+    /// <summary>Sizes the bookkeeping for <paramref name="tokens"/> positions, so appends up to it allocate nothing.</summary>
+    public void Reserve(int tokens)
+    {
+        _tokens.EnsureCapacity(tokens);
+        int blocks = (tokens + Cache.BlockSize - 1) / Cache.BlockSize;
+        if (blocks > _blockTable.Length) Array.Resize(ref _blockTable, blocks);
+    }
+
     /// <summary>Records tokens whose keys/values a forward pass has just written.</summary>
     public void CommitAppend(ReadOnlySpan<int> tokenIds)
     {

@@ -74,4 +74,22 @@ public sealed class BatchingTests : IClassFixture<BatchingTests.Stories>
         Assert.True(Reference.MaxAbsDiff(fresh.AsSpan((combined.Length - 1) * model.VocabSize), last) <= Tolerance);
         Assert.Equal(13, prefix.Length);
     }
+
+    [Fact]
+    public void ADecodeStepAllocatesNothing()
+    {
+        using var model = new DecoderModel(_weights);
+        using var cache = model.CreateCache(256);
+        using var sequence = new KvSequence(cache);
+        sequence.Reserve(256);
+        var logits = new float[model.VocabSize];
+        model.Forward([new SequenceChunk(sequence, PromptA, LogitRows.Last)], logits);
+        var token = new int[] { 300 };
+        SequenceChunk[] step = [new SequenceChunk(sequence, token, LogitRows.Last)];
+        for (int i = 0; i < 50; i++) model.Forward(step, logits);   // warm up (JIT tiers, first-use growth)
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 20; i++) model.Forward(step, logits);
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.Equal(0, allocated);
+    }
 }
