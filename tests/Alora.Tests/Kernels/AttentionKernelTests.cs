@@ -1,6 +1,6 @@
 using Alora.Kernels;
 
-namespace Alora.Tests.Inference;
+namespace Alora.Tests.Kernels;
 
 /// <summary>The paged online-softmax attention equals its two-pass scalar twin.</summary>
 public sealed unsafe class AttentionKernelTests
