@@ -17,8 +17,16 @@ switch (scenario)
     case "bandwidth":
         Console.WriteLine($"memory read bandwidth: {MemoryBandwidth.MeasureReadGBps():F1} GB/s (1 GiB, {Alora.Kernels.WorkerPool.Shared.ThreadCount} threads, best of 5)");
         break;
+    case "decode": ModelBench.Decode(); break;
+    case "prefill": ModelBench.Prefill(); break;
+    case "llama2c":
+        int at = Array.IndexOf(args, "--run");
+        if (at < 0 || at + 1 >= args.Length) { Console.Error.WriteLine("llama2c needs --run PATH (a locally built llama2.c `run` binary)"); return 1; }
+        int threadsAt = Array.IndexOf(args, "--threads");
+        ModelBench.Llama2C(args[at + 1], threadsAt >= 0 ? int.Parse(args[threadsAt + 1], System.Globalization.CultureInfo.InvariantCulture) : Environment.ProcessorCount);
+        break;
     default:
-        Console.WriteLine("scenarios: gemm [--no-lm-head] | gemv [--no-lm-head] | pool | bandwidth   (see bench/README.md)");
+        Console.WriteLine("scenarios: gemm [--no-lm-head] | gemv [--no-lm-head] | pool | bandwidth | decode | prefill | llama2c --run PATH [--threads N]   (see bench/README.md)");
         return scenario == "help" ? 0 : 1;
 }
 return 0;
