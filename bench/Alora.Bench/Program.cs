@@ -1,12 +1,33 @@
-// Scenario runner: `dotnet run -c Release --project bench/Alora.Bench -- <scenario> [options]`.
-return args.FirstOrDefault() switch
-{
-    "tokenizers" => Alora.Bench.TokenizerBench.Run(args[1..]),
-    _ => Usage(),
-};
+using Alora.Bench;
 
-static int Usage()
+// Scenario runner: dotnet run -c Release --project bench/Alora.Bench -- <scenario> [options]
+string scenario = args.Length > 0 ? args[0] : "help";
+switch (scenario)
 {
-    Console.Error.WriteLine("usage: Alora.Bench <scenario> [options]; scenarios: tokenizers");
-    return 2;
+    case "gemm":
+        GemmBench.Run([512], includeLmHead: !args.Contains("--no-lm-head"));
+        break;
+    case "gemv":
+        GemmBench.Run([1, 4], includeLmHead: !args.Contains("--no-lm-head"));
+        break;
+    case "experiment": Experiment.Run(); break;
+    case "pool":
+        PoolBench.Run();
+        break;
+    case "bandwidth":
+        Console.WriteLine($"memory read bandwidth: {MemoryBandwidth.MeasureReadGBps():F1} GB/s (1 GiB, {Alora.Kernels.WorkerPool.Shared.ThreadCount} threads, best of 5)");
+        break;
+    case "decode": ModelBench.Decode(); break;
+    case "tokenizers": return TokenizerBench.Run(args[1..]);
+    case "prefill": ModelBench.Prefill(); break;
+    case "llama2c":
+        int at = Array.IndexOf(args, "--run");
+        if (at < 0 || at + 1 >= args.Length) { Console.Error.WriteLine("llama2c needs --run PATH (a locally built llama2.c `run` binary)"); return 1; }
+        int threadsAt = Array.IndexOf(args, "--threads");
+        ModelBench.Llama2C(args[at + 1], threadsAt >= 0 ? int.Parse(args[threadsAt + 1], System.Globalization.CultureInfo.InvariantCulture) : Environment.ProcessorCount);
+        break;
+    default:
+        Console.WriteLine("scenarios: gemm [--no-lm-head] | gemv [--no-lm-head] | pool | bandwidth | decode | prefill | llama2c --run PATH [--threads N] | tokenizers [--passes N] [--corpus FILE] [--no-peer]   (see bench/README.md)");
+        return scenario == "help" ? 0 : 1;
 }
+return 0;

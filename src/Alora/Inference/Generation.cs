@@ -58,6 +58,7 @@ public sealed class Generator(DecoderModel model, IReadOnlyCollection<int> eosTo
         reused = Math.Min(reused, request.PromptIds.Length - 1);
         if (sequence.Length > reused) sequence.Truncate(reused);
 
+        sequence.Reserve(request.PromptIds.Length + request.MaxTokens);
         var sampler = new Sampler(Model.VocabSize, request.Sampling);
         var logits = new float[Model.VocabSize];
         var history = new List<int>(request.PromptIds.Length + request.MaxTokens);
@@ -73,6 +74,7 @@ public sealed class Generator(DecoderModel model, IReadOnlyCollection<int> eosTo
 
         int generated = 0;
         var oneToken = new int[1];
+        SequenceChunk[] decodeStep = [new SequenceChunk(sequence, oneToken, LogitRows.Last)];   // reused every step
         FinishReason finish = FinishReason.Length;
         while (generated < request.MaxTokens)
         {
@@ -94,7 +96,7 @@ public sealed class Generator(DecoderModel model, IReadOnlyCollection<int> eosTo
             {
                 // Feed the token now, so the next update's logits are ready (the KV of the final token is never needed).
                 oneToken[0] = token;
-                Model.Forward([new SequenceChunk(sequence, oneToken, LogitRows.Last)], logits);
+                Model.Forward(decodeStep, logits);
             }
             yield return new GenerationUpdate(token, emit);
         }

@@ -28,11 +28,16 @@ public sealed class KvSequence : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         int blockSize = Cache.BlockSize;
         int needed = (Length + count + blockSize - 1) / blockSize;
-        if (Length % blockSize != 0 && count > 0)
+        bool copyLast = Length % blockSize != 0 && count > 0 && Cache.ReferenceCount(_blockTable[Length / blockSize]) > 1;
+        // All or nothing: a request the pool cannot hold changes nothing.
+        int newBlocks = Math.Max(0, needed - BlockCount) + (copyLast ? 1 : 0);
+        if (newBlocks > Cache.FreeBlockCount)
+            throw new KvCacheFullException(
+                $"the KV cache is full: {newBlocks} more blocks of {blockSize} tokens needed, {Cache.FreeBlockCount} of {Cache.BlockCount} free; raise the cache size or shorten the context");
+        if (copyLast)
         {
             int lastIndex = Length / blockSize;
             int last = _blockTable[lastIndex];
-            if (Cache.ReferenceCount(last) > 1)
             {
                 int copy = Cache.Allocate();
                 Cache.CopyBlock(last, copy, Length % blockSize);
@@ -41,7 +46,19 @@ public sealed class KvSequence : IDisposable
             }
         }
         if (needed > _blockTable.Length) Array.Resize(ref _blockTable, Math.Max(needed, _blockTable.Length * 2));
-        while (BlockCount < needed) _blockTable[BlockCount++] = Cache.Allocate();
+        while (BlockCount < needed)
+        {
+            int block = Cache.Allocate();
+            _blockTable[BlockCount++] = block;
+        }
+    }
+
+    /// <summary>Sizes the bookkeeping for <paramref name="tokens"/> positions, so appends up to it allocate nothing.</summary>
+    public void Reserve(int tokens)
+    {
+        _tokens.EnsureCapacity(tokens);
+        int blocks = (tokens + Cache.BlockSize - 1) / Cache.BlockSize;
+        if (blocks > _blockTable.Length) Array.Resize(ref _blockTable, blocks);
     }
 
     /// <summary>Records tokens whose keys/values a forward pass has just written.</summary>

@@ -84,44 +84,54 @@ public sealed unsafe class DecoderModel : IDisposable
     /// </summary>
     public int Forward(IReadOnlyList<SequenceChunk> chunks, Span<float> logits)
     {
-        int totalLogitRows = chunks.Sum(c => c.LogitRowCount);
-        if (logits.Length < (long)totalLogitRows * VocabSize)
-            throw new ArgumentException($"logits buffer holds {logits.Length} floats, {totalLogitRows} rows × {VocabSize} needed", nameof(logits));
-        var distinct = new HashSet<KvSequence>();
-        foreach (var chunk in chunks)
+        // Validation and bookkeeping reuse fields, so a decode step allocates nothing.
+        int totalLogitRows = 0;
+        _distinct.Clear();
+        for (int i = 0; i < chunks.Count; i++)
         {
-            if (!distinct.Add(chunk.Sequence)) throw new ArgumentException("a sequence appears twice in one forward batch", nameof(chunks));
+            var chunk = chunks[i];
+            totalLogitRows += chunk.LogitRowCount;
+            if (!_distinct.Add(chunk.Sequence)) throw new ArgumentException("a sequence appears twice in one forward batch", nameof(chunks));
             foreach (int id in chunk.Tokens.Span)
                 if ((uint)id >= (uint)VocabSize)
                     throw new ArgumentOutOfRangeException(nameof(chunks), $"token id {id} is outside the vocabulary [0, {VocabSize})");
         }
+        if (logits.Length < (long)totalLogitRows * VocabSize)
+            throw new ArgumentException($"logits buffer holds {logits.Length} floats, {totalLogitRows} rows × {VocabSize} needed", nameof(logits));
 
         // Split into micro-batches of at most MaxBatchTokens rows; a chunk may span several.
-        var pending = chunks.Select(c => (Chunk: c, Done: 0)).ToList();
-        int logitRow = 0;
+        var done = _chunkProgress;
+        done.Clear();
+        for (int i = 0; i < chunks.Count; i++) done.Add(0);
+        int logitRow = 0, next = 0;
         fixed (float* logitsBase = logits)
         {
-            while (pending.Count > 0)
+            while (next < chunks.Count)
             {
-                var micro = new List<(SequenceChunk Chunk, int Start, int Count, bool WantLogits)>();
+                _micro.Clear();
                 int rows = 0;
-                for (int i = 0; i < pending.Count && rows < MaxBatchTokens; i++)
+                for (int i = next; i < chunks.Count && rows < MaxBatchTokens; i++)
                 {
-                    var (chunk, done) = pending[i];
-                    int take = Math.Min(chunk.Tokens.Length - done, MaxBatchTokens - rows);
-                    bool finishes = done + take == chunk.Tokens.Length;
-                    micro.Add((chunk, done, take, chunk.Logits == LogitRows.All || (chunk.Logits == LogitRows.Last && finishes)));
-                    pending[i] = (chunk, done + take);
+                    var chunk = chunks[i];
+                    int take = Math.Min(chunk.Tokens.Length - done[i], MaxBatchTokens - rows);
+                    bool finishes = done[i] + take == chunk.Tokens.Length;
+                    _micro.Add(new MicroChunk(chunk, done[i], take, chunk.Logits == LogitRows.All || (chunk.Logits == LogitRows.Last && finishes)));
+                    done[i] += take;
                     rows += take;
                 }
-                pending.RemoveAll(p => p.Done == p.Chunk.Tokens.Length);
-                logitRow += RunMicroBatch(micro, logitsBase + (long)logitRow * VocabSize);
+                while (next < chunks.Count && done[next] == chunks[next].Tokens.Length) next++;
+                if (_micro.Count > 0) logitRow += RunMicroBatch(_micro, logitsBase + (long)logitRow * VocabSize);
             }
         }
         return logitRow;
     }
 
-    private int RunMicroBatch(List<(SequenceChunk Chunk, int Start, int Count, bool WantLogits)> micro, float* logits)
+    private readonly record struct MicroChunk(SequenceChunk Chunk, int Start, int Count, bool WantLogits);
+    private readonly HashSet<KvSequence> _distinct = [];
+    private readonly List<int> _chunkProgress = [];
+    private readonly List<MicroChunk> _micro = [];
+
+    private int RunMicroBatch(List<MicroChunk> micro, float* logits)
     {
         var c = Config;
         int m = 0, logitRowCount = 0, maxBlocks = 0;
@@ -129,6 +139,7 @@ public sealed unsafe class DecoderModel : IDisposable
         {
             var (chunk, start, count, wantLogits) = micro[s];
             var sequence = chunk.Sequence;
+            if (sequence.Cache != micro[0].Chunk.Sequence.Cache) throw new ArgumentException("all sequences of one forward batch must share one KV cache", nameof(micro));
             sequence.PrepareAppend(count);
             maxBlocks = Math.Max(maxBlocks, sequence.BlockCount);
             var tokens = chunk.Tokens.Span.Slice(start, count);

@@ -1,0 +1,184 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
+namespace Alora.Kernels;
+
+// Legend: M = activation rows, K = input features, N = output features (rows of W).
+// Mr×Nr = register tile of the micro-kernel; Kc = depth of one packed block; Mc = rows of x kept in L2;
+// Nc = columns of W packed together (kept in L2 next to the x block).
+//
+// Loop nest of one task (a contiguous range of Nr-wide column panels):
+//   for each Nc chunk of its panels
+//     for each Kc block:      pack W[chunk, block] transposed → packed [panels, Kc, Nr]   (converted to f32)
+//       for each Mc block of rows:
+//         for each panel:     for each Mr rows: micro-kernel  C[Mr,Nr] (+)= x[Mr,Kc] · packed[Kc,Nr]
+// The micro-kernel keeps the C tile in registers, broadcasts one x element per row and multiplies it by
+// Nr/lanes vectors of the packed panel, so each loaded W vector is used Mr times and each x element Nr times.
+
+/// <summary>Row count of a micro-kernel call as a type, so the JIT unrolls one kernel per row count.</summary>
+internal interface IRowCount { static abstract int Value { get; } }
+internal struct Rows1 : IRowCount { public static int Value => 1; }
+internal struct Rows2 : IRowCount { public static int Value => 2; }
+internal struct Rows3 : IRowCount { public static int Value => 3; }
+internal struct Rows4 : IRowCount { public static int Value => 4; }
+internal struct Rows5 : IRowCount { public static int Value => 5; }
+internal struct Rows6 : IRowCount { public static int Value => 6; }
+internal struct Rows7 : IRowCount { public static int Value => 7; }
+internal struct Rows8 : IRowCount { public static int Value => 8; }
+
+/// <summary>A register-tile kernel family: its tile shape and the kernel for 1..Mr rows.</summary>
+internal unsafe interface IMicroKernel
+{
+    static abstract int Mr { get; }
+    static abstract int Nr { get; }
+    /// <summary>c[rows, Nr] (+)= a[rows, kc] (row stride lda) · b[kc, Nr] (packed, 64-byte aligned).</summary>
+    static abstract void Run(int rows, float* c, long ldc, float* a, long lda, float* b, int kc, bool load);
+}
+
+internal static unsafe class GemmPacked
+{
+    public const int Kc = 256;
+    public const int Nc = 512;
+    public const int Mc = 96;
+
+    [ThreadStatic] private static float* t_packBuffer; // [Nc/Nr, Kc, Nr] per thread, never freed (one per pool thread)
+
+    private static float* PackBuffer()
+    {
+        if (t_packBuffer == null) t_packBuffer = (float*)NativeMemory.AlignedAlloc((nuint)(Kc * Nc * sizeof(float)), 64);
+        return t_packBuffer;
+    }
+
+    public static void Run<TKernel, TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate, WorkerPool pool)
+        where TKernel : struct, IMicroKernel where TLoad : struct, IWeightLoad
+    {
+        int panels = (n + TKernel.Nr - 1) / TKernel.Nr;
+        // A few tasks per thread so a thread slowed by the neighbours does not hold up the others.
+        int taskCount = Math.Min(panels, pool.ThreadCount * 3);
+        var task = new PackedTask<TKernel, TLoad>
+        {
+            Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate,
+            Panels = panels, TaskCount = taskCount,
+        };
+        pool.For(taskCount, ref task);
+    }
+
+    private struct PackedTask<TKernel, TLoad> : IParallelTask
+        where TKernel : struct, IMicroKernel where TLoad : struct, IWeightLoad
+    {
+        public float* Y;   // [M, N]
+        public float* X;   // [M, K]
+        public void* W;    // [N, K]
+        public int M, K, N, Panels, TaskCount;
+        public bool Accumulate;
+
+        public void Execute(int index)
+        {
+            int panelStart = (int)((long)Panels * index / TaskCount);
+            int panelEnd = (int)((long)Panels * (index + 1) / TaskCount);
+            ComputePanels(panelStart, panelEnd);
+        }
+
+        [SkipLocalsInit]
+        private readonly void ComputePanels(int panelStart, int panelEnd)
+        {
+            int nr = TKernel.Nr, mr = TKernel.Mr;
+            int panelsPerChunk = Nc / nr;
+            float* packed = PackBuffer();
+            float* edgeTile = stackalloc float[TKernel.Mr * TKernel.Nr]; // [Mr, Nr] for a last, narrower panel
+            for (int chunkStart = panelStart; chunkStart < panelEnd; chunkStart += panelsPerChunk)
+            {
+                int chunkEnd = Math.Min(panelEnd, chunkStart + panelsPerChunk);
+                for (int k0 = 0; k0 < K; k0 += Kc)
+                {
+                    int kc = Math.Min(Kc, K - k0);
+                    bool load = Accumulate || k0 > 0;
+                    for (int panel = chunkStart; panel < chunkEnd; panel++)
+                    {
+                        int j0 = panel * nr;
+                        PackPanel(packed + (long)(panel - chunkStart) * kc * nr, j0, Math.Min(nr, N - j0), k0, kc);
+                    }
+                    for (int i0 = 0; i0 < M; i0 += Mc)
+                    {
+                        int i1 = Math.Min(M, i0 + Mc);
+                        for (int panel = chunkStart; panel < chunkEnd; panel++)
+                        {
+                            int j0 = panel * nr, cols = Math.Min(nr, N - j0);
+                            float* b = packed + (long)(panel - chunkStart) * kc * nr;
+                            for (int i = i0; i < i1; i += mr)
+                            {
+                                int rows = Math.Min(mr, i1 - i);
+                                float* a = X + (long)i * K + k0;
+                                float* c = Y + (long)i * N + j0;
+                                if (cols == nr)
+                                {
+                                    TKernel.Run(rows, c, N, a, K, b, kc, load);
+                                }
+                                else
+                                {
+                                    // Last panel narrower than Nr: run on a full tile, copy back the real columns.
+                                    if (load) CopyTile(edgeTile, nr, c, N, rows, cols);
+                                    TKernel.Run(rows, edgeTile, nr, a, K, b, kc, load);
+                                    CopyTile(c, N, edgeTile, nr, rows, cols);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        /// <summary>dst[kc, Nr] = W[j0 .. j0+cols, k0 .. k0+kc]ᵀ as f32, columns past cols zero.</summary>
+        private readonly void PackPanel(float* dst, int j0, int cols, int k0, int kc)
+        {
+            int nr = TKernel.Nr;
+            int c = 0;
+            // 16 rows at a time: load 16 k-values from each row and transpose them through a small block,
+            // so every read is a contiguous vector and every write a contiguous 16-float run.
+            if (Vector512.IsHardwareAccelerated && nr % 16 == 0)
+            {
+                for (; c + 16 <= cols; c += 16) PackBlock16(dst + c, nr, (long)(j0 + c) * K + k0, kc);
+            }
+            for (; c < cols; c++)
+            {
+                long rowStart = (long)(j0 + c) * K + k0;
+                float* d = dst + c;
+                for (int p = 0; p < kc; p++) d[(long)p * nr] = TLoad.Scalar(W, rowStart + p);
+            }
+            for (; c < nr; c++)
+            {
+                float* d = dst + c;
+                for (int p = 0; p < kc; p++) d[(long)p * nr] = 0;
+            }
+        }
+
+        [SkipLocalsInit]
+        private readonly void PackBlock16(float* dst, int nr, long rowStart, int kc)
+        {
+            float* block = stackalloc float[16 * 16]; // [16 rows, 16 k]
+            int p = 0;
+            for (; p + 16 <= kc; p += 16)
+            {
+                for (int r = 0; r < 16; r++) TLoad.Load512(W, rowStart + (long)r * K + p).Store(block + r * 16);
+                for (int q = 0; q < 16; q++)
+                {
+                    // Column q of the block: a strided gather from L1.
+                    float* d = dst + (long)(p + q) * nr;
+                    for (int r = 0; r < 16; r++) d[r] = block[r * 16 + q];
+                }
+            }
+            for (; p < kc; p++)
+            {
+                float* d = dst + (long)p * nr;
+                for (int r = 0; r < 16; r++) d[r] = TLoad.Scalar(W, rowStart + (long)r * K + p);
+            }
+        }
+
+        private static void CopyTile(float* dst, long ldd, float* src, long lds, int rows, int cols)
+        {
+            for (int r = 0; r < rows; r++)
+                for (int c = 0; c < cols; c++) dst[r * ldd + c] = src[r * lds + c];
+        }
+    }
+}

@@ -1,0 +1,206 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Alora.Kernels;
+
+// Legend: M = activation rows (1..MaxRows here), K = input features, N = output features (rows of W).
+//
+// Decode-sized products are memory-bound: W is read once, straight through, four rows at a time, and each
+// vector of W meets every x row while it is in a register. Threads take contiguous ranges of W rows, so
+// each streams its own part of the matrix and the hardware prefetcher sees long sequential runs.
+
+/// <summary>y[M,N] (+)= x[M,K]·Wᵀ for a few rows of x, streaming W once.</summary>
+internal static unsafe class Gemv
+{
+    public const int MaxRows = 4;
+
+    public static void Run<TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate, WorkerPool pool)
+        where TLoad : struct, IWeightLoad
+    {
+        int threads = pool.ThreadCount;
+        // Small matrices: one range per thread keeps the dispatch to a single round. Large ones: a few
+        // ranges per thread so a thread slowed by the neighbours does not hold up the others.
+        long weightBytes = (long)n * k * TLoad.ElementSize;
+        int taskCount = weightBytes < (4L << 20) ? threads : threads * 4;
+        taskCount = Math.Max(1, Math.Min(taskCount, n / 8));
+        var task = new GemvTask<TLoad> { Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate, TaskCount = taskCount };
+        pool.For(taskCount, ref task);
+    }
+
+    private struct GemvTask<TLoad> : IParallelTask where TLoad : struct, IWeightLoad
+    {
+        public float* Y;   // [M, N]
+        public float* X;   // [M, K]
+        public void* W;    // [N, K]
+        public int M, K, N, TaskCount;
+        public bool Accumulate;
+
+        public void Execute(int index)
+        {
+            // Ranges are multiples of 4 rows (except the last) so the 4-row kernel covers almost everything.
+            int groups = (N + 3) / 4;
+            int j0 = (int)((long)groups * index / TaskCount) * 4;
+            int j1 = Math.Min(N, (int)((long)groups * (index + 1) / TaskCount) * 4);
+            switch (M)
+            {
+                case 1: Range<Rows1>(j0, j1); break;
+                case 2: Range<Rows2>(j0, j1); break;
+                case 3: Range<Rows3>(j0, j1); break;
+                case 4: Range<Rows4>(j0, j1); break;
+                default: throw new ArgumentOutOfRangeException(nameof(M), M, $"the GEMV path takes 1..{MaxRows} rows");
+            }
+        }
+
+        private readonly void Range<TRows>(int j0, int j1) where TRows : struct, IRowCount
+        {
+            if (Vector512.IsHardwareAccelerated) Range512<TRows>(j0, j1);
+            else Range256<TRows>(j0, j1);
+        }
+
+        private readonly void Range512<TRows>(int j0, int j1) where TRows : struct, IRowCount
+        {
+            int rows = TRows.Value;
+            int k = K, kVec = k & ~15;
+            float* x0 = X, x1 = X + k, x2 = X + 2L * k, x3 = X + 3L * k;
+            int j = j0;
+            for (; j + 4 <= j1; j += 4)
+            {
+                long w0 = (long)j * k, w1 = w0 + k, w2 = w1 + k, w3 = w2 + k;
+                Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default;
+                Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default;
+                Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default;
+                Vector512<float> a30 = default, a31 = default, a32 = default, a33 = default;
+                for (int p = 0; p < kVec; p += 16)
+                {
+                    Vector512<float> v0 = TLoad.Load512(W, w0 + p), v1 = TLoad.Load512(W, w1 + p);
+                    Vector512<float> v2 = TLoad.Load512(W, w2 + p), v3 = TLoad.Load512(W, w3 + p);
+                    Vector512<float> xv = Vector512.Load(x0 + p);
+                    a00 = Vector512.FusedMultiplyAdd(xv, v0, a00); a01 = Vector512.FusedMultiplyAdd(xv, v1, a01);
+                    a02 = Vector512.FusedMultiplyAdd(xv, v2, a02); a03 = Vector512.FusedMultiplyAdd(xv, v3, a03);
+                    if (rows > 1)
+                    {
+                        xv = Vector512.Load(x1 + p);
+                        a10 = Vector512.FusedMultiplyAdd(xv, v0, a10); a11 = Vector512.FusedMultiplyAdd(xv, v1, a11);
+                        a12 = Vector512.FusedMultiplyAdd(xv, v2, a12); a13 = Vector512.FusedMultiplyAdd(xv, v3, a13);
+                    }
+                    if (rows > 2)
+                    {
+                        xv = Vector512.Load(x2 + p);
+                        a20 = Vector512.FusedMultiplyAdd(xv, v0, a20); a21 = Vector512.FusedMultiplyAdd(xv, v1, a21);
+                        a22 = Vector512.FusedMultiplyAdd(xv, v2, a22); a23 = Vector512.FusedMultiplyAdd(xv, v3, a23);
+                    }
+                    if (rows > 3)
+                    {
+                        xv = Vector512.Load(x3 + p);
+                        a30 = Vector512.FusedMultiplyAdd(xv, v0, a30); a31 = Vector512.FusedMultiplyAdd(xv, v1, a31);
+                        a32 = Vector512.FusedMultiplyAdd(xv, v2, a32); a33 = Vector512.FusedMultiplyAdd(xv, v3, a33);
+                    }
+                }
+                Finish(0, j, kVec, Vector512.Sum(a00), Vector512.Sum(a01), Vector512.Sum(a02), Vector512.Sum(a03));
+                if (rows > 1) Finish(1, j, kVec, Vector512.Sum(a10), Vector512.Sum(a11), Vector512.Sum(a12), Vector512.Sum(a13));
+                if (rows > 2) Finish(2, j, kVec, Vector512.Sum(a20), Vector512.Sum(a21), Vector512.Sum(a22), Vector512.Sum(a23));
+                if (rows > 3) Finish(3, j, kVec, Vector512.Sum(a30), Vector512.Sum(a31), Vector512.Sum(a32), Vector512.Sum(a33));
+            }
+            for (; j < j1; j++) SingleRow512(j, kVec);
+        }
+
+        private readonly void Range256<TRows>(int j0, int j1) where TRows : struct, IRowCount
+        {
+            int rows = TRows.Value;
+            int k = K, kVec = k & ~7;
+            float* x0 = X, x1 = X + k, x2 = X + 2L * k, x3 = X + 3L * k;
+            int j = j0;
+            for (; j + 4 <= j1; j += 4)
+            {
+                long w0 = (long)j * k, w1 = w0 + k, w2 = w1 + k, w3 = w2 + k;
+                Vector256<float> a00 = default, a01 = default, a02 = default, a03 = default;
+                Vector256<float> a10 = default, a11 = default, a12 = default, a13 = default;
+                Vector256<float> a20 = default, a21 = default, a22 = default, a23 = default;
+                Vector256<float> a30 = default, a31 = default, a32 = default, a33 = default;
+                for (int p = 0; p < kVec; p += 8)
+                {
+                    Vector256<float> v0 = TLoad.Load256(W, w0 + p), v1 = TLoad.Load256(W, w1 + p);
+                    Vector256<float> v2 = TLoad.Load256(W, w2 + p), v3 = TLoad.Load256(W, w3 + p);
+                    Vector256<float> xv = Vector256.Load(x0 + p);
+                    a00 = Vector256.FusedMultiplyAdd(xv, v0, a00); a01 = Vector256.FusedMultiplyAdd(xv, v1, a01);
+                    a02 = Vector256.FusedMultiplyAdd(xv, v2, a02); a03 = Vector256.FusedMultiplyAdd(xv, v3, a03);
+                    if (rows > 1)
+                    {
+                        xv = Vector256.Load(x1 + p);
+                        a10 = Vector256.FusedMultiplyAdd(xv, v0, a10); a11 = Vector256.FusedMultiplyAdd(xv, v1, a11);
+                        a12 = Vector256.FusedMultiplyAdd(xv, v2, a12); a13 = Vector256.FusedMultiplyAdd(xv, v3, a13);
+                    }
+                    if (rows > 2)
+                    {
+                        xv = Vector256.Load(x2 + p);
+                        a20 = Vector256.FusedMultiplyAdd(xv, v0, a20); a21 = Vector256.FusedMultiplyAdd(xv, v1, a21);
+                        a22 = Vector256.FusedMultiplyAdd(xv, v2, a22); a23 = Vector256.FusedMultiplyAdd(xv, v3, a23);
+                    }
+                    if (rows > 3)
+                    {
+                        xv = Vector256.Load(x3 + p);
+                        a30 = Vector256.FusedMultiplyAdd(xv, v0, a30); a31 = Vector256.FusedMultiplyAdd(xv, v1, a31);
+                        a32 = Vector256.FusedMultiplyAdd(xv, v2, a32); a33 = Vector256.FusedMultiplyAdd(xv, v3, a33);
+                    }
+                }
+                Finish(0, j, kVec, Vector256.Sum(a00), Vector256.Sum(a01), Vector256.Sum(a02), Vector256.Sum(a03));
+                if (rows > 1) Finish(1, j, kVec, Vector256.Sum(a10), Vector256.Sum(a11), Vector256.Sum(a12), Vector256.Sum(a13));
+                if (rows > 2) Finish(2, j, kVec, Vector256.Sum(a20), Vector256.Sum(a21), Vector256.Sum(a22), Vector256.Sum(a23));
+                if (rows > 3) Finish(3, j, kVec, Vector256.Sum(a30), Vector256.Sum(a31), Vector256.Sum(a32), Vector256.Sum(a33));
+            }
+            for (; j < j1; j++) SingleRow256(j, kVec);
+        }
+
+        /// <summary>Adds the scalar K tail [kVec, K) to four partial dot products of x row i and stores them.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private readonly void Finish(int i, int j, int kVec, float s0, float s1, float s2, float s3)
+        {
+            float* xi = X + (long)i * K;
+            long w0 = (long)j * K;
+            for (int p = kVec; p < K; p++)
+            {
+                float xv = xi[p];
+                s0 += xv * TLoad.Scalar(W, w0 + p);
+                s1 += xv * TLoad.Scalar(W, w0 + K + p);
+                s2 += xv * TLoad.Scalar(W, w0 + 2L * K + p);
+                s3 += xv * TLoad.Scalar(W, w0 + 3L * K + p);
+            }
+            float* yi = Y + (long)i * N + j;
+            if (Accumulate) { yi[0] += s0; yi[1] += s1; yi[2] += s2; yi[3] += s3; }
+            else { yi[0] = s0; yi[1] = s1; yi[2] = s2; yi[3] = s3; }
+        }
+
+        private readonly void SingleRow512(int j, int kVec)
+        {
+            long wj = (long)j * K;
+            for (int i = 0; i < M; i++)
+            {
+                float* xi = X + (long)i * K;
+                Vector512<float> acc = default;
+                for (int p = 0; p < kVec; p += 16) acc = Vector512.FusedMultiplyAdd(Vector512.Load(xi + p), TLoad.Load512(W, wj + p), acc);
+                StoreOne(i, j, kVec, Vector512.Sum(acc));
+            }
+        }
+
+        private readonly void SingleRow256(int j, int kVec)
+        {
+            long wj = (long)j * K;
+            for (int i = 0; i < M; i++)
+            {
+                float* xi = X + (long)i * K;
+                Vector256<float> acc = default;
+                for (int p = 0; p < kVec; p += 8) acc = Vector256.FusedMultiplyAdd(Vector256.Load(xi + p), TLoad.Load256(W, wj + p), acc);
+                StoreOne(i, j, kVec, Vector256.Sum(acc));
+            }
+        }
+
+        private readonly void StoreOne(int i, int j, int kVec, float sum)
+        {
+            float* xi = X + (long)i * K;
+            long wj = (long)j * K;
+            for (int p = kVec; p < K; p++) sum += xi[p] * TLoad.Scalar(W, wj + p);
+            float* yij = Y + (long)i * N + j;
+            *yij = Accumulate ? *yij + sum : sum;
+        }
+    }
+}
