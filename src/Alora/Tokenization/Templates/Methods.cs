@@ -53,7 +53,7 @@ internal static class Methods
         "startswith" => Bound("str.startswith", a => AffixMatch(s, a.Get(0, "prefix", null), a, prefix: true)),
         "endswith" => Bound("str.endswith", a => AffixMatch(s, a.Get(0, "suffix", null), a, prefix: false)),
         "replace" => Bound("str.replace", a => PyString.Replace(s, RequireString(a.Get(0, "old", null), "replace"), RequireString(a.Get(1, "new", null), "replace"), PyOps.ToLong(a.Get(2, "count", -1L)))),
-        "upper" => Bound("str.upper", _ => s.ToUpperInvariant()),
+        "upper" => Bound("str.upper", _ => PyString.Upper(s)),
         "lower" => Bound("str.lower", _ => s.ToLowerInvariant()),
         "casefold" => Bound("str.casefold", _ => s.ToLowerInvariant()),
         "title" => Bound("str.title", _ => PyString.Title(s)),

@@ -119,7 +119,8 @@ internal static class PercentFormat
             if (i >= format.Length) throw new TemplateException("incomplete format specifier");
             string flags = format[specStart..i];
             char type = format[i];
-            string align = flags.Contains('-', StringComparison.Ordinal) ? "<" : "";
+            // printf pads on the left unless the '-' flag asks for left alignment.
+            string align = flags.Contains('-', StringComparison.Ordinal) ? "<" : ">";
             string body = flags.Replace("-", "", StringComparison.Ordinal).Replace("#", "", StringComparison.Ordinal);
             switch (type)
             {

@@ -204,6 +204,13 @@ internal static class PyString
         return sb.ToString();
     }
 
+    /// <summary>str.upper() with Python's full case mapping for the common expanding letter (ß → SS).</summary>
+    public static string Upper(string s)
+    {
+        string upper = s.ToUpperInvariant();
+        return upper.Contains('ß', StringComparison.Ordinal) ? upper.Replace("ß", "SS", StringComparison.Ordinal) : upper;
+    }
+
     /// <summary>str.capitalize(): first character upper (title) case, the rest lower case.</summary>
     public static string Capitalize(string s)
         => s.Length == 0 ? s : char.ToUpperInvariant(s[0]) + s[1..].ToLowerInvariant();

@@ -14,7 +14,7 @@ internal static partial class TemplateFilters
 {
     private static readonly Dictionary<string, TemplateFilter> Filters = new(StringComparer.Ordinal)
     {
-        ["abs"] = (v, a, _) => Check(a, "abs") && v is double d ? Math.Abs(d) : v is long l ? Math.Abs(l) : v is bool b ? (b ? 1L : 0L) : throw BadType("abs", v),
+        ["abs"] = (v, a, _) => Check(a, "abs") && v is double d ? Math.Abs(d) : v is long l ? (object)Math.Abs(l) : v is bool b ? (b ? 1L : 0L) : throw BadType("abs", v),
         ["attr"] = (v, a, _) => Access.GetAttribute(v, RequireString(a.Get(0, "name", null), "attr")),
         ["batch"] = Batch,
         ["capitalize"] = (v, a, _) => PyString.Capitalize(PyOps.ToStr(v)),
@@ -66,7 +66,7 @@ internal static partial class TemplateFilters
         ["trim"] = (v, a, _) => PyString.Strip(PyOps.ToStr(v), a.Get(0, "chars", null) is string chars ? chars : null, true, true),
         ["truncate"] = Truncate,
         ["unique"] = Unique,
-        ["upper"] = (v, a, _) => PyOps.ToStr(v).ToUpperInvariant(),
+        ["upper"] = (v, a, _) => PyString.Upper(PyOps.ToStr(v)),
         ["urlencode"] = (v, a, _) => WebUtility.UrlEncode(PyOps.ToStr(v)).Replace("+", "%20", StringComparison.Ordinal),
         ["wordcount"] = (v, a, _) => (long)WordPattern().Count(PyOps.ToStr(v)),
     };

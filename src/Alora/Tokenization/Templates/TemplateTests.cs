@@ -14,7 +14,8 @@ internal static class TemplateTests
     private static readonly Dictionary<string, TemplateTest> Tests = new(StringComparer.Ordinal)
     {
         ["boolean"] = (v, a, _) => v is bool,
-        ["callable"] = (v, a, _) => v is ITemplateCallable,
+        // Python's Undefined defines __call__ (calling it raises), so Jinja2 reports it callable.
+        ["callable"] = (v, a, _) => v is ITemplateCallable or Undefined,
         ["defined"] = (v, a, _) => v is not Undefined,
         ["divisibleby"] = (v, a, _) => PyOps.IsTrue(PyOps.AreEqual(PyOps.Modulo(v, Argument(a, "divisibleby")), 0L)),
         ["eq"] = (v, a, _) => PyOps.AreEqual(v, Argument(a, "eq")),
