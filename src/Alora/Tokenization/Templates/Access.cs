@@ -35,13 +35,15 @@ internal static class Access
             case ValueDict dict:
                 if (dict.TryGet(key, out var value)) return value;
                 if (key is string name && Methods.TryBind(dict, name, out var method)) return method;
-                return new Undefined($"'dict object' has no attribute {PyOps.Repr(key)}");
+                return key is string missing
+                    ? new Undefined($"'dict object' has no attribute '{missing}'")
+                    : new Undefined($"dict object has no element {PyOps.Repr(key)}");
             case ValueList list:
                 if (key is long or bool)
                 {
                     long index = PyOps.ToLong(key);
                     if (index < 0) index += list.Count;
-                    return index >= 0 && index < list.Count ? list[(int)index] : new Undefined($"{PyOps.TypeName(list)} index out of range");
+                    return index >= 0 && index < list.Count ? list[(int)index] : new Undefined($"{PyOps.TypeName(list)} object has no element {PyOps.ToLong(key)}");
                 }
                 break;
             case string s:

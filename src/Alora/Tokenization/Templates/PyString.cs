@@ -42,11 +42,11 @@ internal static class PyString
         if (!HasSurrogates(s))
         {
             long i = index < 0 ? index + s.Length : index;
-            return i >= 0 && i < s.Length ? s[(int)i].ToString() : new Undefined("string index out of range");
+            return i >= 0 && i < s.Length ? s[(int)i].ToString() : new Undefined($"str object has no element {index}");
         }
         var points = CodePoints(s);
         long j = index < 0 ? index + points.Count : index;
-        return j >= 0 && j < points.Count ? points[(int)j] : new Undefined("string index out of range");
+        return j >= 0 && j < points.Count ? points[(int)j] : new Undefined($"str object has no element {index}");
     }
 
     public static string Slice(string s, long? start, long? stop, long? step)
