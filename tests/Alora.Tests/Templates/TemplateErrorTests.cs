@@ -13,8 +13,9 @@ public class TemplateErrorTests
     [InlineData("{% if x %}\nno end", 1, 1, "'if' block opened here was never closed")]
     [InlineData("line one\n  {% for m in messages %}{{ m }}", 2, 3, "'for' block opened here was never closed")]
     [InlineData("ok\n{{ 1 + }}", 2, 8, "expected an expression")]
-    [InlineData("a\nb\n   {{ x | no_such_filter }}", 3, 11, "no filter named 'no_such_filter'")]
-    [InlineData("{% if x is no_such_test %}{% endif %}", 1, 12, "no test named 'no_such_test'")]
+    [InlineData("a\nb\n   {{ x | no_such_filter }}", 3, 11, "No filter named 'no_such_filter'.")]
+    [InlineData("{{ x is no_such_test }}", 1, 9, "No test named 'no_such_test'.")]
+    [InlineData("{% if x %}{% for i in y %}{{ i | nope }}{% endfor %}{% endif %}", 1, 34, "No filter named 'nope'.")]
     [InlineData("{% endif %}", 1, 4, "unexpected 'endif'")]
     [InlineData("{% for x in y %}{% endif %}", 1, 20, "unexpected 'endif'")]
     [InlineData("x\n{% frobnicate %}", 2, 4, "unknown tag 'frobnicate'")]
@@ -43,6 +44,16 @@ public class TemplateErrorTests
         var error = SyntaxError("{{ messages | frobnicate(2) }}");
         Assert.Contains("'frobnicate'", error.Message, StringComparison.Ordinal);
         Assert.Equal((1, 15), (error.Line, error.Column));
+    }
+
+    [Fact]
+    public void Unknown_filter_inside_an_if_fails_only_when_reached_as_in_jinja2()
+    {
+        var template = ChatTemplate.Parse("{% if use %}{{ args | from_json }}{% endif %}{{ 'a' | nope if use else 'b' }}");
+        Assert.Equal("b", template.Render(new JsonObject { ["use"] = false }));
+        var error = Assert.ThrowsAny<TemplateException>(() => template.Render(new JsonObject { ["use"] = true, ["args"] = "{}" }));
+        Assert.Contains("No filter named 'from_json' found.", error.Message, StringComparison.Ordinal);
+        Assert.Equal((1, 23), (error.Line, error.Column));
     }
 
     [Fact]

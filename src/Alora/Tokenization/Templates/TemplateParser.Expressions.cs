@@ -39,13 +39,24 @@ internal sealed partial class TemplateParser
     {
         if (!allowConditional) return ParseOr();
         var start = Current;
+        int unknownBefore = _unknownNames.Count;
         var expression = ParseOr();
+        bool isConditional = false;
         while (SkipName("if"))
         {
-            var condition = ParseOr();
-            Expression? otherwise = SkipName("else") ? ParseExpression(allowConditional: true) : null;
-            expression = new ConditionalExpression(condition, expression, otherwise, start.Offset);
+            isConditional = true;
+            _softDepth++;
+            try
+            {
+                var condition = ParseOr();
+                Expression? otherwise = SkipName("else") ? ParseExpression(allowConditional: true) : null;
+                expression = new ConditionalExpression(condition, expression, otherwise, start.Offset);
+            }
+            finally { _softDepth--; }
         }
+        // The whole inline if (its value part included) is a soft frame.
+        if (isConditional)
+            for (int i = unknownBefore; i < _unknownNames.Count; i++) _unknownNames[i] = (_unknownNames[i].Error, true);
         return expression;
     }
 
@@ -379,7 +390,10 @@ internal sealed partial class TemplateParser
         var nameToken = Current;
         string name = ParseDottedName("as the filter name after '|'");
         if (!TemplateFilters.TryGet(name, out var filter))
-            throw Error($"no filter named '{name}'", nameToken);
+        {
+            _unknownNames.Add((Error($"No filter named '{name}'.", nameToken), _softDepth > 0));
+            filter = (_, _, _) => throw new TemplateException($"No filter named '{name}' found.");
+        }
         var arguments = Current.IsOperator("(") ? ParseCallArguments() : ArgumentList.None;
         return new FilterExpression(target, name, filter, arguments, nameToken.Offset);
     }
@@ -390,7 +404,10 @@ internal sealed partial class TemplateParser
         var nameToken = Current;
         string name = ParseDottedName("as the test name after 'is'");
         if (!TemplateTests.TryGet(name, out var test))
-            throw Error($"no test named '{name}'", nameToken);
+        {
+            _unknownNames.Add((Error($"No test named '{name}'.", nameToken), _softDepth > 0));
+            test = (_, _, _) => throw new TemplateException($"No test named '{name}' found.");
+        }
         ArgumentList arguments = ArgumentList.None;
         var next = Current;
         if (next.IsOperator("("))

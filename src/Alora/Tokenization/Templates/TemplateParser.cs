@@ -11,6 +11,11 @@ internal sealed partial class TemplateParser
     private readonly SourcePositions _positions;
     private int _index;
     private int _loopDepth;
+    // Jinja2 lets an unknown filter or test inside an if-block or an inline if pass compilation and fail
+    // only when evaluated ("soft" frames); anywhere else it is a compile-time error. Unknown names are
+    // collected here and reported after parsing, as Jinja2 reports them when compiling.
+    private int _softDepth;
+    private readonly List<(TemplateSyntaxException Error, bool Soft)> _unknownNames = [];
 
     private TemplateParser(List<TemplateToken> tokens, SourcePositions positions)
     {
@@ -24,6 +29,8 @@ internal sealed partial class TemplateParser
         var body = parser.ParseBody(endTags: []);
         var end = parser.Current;
         if (end.Kind != TokenKind.EndOfTemplate) throw parser.Error($"unexpected {end.Describe()}", end);
+        foreach (var (error, soft) in parser._unknownNames)
+            if (!soft) throw error;
         return body;
     }
 
@@ -110,12 +117,12 @@ internal sealed partial class TemplateParser
         switch (tag.Value)
         {
             case "if": return ParseIf(blockBegin);
-            case "for": return ParseFor(blockBegin);
+            case "for": return Hard(() => ParseFor(blockBegin));
             case "set": return ParseSet(blockBegin);
-            case "macro": return ParseMacro(blockBegin);
-            case "call": return ParseCallBlock(blockBegin);
-            case "filter": return ParseFilterBlock(blockBegin);
-            case "with": return ParseWith(blockBegin);
+            case "macro": return Hard(() => ParseMacro(blockBegin));
+            case "call": return Hard(() => ParseCallBlock(blockBegin));
+            case "filter": return Hard(() => ParseFilterBlock(blockBegin));
+            case "with": return Hard(() => ParseWith(blockBegin));
             case "generation":
                 {
                     EndTag();
@@ -151,6 +158,23 @@ internal sealed partial class TemplateParser
     }
 
     private IfStatement ParseIf(TemplateToken blockBegin)
+    {
+        _softDepth++;
+        try { return ParseIfBranches(blockBegin); }
+        finally { _softDepth--; }
+    }
+
+    /// <summary>Runs a parse step outside any soft frame (loop, macro, call, filter and with bodies
+    /// are new frames in Jinja2, even inside an if).</summary>
+    private T Hard<T>(Func<T> parse)
+    {
+        int saved = _softDepth;
+        _softDepth = 0;
+        try { return parse(); }
+        finally { _softDepth = saved; }
+    }
+
+    private IfStatement ParseIfBranches(TemplateToken blockBegin)
     {
         var branches = new List<(Expression, IReadOnlyList<Statement>)>();
         List<Statement>? elseBody = null;
