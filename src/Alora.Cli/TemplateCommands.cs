@@ -33,8 +33,11 @@ internal static class TemplateCommands
             {
                 var config = ChatTemplateConfig.Load(parseResult.GetValue(model)!);
                 string? file = parseResult.GetValue(templateFile);
-                ChatTemplate? template = file is null ? null : ChatTemplateConfig.LoadTemplateFile(file, parseResult.GetValue(templateName));
-                int failures = ChatTemplateJsonLines.Run(config, Console.In, Console.Out, parseResult.GetValue(templateName), template);
+                string? name = parseResult.GetValue(templateName);
+                // Resolve and parse the template before reading input, so a missing or broken template is
+                // reported once (exit code 2) rather than on every line.
+                ChatTemplate template = file is null ? config.GetTemplate(name) : ChatTemplateConfig.LoadTemplateFile(file, name);
+                int failures = ChatTemplateJsonLines.Run(config, Console.In, Console.Out, name, template);
                 return failures == 0 ? 0 : 1;
             }
             catch (Exception e) when (e is TemplateException or IOException or InvalidDataException or InvalidOperationException or KeyNotFoundException)
