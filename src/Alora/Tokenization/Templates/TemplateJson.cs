@@ -35,13 +35,24 @@ internal static class TemplateJson
 
     private static object? FromValue(JsonValue value)
     {
-        if (value.TryGetValue(out JsonElement element)) return FromElement(element);
-        if (value.TryGetValue(out string? text)) return text;
-        if (value.TryGetValue(out bool flag)) return flag;
-        if (value.TryGetValue(out long integer)) return integer;
-        if (value.TryGetValue(out int small)) return (long)small;
-        if (value.TryGetValue(out double real)) return real;
-        // Values built in code (JsonValue.Create of other types): round-trip through JSON text.
+        switch (value.GetValueKind())
+        {
+            case JsonValueKind.String:
+                return value.GetValue<string>();
+            case JsonValueKind.True:
+                return true;
+            case JsonValueKind.False:
+                return false;
+            case JsonValueKind.Null:
+                return null;
+            case JsonValueKind.Number:
+                // Parsed JSON: an integer literal reads as long; "1.0" or "1e5" do not, and become float as in
+                // Python. Values built in code carry their .NET type.
+                if (value.TryGetValue(out long integer)) return integer;
+                if (value.TryGetValue(out int small)) return (long)small;
+                if (value.TryGetValue(out double real)) return real;
+                break;
+        }
         using var document = JsonDocument.Parse(value.ToJsonString());
         return FromElement(document.RootElement);
     }
