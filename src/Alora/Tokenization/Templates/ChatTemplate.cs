@@ -70,6 +70,13 @@ public sealed class ChatTemplate
             var (line, column) = _positions.At(located.Offset);
             throw new TemplateException(located.Error.Detail, SourceName, line, column);
         }
+        catch (Exception e) when (e is InvalidCastException or InvalidOperationException or ArgumentException
+                                      or IndexOutOfRangeException or NullReferenceException or OverflowException or FormatException)
+        {
+            // A gap in this interpreter, not in the template: still report it as a template error so one bad
+            // request cannot take a server or a batch run down.
+            throw new TemplateException($"internal error while rendering {SourceName ?? "the template"}: {e.GetType().Name}: {e.Message}", e);
+        }
         return output.ToString();
     }
 }

@@ -133,7 +133,10 @@ internal static class PercentFormat
                 default: throw new TemplateException($"unsupported format character '{type}'");
             }
         }
-        if (named is null && next < positional.Count && arguments is ValueList { IsTuple: true })
+        // Python accepts unused arguments from anything subscriptable other than a tuple or str (a dict, a list,
+        // Jinja's Undefined), which it treats as a mapping.
+        bool mappingLike = arguments is ValueDict or Undefined or ValueList { IsTuple: false };
+        if (!mappingLike && next < positional.Count)
             throw new TemplateException("not all arguments converted during string formatting");
         return sb.ToString();
     }

@@ -52,14 +52,15 @@ internal static class PyOps
         _ => Repr(value),
     };
 
-    public static string Repr(object? value)
+    /// <summary>Python's repr(); <paramref name="sortDictKeys"/> orders dict keys as pprint does.</summary>
+    public static string Repr(object? value, bool sortDictKeys = false)
     {
         var sb = new StringBuilder();
-        AppendRepr(sb, value);
+        AppendRepr(sb, value, sortDictKeys);
         return sb.ToString();
     }
 
-    private static void AppendRepr(StringBuilder sb, object? value)
+    private static void AppendRepr(StringBuilder sb, object? value, bool sortDictKeys = false)
     {
         switch (value)
         {
@@ -71,7 +72,7 @@ internal static class PyOps
                 for (int i = 0; i < list.Count; i++)
                 {
                     if (i > 0) sb.Append(", ");
-                    AppendRepr(sb, list[i]);
+                    AppendRepr(sb, list[i], sortDictKeys);
                 }
                 if (list.IsTuple && list.Count == 1) sb.Append(',');
                 sb.Append(list.IsTuple ? ')' : ']');
@@ -79,13 +80,16 @@ internal static class PyOps
             case ValueDict dict:
                 sb.Append('{');
                 bool first = true;
-                foreach (var (key, item) in dict)
+                IEnumerable<KeyValuePair<object, object?>> entries = sortDictKeys
+                    ? dict.OrderBy(entry => ValueDict.KeyValue(entry.Key), TemplateFilters.PythonOrder)
+                    : dict;
+                foreach (var (key, item) in entries)
                 {
                     if (!first) sb.Append(", ");
                     first = false;
-                    AppendRepr(sb, ValueDict.KeyValue(key));
+                    AppendRepr(sb, ValueDict.KeyValue(key), sortDictKeys);
                     sb.Append(": ");
-                    AppendRepr(sb, item);
+                    AppendRepr(sb, item, sortDictKeys);
                 }
                 sb.Append('}');
                 break;
@@ -357,8 +361,8 @@ internal static class PyOps
 
     public static object? Modulo(object? a, object? b)
     {
-        FailIfUndefined(a, b);
         if (a is string format) return PercentFormat.Format(format, b);
+        FailIfUndefined(a, b);
         if (!IsNumber(a) || !IsNumber(b)) throw Unsupported("%", a, b);
         if (a is double || b is double)
         {
@@ -450,6 +454,8 @@ internal static class PyOps
                     if (AreEqual(element, item)) return true;
                 return false;
             case ValueDict dict:
+                if (item is ValueList { IsTuple: false } or ValueDict)
+                    throw new TemplateException($"unhashable type: '{TypeName(item)}'");
                 return dict.ContainsKey(ValueDict.KeyOf(item));
             case NamespaceValue ns:
                 return item is string name && ns.Attributes.ContainsKey(name);

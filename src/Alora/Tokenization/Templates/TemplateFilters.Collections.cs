@@ -34,9 +34,7 @@ internal static partial class TemplateFilters
         bool reverse = PyOps.IsTrue(arguments.Get(0, "reverse", false));
         bool caseSensitive = PyOps.IsTrue(arguments.Get(1, "case_sensitive", false));
         var key = SortKey(arguments.Get(2, "attribute", null), caseSensitive);
-        var items = PyOps.Iterate(value);
-        var sorted = reverse ? items.OrderByDescending(key, PythonOrder) : items.OrderBy(key, PythonOrder);
-        return new ValueList(sorted);
+        return StableSort(PyOps.Iterate(value), key, reverse);
     }
 
     private static object? DictSort(object? value, CallArguments arguments, RenderState state)
@@ -56,8 +54,44 @@ internal static partial class TemplateFilters
             var part = ((ValueList)pair!)[position];
             return !caseSensitive && part is string s ? s.ToLowerInvariant() : part;
         };
-        var items = Methods.Items(dict);
-        return new ValueList(reverse ? items.OrderByDescending(key, PythonOrder) : items.OrderBy(key, PythonOrder));
+        return StableSort(Methods.Items(dict), key, reverse);
+    }
+
+    /// <summary>Python's sorted(items, key=..., reverse=...): stable (equal keys keep their order, also when
+    /// reversed), comparing keys with Python ordering. A merge sort, so a comparison that raises (int vs str)
+    /// surfaces as the template error itself.</summary>
+    private static ValueList StableSort(IReadOnlyList<object?> items, Func<object?, object?> keySelector, bool reverse)
+    {
+        var keys = new object?[items.Count];
+        var order = new int[items.Count];
+        for (int i = 0; i < items.Count; i++)
+        {
+            keys[i] = keySelector(items[i]);
+            order[i] = i;
+        }
+        var scratch = new int[items.Count];
+        MergeSort(order, scratch, 0, order.Length, (a, b) =>
+        {
+            int c = PyOps.Compare(keys[a], keys[b], "<");
+            return reverse ? -c : c;
+        });
+        var result = new ValueList(items.Count);
+        foreach (int index in order) result.Add(items[index]);
+        return result;
+    }
+
+    private static void MergeSort(int[] order, int[] scratch, int start, int end, Func<int, int, int> compare)
+    {
+        if (end - start < 2) return;
+        int middle = (start + end) / 2;
+        MergeSort(order, scratch, start, middle, compare);
+        MergeSort(order, scratch, middle, end, compare);
+        int left = start, right = middle, target = start;
+        while (left < middle && right < end)
+            scratch[target++] = compare(order[right], order[left]) < 0 ? order[right++] : order[left++];
+        while (left < middle) scratch[target++] = order[left++];
+        while (right < end) scratch[target++] = order[right++];
+        Array.Copy(scratch, start, order, start, end - start);
     }
 
     private static object? Unique(object? value, CallArguments arguments, RenderState state)
@@ -148,7 +182,7 @@ internal static partial class TemplateFilters
         };
         var groups = new ValueList();
         string[] fields = ["grouper", "list"];
-        foreach (var item in PyOps.Iterate(value).OrderBy(key, PythonOrder))
+        foreach (var item in StableSort(PyOps.Iterate(value), key, reverse: false))
         {
             var k = key(item);
             if (groups.Count > 0 && PyOps.AreEqual(((ValueList)groups[^1]!)[0], k))

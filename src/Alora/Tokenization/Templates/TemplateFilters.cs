@@ -26,12 +26,12 @@ internal static partial class TemplateFilters
         ["e"] = (v, a, _) => Escape(v),
         ["escape"] = (v, a, _) => Escape(v),
         ["first"] = (v, a, _) => PyOps.Iterate(v) is { Count: > 0 } items ? items[0] : new Undefined("No first item, sequence was empty."),
-        ["float"] = (v, a, _) => ToFloat(v, a.Get(0, "default", 0.0)),
+        ["float"] = (v, a, _) => v is Undefined u ? throw u.Fail() : ToFloat(v, a.Get(0, "default", 0.0)),
         ["forceescape"] = (v, a, _) => Escape(v),
         ["format"] = (v, a, _) => PercentFormat.Format(PyOps.ToStr(v), a.Keywords.Count > 0 ? KeywordDict(a) : new ValueList(a.Positional, isTuple: true)),
         ["groupby"] = GroupBy,
         ["indent"] = Indent,
-        ["int"] = (v, a, _) => ToInt(v, a.Get(0, "default", 0L), PyOps.ToLong(a.Get(1, "base", 10L))),
+        ["int"] = (v, a, _) => v is Undefined u ? throw u.Fail() : ToInt(v, a.Get(0, "default", 0L), PyOps.ToLong(a.Get(1, "base", 10L))),
         ["items"] = (v, a, _) => v switch
         {
             Undefined => new ValueList(),
@@ -46,7 +46,7 @@ internal static partial class TemplateFilters
         ["map"] = Map,
         ["max"] = (v, a, s) => MinMax(v, a, pickMax: true),
         ["min"] = (v, a, s) => MinMax(v, a, pickMax: false),
-        ["pprint"] = (v, a, _) => PyOps.Repr(v),
+        ["pprint"] = (v, a, _) => PyOps.Repr(v, sortDictKeys: true),
         ["reject"] = (v, a, s) => Select(v, a, s, byAttribute: false, keep: false),
         ["rejectattr"] = (v, a, s) => Select(v, a, s, byAttribute: true, keep: false),
         ["replace"] = (v, a, _) => PyString.Replace(PyOps.ToStr(v), PyOps.ToStr(a.Get(0, "old", "")), PyOps.ToStr(a.Get(1, "new", "")),
@@ -194,7 +194,8 @@ internal static partial class TemplateFilters
         double scale = Math.Pow(10, precision);
         return method switch
         {
-            "common" => Math.Round(number, (int)Math.Clamp(precision, 0, 15), MidpointRounding.ToEven),
+            // Python's round(int, n) keeps an int; round(float, n) gives a float.
+            "common" => value is long or bool ? (object)PyOps.ToLong(value) : PyRound.Round(number, precision),
             "ceil" => Math.Ceiling(number * scale) / scale,
             "floor" => Math.Floor(number * scale) / scale,
             _ => throw new TemplateException("method must be common, ceil or floor"),
@@ -207,7 +208,12 @@ internal static partial class TemplateFilters
         string indention = width is string w ? w : new string(' ', (int)Math.Max(0, PyOps.ToLong(width)));
         bool first = PyOps.IsTrue(arguments.Get(1, "first", false));
         bool blank = PyOps.IsTrue(arguments.Get(2, "blank", false));
-        string text = PyOps.ToStr(value) + "\n";
+        string text = value switch
+        {
+            string s => s,
+            Undefined u => throw u.Fail(),
+            _ => throw new TemplateException($"unsupported operand type(s) for +=: '{PyOps.TypeName(value)}' and 'str'"),
+        } + "\n";
         var lines = PyString.SplitLines(text, keepEnds: false).Select(line => (string)line!).ToList();
         string result;
         if (blank)
@@ -244,6 +250,8 @@ internal static partial class TemplateFilters
 
     private static object? Map(object? value, CallArguments arguments, RenderState state)
     {
+        // Jinja2 maps nothing (and checks nothing) when the input is falsy.
+        if (!PyOps.IsTrue(value)) return new ValueList();
         var items = PyOps.Iterate(value);
         var result = new ValueList(items.Count);
         if (arguments.Positional.Count == 0 && arguments.Has(-1, "attribute"))
@@ -265,6 +273,8 @@ internal static partial class TemplateFilters
     /// test name the item's truthiness decides.</summary>
     private static ValueList Select(object? value, CallArguments arguments, RenderState state, bool byAttribute, bool keep)
     {
+        // Jinja2 selects nothing (and checks nothing) when the input is falsy.
+        if (!PyOps.IsTrue(value)) return new ValueList();
         int next = 0;
         object? attribute = null;
         if (byAttribute)
@@ -325,8 +335,14 @@ internal static partial class TemplateFilters
 
     private static object? Truncate(object? value, CallArguments arguments, RenderState state)
     {
-        string text = PyOps.ToStr(value);
         long length = PyOps.ToLong(arguments.Get(0, "length", 255L));
+        if (value is not string text)
+        {
+            // Jinja returns anything no longer than length + leeway unchanged (len() of a list or dict works).
+            long leewayOf = arguments.Get(3, "leeway", null) is { } lw ? PyOps.ToLong(lw) : 5;
+            if (value is Undefined || PyOps.Length(value) <= length + leewayOf) return value;
+            throw new TemplateException($"truncate expects a string, found {PyOps.TypeName(value)}");
+        }
         bool killWords = PyOps.IsTrue(arguments.Get(1, "killwords", false));
         string end = PyOps.ToStr(arguments.Get(2, "end", "..."));
         long leeway = arguments.Get(3, "leeway", null) is { } l ? PyOps.ToLong(l) : 5;

@@ -416,7 +416,7 @@ internal sealed partial class TemplateParser
         }
         else if ((next.Kind is TokenKind.Name or TokenKind.String or TokenKind.Integer or TokenKind.Float
                   || next.IsOperator("[") || next.IsOperator("{"))
-                 && !(next.Kind == TokenKind.Name && next.Value is "else" or "or" or "and" or "if" or "is" or "in" or "not"))
+                 && !(next.Kind == TokenKind.Name && next.Value is "else" or "or" or "and"))
         {
             // `x is divisibleby 3`, `x is sameas false`: one argument without parentheses.
             var argument = ParsePostfix(ParsePrimary());

@@ -55,7 +55,27 @@ internal static class TemplateTests
         ["upper"] = (v, a, _) => v is string s && s == s.ToUpperInvariant(),
     };
 
-    public static bool TryGet(string name, out TemplateTest test) => Tests.TryGetValue(name, out test!);
+    /// <summary>Tests that take only the tested value; Python raises when they are given arguments.</summary>
+    private static readonly HashSet<string> NoArgumentTests = new(StringComparer.Ordinal)
+    {
+        "boolean", "callable", "defined", "escaped", "even", "false", "filter", "float", "integer", "iterable", "lower",
+        "mapping", "none", "number", "odd", "sequence", "string", "test", "true", "undefined", "upper",
+    };
+
+    public static bool TryGet(string name, out TemplateTest test)
+    {
+        if (!Tests.TryGetValue(name, out var found))
+        {
+            test = null!;
+            return false;
+        }
+        test = NoArgumentTests.Contains(name)
+            ? (value, arguments, state) => arguments.Positional.Count + arguments.Keywords.Count == 0
+                ? found(value, arguments, state)
+                : throw new TemplateException($"test '{name}' takes no arguments, got {arguments.Positional.Count + arguments.Keywords.Count}")
+            : found;
+        return true;
+    }
 
     /// <summary>Python's <c>is</c>: identity for objects, value identity for None/bools and small immutables.</summary>
     private static bool SameAs(object? a, object? b) => (a, b) switch
