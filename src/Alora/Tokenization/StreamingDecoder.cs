@@ -6,7 +6,7 @@ namespace Alora.Tokenization;
 /// (the mark of a UTF-8 character whose remaining bytes are still to come). Decoding a window rather
 /// than single ids keeps context-dependent decoders right (SentencePiece strips the first space only).
 /// </summary>
-public sealed class StreamingDecoder
+public sealed class StreamingDecoder : Alora.Inference.ITokenTextStream
 {
     private readonly Tokenizer _tokenizer;
     private readonly bool _skipSpecialTokens;
@@ -18,6 +18,18 @@ public sealed class StreamingDecoder
     {
         _tokenizer = tokenizer;
         _skipSpecialTokens = skipSpecialTokens;
+    }
+
+    /// <summary>
+    /// Takes ids whose text is already shown (the end of a prompt) as context, so the ids that follow decode as
+    /// a continuation: SentencePiece keeps their leading space, and a character split across the boundary completes.
+    /// </summary>
+    public void Prime(ReadOnlySpan<int> contextIds)
+    {
+        _window.Clear();
+        _window.AddRange(contextIds);
+        _emittedCount = _window.Count;
+        _emittedText = _tokenizer.Decode(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_window), _skipSpecialTokens);
     }
 
     /// <summary>Adds one id and returns the text it completes ("" while a character is still partial).</summary>
