@@ -40,7 +40,7 @@ public sealed class KvSequence : IDisposable
             int last = _blockTable[lastIndex];
             {
                 int copy = Cache.Allocate();
-                Cache.CopyBlock(last, copy, Length % blockSize);
+                Cache.CopyBlock(last, copy);
                 Cache.Release(last);
                 _blockTable[lastIndex] = copy;
             }

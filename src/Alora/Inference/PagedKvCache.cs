@@ -5,7 +5,8 @@ namespace Alora.Inference;
 // Legend: L = layers, N = blocks in the pool, B = tokens per block, Dkv = Hkv·Dh.
 
 /// <summary>
-/// The KV pool: fixed-size blocks in one slab, [L, 2 (key, value), N, B, Dkv] f32. Blocks are reference
+/// The KV pool: fixed-size blocks in one slab, [L, 2 (key, value), N, B·Dkv] f32; inside a block, keys are
+/// [Hkv, Dh, B] (transposed) and values [Hkv, B, Dh] (see Kernels.Attention). Blocks are reference
 /// counted so sequences can share them (forks, prefix reuse); a block is free when its count drops to 0.
 /// Free blocks are handed out lowest id first, so tests can assert exact block ids.
 /// </summary>
@@ -41,10 +42,10 @@ public sealed unsafe class PagedKvCache : IDisposable
     /// <summary>Bytes one block holds across all layers (keys and values).</summary>
     public long BytesPerBlock => (long)LayerCount * 2 * BlockSize * KeyValueDim * sizeof(float);
 
-    /// <summary>[N, B, Dkv] keys of one layer.</summary>
+    /// <summary>[N, Hkv, Dh, B] keys of one layer.</summary>
     public float* KeyBlocks(int layer) => _base + (long)layer * 2 * BlockCount * BlockSize * KeyValueDim;
 
-    /// <summary>[N, B, Dkv] values of one layer.</summary>
+    /// <summary>[N, Hkv, B, Dh] values of one layer.</summary>
     public float* ValueBlocks(int layer) => KeyBlocks(layer) + (long)BlockCount * BlockSize * KeyValueDim;
 
     public int ReferenceCount(int block) => _referenceCounts[block];
@@ -71,10 +72,10 @@ public sealed unsafe class PagedKvCache : IDisposable
         if (--_referenceCounts[block] == 0) _free.Add(block);
     }
 
-    /// <summary>Copies every layer's keys and values of the first <paramref name="tokenCount"/> slots of a block.</summary>
-    public void CopyBlock(int source, int destination, int tokenCount)
+    /// <summary>Copies every layer's keys and values of a block (whole blocks: keys are stored transposed).</summary>
+    public void CopyBlock(int source, int destination)
     {
-        long bytes = (long)tokenCount * KeyValueDim * sizeof(float);
+        long bytes = (long)BlockSize * KeyValueDim * sizeof(float);
         for (int layer = 0; layer < LayerCount; layer++)
         {
             for (int kind = 0; kind < 2; kind++)

@@ -231,19 +231,25 @@ public sealed unsafe class DecoderModel : IDisposable
             for (int i = 0; i < m; i++) Elementwise.Add(y + (long)i * weight.Rows, bias, weight.Rows);
     }
 
-    /// <summary>Scatters this micro-batch's keys and values into their cache slots.</summary>
+    /// <summary>Scatters this micro-batch's keys and values into their cache slots (keys transposed per block, see Attention).</summary>
     private void WriteKeyValues(PagedKvCache cache, int layer, int m, int maxBlocks)
     {
-        int dkv = Config.KeyValueDim, blockSize = cache.BlockSize;
-        long bytes = (long)dkv * sizeof(float);
+        int kvHeads = Config.KeyValueHeadCount, dh = Config.HeadDim, blockSize = cache.BlockSize, dkv = Config.KeyValueDim;
+        long blockFloats = (long)blockSize * dkv, rowBytes = (long)dh * sizeof(float);
         float* keys = cache.KeyBlocks(layer), values = cache.ValueBlocks(layer);
         for (int i = 0; i < m; i++)
         {
             int position = _rowPosition[i];
             int block = _blockTables[(long)_rowSequence[i] * maxBlocks + position / blockSize];
-            long slot = ((long)block * blockSize + position % blockSize) * dkv;
-            Buffer.MemoryCopy(_key + (long)i * dkv, keys + slot, bytes, bytes);
-            Buffer.MemoryCopy(_value + (long)i * dkv, values + slot, bytes, bytes);
+            int slot = position % blockSize;
+            float* keyBlock = keys + block * blockFloats, valueBlock = values + block * blockFloats;
+            float* key = _key + (long)i * dkv, value = _value + (long)i * dkv;
+            for (int h = 0; h < kvHeads; h++)
+            {
+                float* keyColumn = keyBlock + Attention.KeyOffset(slot, h, 0, kvHeads, dh, blockSize);
+                for (int d = 0; d < dh; d++) keyColumn[(long)d * blockSize] = key[h * dh + d];
+                Buffer.MemoryCopy(value + h * dh, valueBlock + Attention.ValueOffset(slot, h, 0, kvHeads, dh, blockSize), rowBytes, rowBytes);
+            }
         }
     }
 

@@ -12,6 +12,9 @@ public sealed unsafe class AttentionKernelTests
     [InlineData(14, 2, 64, 16, 65, 0)]
     [InlineData(4, 4, 16, 3, 50, 7)]     // odd block size, sliding window
     [InlineData(6, 2, 12, 5, 257, 0)]
+    [InlineData(8, 2, 64, 16, 300, 37)]  // vector path with a window that starts mid-chunk
+    [InlineData(4, 1, 32, 32, 70, 0)]
+    [InlineData(4, 2, 24, 8, 90, 11)]    // 256-bit path block size, window
     public void MatchesReference(int heads, int kvHeads, int headDim, int blockSize, int contextLength, int window)
     {
         var random = new Random(heads * 131 + contextLength);
