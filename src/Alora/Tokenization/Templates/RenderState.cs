@@ -107,6 +107,9 @@ internal sealed class Macro : ITemplateCallable
 
     public string Name { get; }
 
+    /// <summary>Names that start undefined in the macro's frame (see <see cref="FrameSymbols"/>).</summary>
+    public string[] StartUndefined { get; init; } = [];
+
     /// <summary>The body of a {% call %} block, exposed to the macro as <c>caller</c>.</summary>
     public ITemplateCallable? Caller { get; init; }
 
@@ -114,7 +117,7 @@ internal sealed class Macro : ITemplateCallable
     {
         if (state.CallDepth >= RenderState.MaxCallDepth)
             throw new TemplateException($"macro '{Name}' recursed deeper than {RenderState.MaxCallDepth} calls");
-        var scope = new Scope(_definingScope);
+        var scope = FrameSymbols.NewScope(_definingScope, StartUndefined);
         var extraPositional = new ValueList { IsTuple = true };
         for (int i = 0; i < arguments.Positional.Count; i++)
         {
