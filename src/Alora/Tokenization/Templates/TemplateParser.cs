@@ -311,7 +311,7 @@ internal sealed partial class TemplateParser
         _loopDepth = savedDepth;
         if (Current.Kind == TokenKind.Name && Current.Value == name.Value) Advance();
         EndTag();
-        return new MacroStatement(name.Value, parameters, body, _positions, blockBegin.Offset);
+        return new MacroStatement(name.Value, parameters, body, blockBegin.Offset);
     }
 
     private CallBlockStatement ParseCallBlock(TemplateToken blockBegin)
@@ -323,7 +323,7 @@ internal sealed partial class TemplateParser
         EndTag();
         var body = ParseBodyUntil("call", blockBegin, "endcall");
         EndTag();
-        return new CallBlockStatement(call, parameters, body, _positions, blockBegin.Offset);
+        return new CallBlockStatement(call, parameters, body, blockBegin.Offset);
     }
 
     private FilterBlockStatement ParseFilterBlock(TemplateToken blockBegin)
