@@ -157,3 +157,5 @@ case("{% for i in [1, 2, 3] %}{% continue %}{% else %}else-ran{% endfor %}|{% fo
 case("{% for i in [1, 2] %}{% filter upper %}a{{ i }}{% if i == 1 %}{% continue %}{% endif %}b{% endfilter %}{% endfor %}")
 case("{% for i in [1, 2] %}{% set s %}x{{ i }}{% if i == 2 %}{% break %}{% endif %}{% endset %}{{ s }}{% endfor %}")
 case("{% with a = 1 %}{% set b = 2 %}{{ a }}{{ b }}{% endwith %}{{ a }}{{ b }}", a=10)
+case("{% for item in tree recursive %}<{{ item.name }}:{{ loop.depth }}/{{ loop.depth0 }}/{{ loop.index }}{% if item.children is defined %}[{{ loop(item.children) }}]{% endif %}>{% else %}empty{% endfor %}", tree=[{"name":"a","children":[{"name":"b","children":[]},{"name":"c","children":[{"name":"d"}]}]},{"name":"e"}])
+case("{% for x in [1] %}{{ loop([2]) }}{% endfor %}")

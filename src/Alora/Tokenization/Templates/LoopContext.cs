@@ -1,13 +1,31 @@
 namespace Alora.Tokenization.Templates;
 
-/// <summary>Jinja2's <c>loop</c> variable.</summary>
-internal sealed class LoopContext
+/// <summary>Jinja2's <c>loop</c> variable; in a <c>recursive</c> loop, <c>loop(children)</c> renders the
+/// loop body over the children one level deeper.</summary>
+internal sealed class LoopContext : ITemplateCallable
 {
     private readonly IReadOnlyList<object?> _items;
+    private readonly Func<object?, string>? _recurse;
     private object? _lastChanged = Undefined.Plain;
     private bool _changedCalled;
 
-    public LoopContext(IReadOnlyList<object?> items) { _items = items; }
+    public LoopContext(IReadOnlyList<object?> items, int depth0 = 0, Func<object?, string>? recurse = null)
+    {
+        _items = items;
+        Depth0 = depth0;
+        _recurse = recurse;
+    }
+
+    public string Name => "loop";
+    public int Depth0 { get; }
+
+    public object? Call(CallArguments arguments, RenderState state)
+    {
+        if (_recurse is null) throw new TemplateException("Tried to call non recursive loop. Maybe you forgot the 'recursive' modifier.");
+        if (arguments.Positional.Count != 1 || arguments.Keywords.Count != 0)
+            throw new TemplateException("loop() takes exactly one argument: the items to recurse into");
+        return _recurse(arguments.Positional[0]);
+    }
 
     public int Index0 { get; set; }
     public int Index => Index0 + 1;
@@ -22,8 +40,8 @@ internal sealed class LoopContext
         "first" => Index0 == 0,
         "last" => Index0 == Length - 1,
         "length" => (long)Length,
-        "depth" => 1L,
-        "depth0" => 0L,
+        "depth" => (long)(Depth0 + 1),
+        "depth0" => (long)Depth0,
         "previtem" => Index0 > 0 ? _items[Index0 - 1] : new Undefined("there is no previous item"),
         "nextitem" => Index0 + 1 < Length ? _items[Index0 + 1] : new Undefined("there is no next item"),
         "cycle" => new BuiltinCallable("loop.cycle", (arguments, _) =>

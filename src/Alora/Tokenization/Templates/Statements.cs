@@ -178,7 +178,7 @@ internal sealed class SetBlockStatement(AssignTarget target, IReadOnlyList<State
 }
 
 internal sealed class ForStatement(AssignTarget target, Expression iterable, Expression? condition,
-    IReadOnlyList<Statement> body, IReadOnlyList<Statement>? elseBody, int offset) : Statement(offset)
+    IReadOnlyList<Statement> body, IReadOnlyList<Statement>? elseBody, bool recursive, int offset) : Statement(offset)
 {
     private string[] _bodyStartUndefined = [];
     private string[] _elseStartUndefined = [];
@@ -197,7 +197,14 @@ internal sealed class ForStatement(AssignTarget target, Expression iterable, Exp
 
     public override Flow Execute(StringBuilder output, Scope scope, RenderState state)
     {
-        var source = iterable.Evaluate(scope, state);
+        RunLoop(iterable.Evaluate(scope, state), output, scope, state, depth0: 0);
+        return Flow.Normal;
+    }
+
+    /// <summary>One run of the loop over <paramref name="source"/>; a recursive loop's <c>loop(children)</c>
+    /// runs it again one level deeper and returns what that rendered.</summary>
+    private void RunLoop(object? source, StringBuilder output, Scope scope, RenderState state, int depth0)
+    {
         IReadOnlyList<object?> items = source switch
         {
             ValueList list => list,
@@ -214,7 +221,21 @@ internal sealed class ForStatement(AssignTarget target, Expression iterable, Exp
         bool bodyCompleted = false;
         if (items.Count > 0)
         {
-            var loop = new LoopContext(items);
+            Func<object?, string>? recurse = null;
+            if (recursive)
+            {
+                recurse = children =>
+                {
+                    if (state.CallDepth >= RenderState.MaxCallDepth)
+                        throw new TemplateException($"recursive loop nested deeper than {RenderState.MaxCallDepth} levels");
+                    var inner = new StringBuilder();
+                    state.CallDepth++;
+                    try { RunLoop(children, inner, scope, state, depth0 + 1); }
+                    finally { state.CallDepth--; }
+                    return inner.ToString();
+                };
+            }
+            var loop = new LoopContext(items, depth0, recurse);
             for (int i = 0; i < items.Count; i++)
             {
                 loop.Index0 = i;
@@ -228,7 +249,6 @@ internal sealed class ForStatement(AssignTarget target, Expression iterable, Exp
         }
         if (!bodyCompleted && elseBody is not null)
             ExecuteAll(elseBody, output, FrameSymbols.NewScope(scope, _elseStartUndefined), state);
-        return Flow.Normal;
     }
 
     /// <summary><c>for x in items if condition</c>: the condition sees each item but not <c>loop</c>.</summary>

@@ -208,7 +208,7 @@ internal sealed partial class TemplateParser
         var iterable = ParseTuple(allowConditional: false);
         Expression? condition = null;
         if (SkipName("if")) condition = ParseExpression(allowConditional: true);
-        if (Current.IsName("recursive")) throw Error("recursive for loops are not supported", Current);
+        bool recursive = SkipName("recursive");
         EndTag();
         _loopDepth++;
         var body = ParseBodyUntil("for", blockBegin, "else", "endfor");
@@ -223,7 +223,7 @@ internal sealed partial class TemplateParser
             _loopDepth = savedDepth;
         }
         EndTag();
-        return new ForStatement(target, iterable, condition, body, elseBody, blockBegin.Offset);
+        return new ForStatement(target, iterable, condition, body, elseBody, recursive, blockBegin.Offset);
     }
 
     private Statement ParseSet(TemplateToken blockBegin)
