@@ -21,7 +21,7 @@ internal sealed class LoopContext : ITemplateCallable
 
     public object? Call(CallArguments arguments, RenderState state)
     {
-        if (_recurse is null) throw new TemplateException("Tried to call non recursive loop. Maybe you forgot the 'recursive' modifier.");
+        if (_recurse is null) throw new TemplateException("The loop must have the 'recursive' marker to be called recursively.");
         if (arguments.Positional.Count != 1 || arguments.Keywords.Count != 0)
             throw new TemplateException("loop() takes exactly one argument: the items to recurse into");
         return _recurse(arguments.Positional[0]);
