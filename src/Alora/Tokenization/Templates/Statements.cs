@@ -366,14 +366,18 @@ internal sealed class WithStatement(IReadOnlyList<(AssignTarget Target, Expressi
     }
 }
 
-/// <summary>A body run in the current scope: transformers' <c>{% generation %}</c> marks assistant text
-/// for masks but renders it unchanged.</summary>
-internal sealed class TransparentBlockStatement(IReadOnlyList<Statement> body, int offset) : Statement(offset)
+/// <summary>transformers' <c>{% generation %}...{% endgeneration %}</c>: marks assistant text for training
+/// masks and renders its body unchanged. transformers builds it as a call block, so the body is its own frame
+/// (a <c>set</c> inside does not leak out).</summary>
+internal sealed class GenerationBlockStatement(IReadOnlyList<Statement> body, int offset) : Statement(offset)
 {
-    public override void Analyze(FrameSymbols frame)
-    {
-        foreach (var statement in body) statement.Analyze(frame);
-    }
+    private string[] _bodyStartUndefined = [];
 
-    public override Flow Execute(StringBuilder output, Scope scope, RenderState state) => ExecuteAll(body, output, scope, state);
+    public override void Analyze(FrameSymbols frame) => frame.Nested(body, null, names => _bodyStartUndefined = names);
+
+    public override Flow Execute(StringBuilder output, Scope scope, RenderState state)
+    {
+        ExecuteAll(body, output, FrameSymbols.NewScope(scope, _bodyStartUndefined), state);
+        return Flow.Normal;
+    }
 }

@@ -124,12 +124,16 @@ internal sealed partial class TemplateParser
             case "filter": return Hard(() => ParseFilterBlock(blockBegin));
             case "with": return Hard(() => ParseWith(blockBegin));
             case "generation":
+                return Hard(() =>
                 {
                     EndTag();
+                    int savedLoopDepth = _loopDepth;
+                    _loopDepth = 0;  // the body is a call-block function: break/continue cannot reach an outer loop
                     var body = ParseBodyUntil("generation", blockBegin, "endgeneration");
+                    _loopDepth = savedLoopDepth;
                     EndTag();
-                    return new TransparentBlockStatement(body, blockBegin.Offset);
-                }
+                    return new GenerationBlockStatement(body, blockBegin.Offset);
+                });
             case "break" or "continue":
                 if (_loopDepth == 0) throw Error($"'{tag.Value}' outside of a for loop", tag);
                 EndTag();
