@@ -159,3 +159,9 @@ case("{% for i in [1, 2] %}{% set s %}x{{ i }}{% if i == 2 %}{% break %}{% endif
 case("{% with a = 1 %}{% set b = 2 %}{{ a }}{{ b }}{% endwith %}{{ a }}{{ b }}", a=10)
 case("{% for item in tree recursive %}<{{ item.name }}:{{ loop.depth }}/{{ loop.depth0 }}/{{ loop.index }}{% if item.children is defined %}[{{ loop(item.children) }}]{% endif %}>{% else %}empty{% endfor %}", tree=[{"name":"a","children":[{"name":"b","children":[]},{"name":"c","children":[{"name":"d"}]}]},{"name":"e"}])
 case("{% for x in [1] %}{{ loop([2]) }}{% endfor %}")
+# macro call checking: extra arguments need varargs/kwargs, call blocks need caller
+case("{% macro m(a) %}{{ a }}{% endmacro %}{{ m(1, 2) }}")
+case("{% macro m(a) %}{{ a }}{% endmacro %}{{ m(1, b=2) }}")
+case("{% macro m(a) %}{{ a }}{% endmacro %}{% call m(1) %}x{% endcall %}")
+case("{% macro m(a) %}{{ a }}{{ varargs }}{{ kwargs }}{% endmacro %}{{ m(1, 2, b=3) }}|{% macro n(a) %}{% macro inner() %}{{ varargs }}{% endmacro %}{{ a }}{% endmacro %}{{ n(1, 2) }}")
+case("{% macro m(a, b='B') %}[{{ a }}{{ b }}]{% endmacro %}{{ m() }}{{ m(a=1) }}{{ m(1, b=none) }}")

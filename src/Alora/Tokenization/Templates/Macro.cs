@@ -8,13 +8,16 @@ internal sealed class Macro : ITemplateCallable
     private readonly IReadOnlyList<(string Name, Expression? Default)> _parameters;
     private readonly IReadOnlyList<Statement> _body;
     private readonly Scope _definingScope;
+    private readonly MacroSignature _signature;
 
-    public Macro(string name, IReadOnlyList<(string Name, Expression? Default)> parameters, IReadOnlyList<Statement> body, Scope definingScope)
+    public Macro(string name, IReadOnlyList<(string Name, Expression? Default)> parameters, IReadOnlyList<Statement> body,
+        Scope definingScope, MacroSignature signature)
     {
         Name = name;
         _parameters = parameters;
         _body = body;
         _definingScope = definingScope;
+        _signature = signature;
     }
 
     public string Name { get; }
@@ -29,6 +32,8 @@ internal sealed class Macro : ITemplateCallable
     {
         if (state.CallDepth >= RenderState.MaxCallDepth)
             throw new TemplateException($"macro '{Name}' recursed deeper than {RenderState.MaxCallDepth} calls");
+        if (arguments.Positional.Count > _parameters.Count && !_signature.TakesVarargs)
+            throw new TemplateException($"macro '{Name}' takes not more than {_parameters.Count} argument(s)");
         var scope = FrameSymbols.NewScope(_definingScope, StartUndefined);
         var extraPositional = new ValueList { IsTuple = true };
         for (int i = 0; i < arguments.Positional.Count; i++)
@@ -45,8 +50,20 @@ internal sealed class Macro : ITemplateCallable
                 if (_parameters[p].Name == key) index = p;
             if (index < 0)
             {
-                if (key == "caller" && value is ITemplateCallable callerValue) caller = callerValue;
-                else extraKeywords.Put(key, value);
+                if (key == "caller")
+                {
+                    if (!_signature.UsesCaller)
+                        throw new TemplateException($"macro '{Name}' was invoked with two values for the special caller argument (it does not use caller())");
+                    caller = value as ITemplateCallable;
+                }
+                else if (_signature.TakesKwargs)
+                {
+                    extraKeywords.Put(key, value);
+                }
+                else
+                {
+                    throw new TemplateException($"macro '{Name}' takes no keyword argument '{key}'");
+                }
                 continue;
             }
             if (index < arguments.Positional.Count) throw new TemplateException($"macro '{Name}' got multiple values for argument '{key}'");
@@ -82,3 +99,8 @@ internal sealed class Macro : ITemplateCallable
         return false;
     }
 }
+
+/// <summary>What a macro body mentions, which decides the calls it accepts (as Jinja2 decides it):
+/// extra positional arguments need <c>varargs</c>, unknown keywords need <c>kwargs</c>, a call block needs
+/// <c>caller</c>.</summary>
+internal readonly record struct MacroSignature(bool TakesVarargs, bool TakesKwargs, bool UsesCaller);

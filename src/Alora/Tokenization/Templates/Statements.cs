@@ -275,7 +275,7 @@ internal sealed class LoopControlStatement(Flow flow, int offset) : Statement(of
 }
 
 internal sealed class MacroStatement(string name, IReadOnlyList<(string Name, Expression? Default)> parameters,
-    IReadOnlyList<Statement> body, int offset) : Statement(offset)
+    IReadOnlyList<Statement> body, MacroSignature signature, int offset) : Statement(offset)
 {
     internal static void DefineParameters(FrameSymbols frame, IReadOnlyList<(string Name, Expression? Default)> parameters)
     {
@@ -299,14 +299,14 @@ internal sealed class MacroStatement(string name, IReadOnlyList<(string Name, Ex
 
     public override Flow Execute(StringBuilder output, Scope scope, RenderState state)
     {
-        scope.Set(name, new Macro(name, parameters, body, scope) { StartUndefined = _bodyStartUndefined });
+        scope.Set(name, new Macro(name, parameters, body, scope, signature) { StartUndefined = _bodyStartUndefined });
         return Flow.Normal;
     }
 }
 
 /// <summary><c>{% call(args) macro(...) %}body{% endcall %}</c>: the body becomes the macro's <c>caller</c>.</summary>
 internal sealed class CallBlockStatement(CallExpression call, IReadOnlyList<(string Name, Expression? Default)> callerParameters,
-    IReadOnlyList<Statement> body, int offset) : Statement(offset)
+    IReadOnlyList<Statement> body, MacroSignature signature, int offset) : Statement(offset)
 {
     private string[] _bodyStartUndefined = [];
 
@@ -318,7 +318,7 @@ internal sealed class CallBlockStatement(CallExpression call, IReadOnlyList<(str
 
     public override Flow Execute(StringBuilder output, Scope scope, RenderState state)
     {
-        var caller = new Macro("caller", callerParameters, body, scope) { StartUndefined = _bodyStartUndefined };
+        var caller = new Macro("caller", callerParameters, body, scope, signature) { StartUndefined = _bodyStartUndefined };
         output.Append(PyOps.ToStr(call.Invoke(scope, state, caller)));
         return Flow.Normal;
     }

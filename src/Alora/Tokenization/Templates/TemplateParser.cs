@@ -16,6 +16,9 @@ internal sealed partial class TemplateParser
     // collected here and reported after parsing, as Jinja2 reports them when compiling.
     private int _softDepth;
     private readonly List<(TemplateSyntaxException Error, bool Soft)> _unknownNames = [];
+    // Names read inside the macro (and caller) bodies being parsed: Jinja2 lets a macro take extra
+    // positional or keyword arguments, or a caller, only if its body mentions varargs, kwargs or caller.
+    private readonly List<HashSet<string>> _macroBodyNames = [];
 
     private TemplateParser(List<TemplateToken> tokens, SourcePositions positions)
     {
@@ -311,11 +314,11 @@ internal sealed partial class TemplateParser
         EndTag();
         int savedDepth = _loopDepth;
         _loopDepth = 0;
-        var body = ParseBodyUntil("macro", blockBegin, "endmacro");
+        var (body, signature) = ParseMacroBody(() => ParseBodyUntil("macro", blockBegin, "endmacro"));
         _loopDepth = savedDepth;
         if (Current.Kind == TokenKind.Name && Current.Value == name.Value) Advance();
         EndTag();
-        return new MacroStatement(name.Value, parameters, body, blockBegin.Offset);
+        return new MacroStatement(name.Value, parameters, body, signature, blockBegin.Offset);
     }
 
     private CallBlockStatement ParseCallBlock(TemplateToken blockBegin)
@@ -325,9 +328,19 @@ internal sealed partial class TemplateParser
         if (ParseExpression(allowConditional: false) is not CallExpression call)
             throw Error("expected a macro call after 'call'", callToken);
         EndTag();
-        var body = ParseBodyUntil("call", blockBegin, "endcall");
+        var (body, signature) = ParseMacroBody(() => ParseBodyUntil("call", blockBegin, "endcall"));
         EndTag();
-        return new CallBlockStatement(call, parameters, body, blockBegin.Offset);
+        return new CallBlockStatement(call, parameters, body, signature, blockBegin.Offset);
+    }
+
+    private (List<Statement> Body, MacroSignature Signature) ParseMacroBody(Func<List<Statement>> parseBody)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        _macroBodyNames.Add(names);
+        List<Statement> body;
+        try { body = parseBody(); }
+        finally { _macroBodyNames.RemoveAt(_macroBodyNames.Count - 1); }
+        return (body, new MacroSignature(names.Contains("varargs"), names.Contains("kwargs"), names.Contains("caller")));
     }
 
     private FilterBlockStatement ParseFilterBlock(TemplateToken blockBegin)
