@@ -150,7 +150,7 @@ public sealed class ChatTemplateConfigTests : IDisposable
     [Fact]
     public void Json_lines_report_bad_lines_and_continue()
     {
-        Write("chat_template.jinja", "{% for m in messages %}{{ m.content }}{% endfor %}{{ strftime_now('%Y') }}");
+        Write("chat_template.jinja", "{% for m in messages %}{{ m.content }}{% endfor %}{{ strftime_now('%Y') }}{{ strftime_now(' %H') if add_generation_prompt }}");
         var config = ChatTemplateConfig.Load(_folder);
         string input = """
             {"messages": [{"role": "user", "content": "a"}], "now": "2031-02-03"}
@@ -158,10 +158,10 @@ public sealed class ChatTemplateConfigTests : IDisposable
             {"messages": "oops"}
 
             {"messages": [], "now": "yesterday"}
-            {"messages": [{"content": "b"}], "add_generation_prompt": true, "now": "1999-12-31T23:00:00"}
+            {"messages": [{"content": "b"}], "add_generation_prompt": true, "now": "1999-12-31T23:00:00+05:00"}
             """;
         var output = new StringWriter();
-        int failures = ChatTemplateJsonLines.Run(config, new StringReader(input), output);
+        int failures = ChatTemplateJsonLines.Run(config, new StringReader("\uFEFF" + input), output);
         var lines = output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonNode.Parse(l)!.AsObject()).ToList();
         Assert.Equal(3, failures);
         Assert.Equal(5, lines.Count);
@@ -170,6 +170,6 @@ public sealed class ChatTemplateConfigTests : IDisposable
         Assert.Contains("\"messages\" must be a list", lines[2]["error"]!.GetValue<string>(), StringComparison.Ordinal);
         Assert.Equal(5, lines[3]["line"]!.GetValue<int>());
         Assert.Contains("\"now\" is not a date: 'yesterday'", lines[3]["error"]!.GetValue<string>(), StringComparison.Ordinal);
-        Assert.Equal("b1999", lines[4]["rendered"]!.GetValue<string>());
+        Assert.Equal("b1999 23", lines[4]["rendered"]!.GetValue<string>());
     }
 }

@@ -98,6 +98,12 @@ public class TemplateErrorTests
         var template = ChatTemplate.Parse("{% for m in messages %}{% generation %}[{{ m.content }}]{% endgeneration %}{% endfor %}");
         var variables = new JsonObject { ["messages"] = new JsonArray(new JsonObject { ["content"] = "a" }, new JsonObject { ["content"] = "b" }) };
         Assert.Equal("[a][b]", template.Render(variables));
+
+        // transformers builds the block as a call block: its body is a frame of its own.
+        var scoped = ChatTemplate.Parse("{% set x = 'outer' %}{% generation %}{% set x = 'inner' %}{{ x }}{% endgeneration %}|{{ x }}");
+        Assert.Equal("inner|outer", scoped.Render([]));
+        var error = Assert.Throws<TemplateSyntaxException>(() => ChatTemplate.Parse("{% for m in messages %}{% generation %}{% break %}{% endgeneration %}{% endfor %}"));
+        Assert.Contains("'break' outside of a for loop", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -44,3 +44,33 @@ public class TemplateValueTests
             "{{ m.content is none }} {{ m.content is undefined }}|{{ m.other is none }} {{ m.other is undefined }}", variables));
     }
 }
+
+/// <summary>A parsed template is shared by concurrent requests.</summary>
+public class TemplateConcurrencyTests
+{
+    [Fact]
+    public void One_parsed_template_renders_concurrently_with_identical_results()
+    {
+        var template = TemplateFixtureTests.LoadFixtureTemplate("qwen3");
+        var cases = new[] { "t01", "t14", "t23", "t26" }
+            .Select(id =>
+            {
+                var record = TemplateFixtureTests.ReadCase("qwen3", id);
+                var input = record["input"]!.AsObject().DeepClone().AsObject();
+                input.Remove("now");
+                string expected = (record["jinja2_rendered"] ?? record["rendered"])!.GetValue<string>();
+                return (Input: input.ToJsonString(), Expected: expected);
+            })
+            .ToArray();
+
+        var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
+        Parallel.For(0, 400, new ParallelOptions { MaxDegreeOfParallelism = 4 }, i =>
+        {
+            var (input, expected) = cases[i % cases.Length];
+            string rendered = template.Render(JsonNode.Parse(input)!.AsObject());
+            if (rendered != expected) failures.Add($"request {i}: got {rendered}");
+        });
+
+        Assert.Empty(failures);
+    }
+}

@@ -12,9 +12,13 @@ public sealed class ChatTemplate
 {
     private readonly IReadOnlyList<Statement> _body;
     private readonly SourcePositions _positions;
+    private readonly string[] _rootStartUndefined;
 
     private ChatTemplate(string source, string? sourceName, IReadOnlyList<Statement> body, SourcePositions positions)
     {
+        var root = new FrameSymbols(null);
+        foreach (var statement in body) statement.Analyze(root);
+        _rootStartUndefined = root.Complete();
         Source = source;
         SourceName = sourceName;
         _body = body;
@@ -56,8 +60,10 @@ public sealed class ChatTemplate
     {
         var globals = new Scope(null);
         foreach (var (name, value) in TemplateGlobals.All) globals.Set(name, value);
-        var scope = new Scope(globals);
-        foreach (var (name, value) in variables) scope.Set(name, value);
+        var context = new Scope(globals);
+        foreach (var (name, value) in variables) context.Set(name, value);
+        // Top-level sets live in the template's own frame, above the render variables.
+        var scope = FrameSymbols.NewScope(context, _rootStartUndefined);
 
         var state = new RenderState(now ?? DateTimeOffset.Now);
         var output = new StringBuilder(Source.Length * 2);

@@ -31,6 +31,7 @@ public static class ChatTemplateJsonLines
         while ((line = input.ReadLine()) is not null)
         {
             lineNumber++;
+            if (lineNumber == 1 && line.StartsWith('\uFEFF')) line = line[1..];  // a UTF-8 byte order mark
             if (string.IsNullOrWhiteSpace(line)) continue;
             JsonObject result;
             try
@@ -90,8 +91,9 @@ public static class ChatTemplateJsonLines
     /// a full ISO date-time is taken as written.</summary>
     private static DateTimeOffset ParseNow(string text, int lineNumber)
     {
-        if (DateTime.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AllowWhiteSpaces, out var local))
-            return new DateTimeOffset(DateTime.SpecifyKind(local, DateTimeKind.Unspecified), TimeSpan.Zero);
+        // The clock reading as written: "2025-04-09T10:00:00+02:00" means 10:00, whatever this machine's zone.
+        if (DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.AllowWhiteSpaces | DateTimeStyles.AssumeUniversal, out var written))
+            return new DateTimeOffset(written.DateTime, TimeSpan.Zero);
         throw new InvalidDataException($"input line {lineNumber}: \"now\" is not a date: '{text}' (expected e.g. \"2025-04-09\" or \"2025-04-09T13:45:00\")");
     }
 

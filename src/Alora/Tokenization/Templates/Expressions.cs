@@ -26,6 +26,14 @@ internal abstract class Expression
 
     public abstract object? Evaluate(Scope scope, RenderState state);
 
+    /// <summary>Adds the variable names this expression reads (for Jinja2's frame analysis).</summary>
+    public virtual void CollectLoads(ICollection<string> names) { }
+
+    protected static void Collect(ICollection<string> names, params Expression?[] expressions)
+    {
+        foreach (var expression in expressions) expression?.CollectLoads(names);
+    }
+
     /// <summary>Tags an error with this node's position; raise_exception's own error passes through untouched.</summary>
     protected Exception Locate(TemplateException error) => error is TemplateRaisedException ? error : new LocatedTemplateError(error, Offset);
 }
@@ -38,12 +46,22 @@ internal sealed class LiteralExpression(object? value, int offset) : Expression(
 
 internal sealed class NameExpression(string name, int offset) : Expression(offset)
 {
+    public override void CollectLoads(ICollection<string> names)
+    {
+        names.Add(Name);
+    }
+
     public string Name { get; } = name;
     public override object? Evaluate(Scope scope, RenderState state) => scope.Get(Name);
 }
 
 internal sealed class ListExpression(IReadOnlyList<Expression> items, bool isTuple, int offset) : Expression(offset)
 {
+    public override void CollectLoads(ICollection<string> names)
+    {
+        foreach (var item in Items) item.CollectLoads(names);
+    }
+
     public IReadOnlyList<Expression> Items { get; } = items;
     public bool IsTuple { get; } = isTuple;
 
@@ -57,6 +75,11 @@ internal sealed class ListExpression(IReadOnlyList<Expression> items, bool isTup
 
 internal sealed class DictExpression(IReadOnlyList<(Expression Key, Expression Value)> pairs, int offset) : Expression(offset)
 {
+    public override void CollectLoads(ICollection<string> names)
+    {
+        foreach (var (key, value) in pairs) Collect(names, key, value);
+    }
+
     public override object? Evaluate(Scope scope, RenderState state)
     {
         var dict = new ValueDict();
@@ -77,6 +100,11 @@ internal sealed class DictExpression(IReadOnlyList<(Expression Key, Expression V
 
 internal sealed class AttributeExpression(Expression target, string name, int offset) : Expression(offset)
 {
+    public override void CollectLoads(ICollection<string> names)
+    {
+        target.CollectLoads(names);
+    }
+
     public override object? Evaluate(Scope scope, RenderState state)
     {
         var value = target.Evaluate(scope, state);
@@ -87,6 +115,11 @@ internal sealed class AttributeExpression(Expression target, string name, int of
 
 internal sealed class ItemExpression(Expression target, Expression key, int offset) : Expression(offset)
 {
+    public override void CollectLoads(ICollection<string> names)
+    {
+        Collect(names, target, key);
+    }
+
     public override object? Evaluate(Scope scope, RenderState state)
     {
         var value = target.Evaluate(scope, state);
@@ -98,6 +131,11 @@ internal sealed class ItemExpression(Expression target, Expression key, int offs
 
 internal sealed class SliceExpression(Expression target, Expression? start, Expression? stop, Expression? step, int offset) : Expression(offset)
 {
+    public override void CollectLoads(ICollection<string> names)
+    {
+        Collect(names, target, start, stop, step);
+    }
+
     public override object? Evaluate(Scope scope, RenderState state)
     {
         var value = target.Evaluate(scope, state);
@@ -128,6 +166,14 @@ internal sealed class ArgumentList
     public Expression? StarArguments { get; }
     public Expression? StarKeywords { get; }
 
+    public void CollectLoads(ICollection<string> names)
+    {
+        foreach (var expression in Positional) expression.CollectLoads(names);
+        foreach (var (_, value) in Keywords) value.CollectLoads(names);
+        StarArguments?.CollectLoads(names);
+        StarKeywords?.CollectLoads(names);
+    }
+
     public CallArguments Evaluate(Scope scope, RenderState state, object? first = null, bool hasFirst = false)
     {
         if (!hasFirst && Positional.Count == 0 && Keywords.Count == 0 && StarArguments is null && StarKeywords is null)
@@ -150,6 +196,12 @@ internal sealed class ArgumentList
 
 internal sealed class CallExpression(Expression callee, ArgumentList arguments, int offset) : Expression(offset)
 {
+    public override void CollectLoads(ICollection<string> names)
+    {
+        Callee.CollectLoads(names);
+        Arguments.CollectLoads(names);
+    }
+
     public Expression Callee { get; } = callee;
     public ArgumentList Arguments { get; } = arguments;
 
@@ -180,6 +232,12 @@ internal sealed class CallExpression(Expression callee, ArgumentList arguments, 
 
 internal sealed class FilterExpression(Expression target, string name, TemplateFilter filter, ArgumentList arguments, int offset) : Expression(offset)
 {
+    public override void CollectLoads(ICollection<string> names)
+    {
+        target.CollectLoads(names);
+        arguments.CollectLoads(names);
+    }
+
     public string Name { get; } = name;
 
     public override object? Evaluate(Scope scope, RenderState state)
@@ -201,6 +259,12 @@ internal sealed class FilterExpression(Expression target, string name, TemplateF
 
 internal sealed class TestExpression(Expression target, string name, TemplateTest test, ArgumentList arguments, bool negated, int offset) : Expression(offset)
 {
+    public override void CollectLoads(ICollection<string> names)
+    {
+        target.CollectLoads(names);
+        arguments.CollectLoads(names);
+    }
+
     public override object? Evaluate(Scope scope, RenderState state)
     {
         var value = target.Evaluate(scope, state);
@@ -212,11 +276,21 @@ internal sealed class TestExpression(Expression target, string name, TemplateTes
 
 internal sealed class NotExpression(Expression operand, int offset) : Expression(offset)
 {
+    public override void CollectLoads(ICollection<string> names)
+    {
+        operand.CollectLoads(names);
+    }
+
     public override object? Evaluate(Scope scope, RenderState state) => !PyOps.IsTrue(operand.Evaluate(scope, state));
 }
 
 internal sealed class NegateExpression(Expression operand, bool negate, int offset) : Expression(offset)
 {
+    public override void CollectLoads(ICollection<string> names)
+    {
+        operand.CollectLoads(names);
+    }
+
     public override object? Evaluate(Scope scope, RenderState state)
     {
         var value = operand.Evaluate(scope, state);
@@ -232,6 +306,11 @@ internal sealed class NegateExpression(Expression operand, bool negate, int offs
 
 internal sealed class BinaryExpression(string op, Expression left, Expression right, int offset) : Expression(offset)
 {
+    public override void CollectLoads(ICollection<string> names)
+    {
+        Collect(names, left, right);
+    }
+
     public override object? Evaluate(Scope scope, RenderState state)
     {
         var a = left.Evaluate(scope, state);
@@ -258,6 +337,11 @@ internal sealed class BinaryExpression(string op, Expression left, Expression ri
 /// <summary>Python's <c>and</c>/<c>or</c>: short-circuit, yielding the deciding operand itself.</summary>
 internal sealed class LogicalExpression(bool isAnd, Expression left, Expression right, int offset) : Expression(offset)
 {
+    public override void CollectLoads(ICollection<string> names)
+    {
+        Collect(names, left, right);
+    }
+
     public override object? Evaluate(Scope scope, RenderState state)
     {
         var a = left.Evaluate(scope, state);
@@ -269,6 +353,12 @@ internal sealed class LogicalExpression(bool isAnd, Expression left, Expression 
 /// <summary>A comparison chain <c>a &lt; b &lt;= c</c>, true only if every link holds.</summary>
 internal sealed class CompareExpression(Expression first, IReadOnlyList<(string Op, Expression Operand)> links, int offset) : Expression(offset)
 {
+    public override void CollectLoads(ICollection<string> names)
+    {
+        first.CollectLoads(names);
+        foreach (var (_, operand) in links) operand.CollectLoads(names);
+    }
+
     public override object? Evaluate(Scope scope, RenderState state)
     {
         var left = first.Evaluate(scope, state);
@@ -301,6 +391,11 @@ internal sealed class CompareExpression(Expression first, IReadOnlyList<(string 
 /// <summary><c>a if condition else b</c>; without else, a false condition yields Undefined.</summary>
 internal sealed class ConditionalExpression(Expression condition, Expression whenTrue, Expression? whenFalse, int offset) : Expression(offset)
 {
+    public override void CollectLoads(ICollection<string> names)
+    {
+        Collect(names, condition, whenTrue, whenFalse);
+    }
+
     public override object? Evaluate(Scope scope, RenderState state)
     {
         if (PyOps.IsTrue(condition.Evaluate(scope, state))) return whenTrue.Evaluate(scope, state);

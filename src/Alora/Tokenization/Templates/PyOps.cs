@@ -176,23 +176,18 @@ internal static class PyOps
         if (double.IsNegativeInfinity(value)) return "-inf";
         if (value == 0) return double.IsNegative(value) ? "-0.0" : "0.0";
 
-        string roundTrip = Math.Abs(value).ToString("E16", CultureInfo.InvariantCulture);
-        // Shortest digits: try increasing precision until it round-trips.
-        string digits = "";
-        int exponent = 0;
+        // Shortest digits that read back as the same double (what Python's repr prints), as d.ddddE±x.
+        double magnitude = Math.Abs(value);
+        string scientific = "";
         for (int precision = 1; precision <= 17; precision++)
         {
-            string candidate = Math.Abs(value).ToString("E" + (precision - 1).ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
-            if (double.Parse(candidate, CultureInfo.InvariantCulture) == Math.Abs(value) || precision == 17)
-            {
-                roundTrip = candidate;
-                break;
-            }
+            scientific = magnitude.ToString("E" + (precision - 1).ToString(CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
+            if (double.Parse(scientific, CultureInfo.InvariantCulture) == magnitude) break;
         }
-        int ePos = roundTrip.IndexOf('E', StringComparison.Ordinal);
-        digits = roundTrip[..ePos].Replace(".", "", StringComparison.Ordinal).TrimEnd('0');
+        int ePos = scientific.IndexOf('E', StringComparison.Ordinal);
+        string digits = scientific[..ePos].Replace(".", "", StringComparison.Ordinal).TrimEnd('0');
         if (digits.Length == 0) digits = "0";
-        exponent = int.Parse(roundTrip[(ePos + 1)..], CultureInfo.InvariantCulture);
+        int exponent = int.Parse(scientific[(ePos + 1)..], CultureInfo.InvariantCulture);
 
         var sb = new StringBuilder();
         if (value < 0) sb.Append('-');

@@ -10,6 +10,9 @@ internal abstract class Statement
 
     public abstract Flow Execute(StringBuilder output, Scope scope, RenderState state);
 
+    /// <summary>Records this statement's variable uses in its frame (see <see cref="FrameSymbols"/>).</summary>
+    public abstract void Analyze(FrameSymbols frame);
+
     /// <summary>Runs statements in order, stopping at break/continue so the enclosing loop can act.</summary>
     public static Flow ExecuteAll(IReadOnlyList<Statement> statements, StringBuilder output, Scope scope, RenderState state)
     {
@@ -27,16 +30,22 @@ internal abstract class Statement
         return Flow.Normal;
     }
 
-    protected static string RenderToString(IReadOnlyList<Statement> body, Scope scope, RenderState state)
+    /// <summary>Renders a captured body (set/filter block). A break or continue inside it abandons the
+    /// capture, as in Jinja2, where it jumps past the code that would use the buffer.</summary>
+    protected static string? RenderToString(IReadOnlyList<Statement> body, Scope scope, RenderState state, out Flow flow)
     {
         var output = new StringBuilder();
-        ExecuteAll(body, output, scope, state);
-        return output.ToString();
+        flow = ExecuteAll(body, output, scope, state);
+        return flow == Flow.Normal ? output.ToString() : null;
     }
 }
 
 internal sealed class TextStatement(string text, int offset) : Statement(offset)
 {
+    public override void Analyze(FrameSymbols frame)
+    {
+    }
+
     public override Flow Execute(StringBuilder output, Scope scope, RenderState state)
     {
         output.Append(text);
@@ -46,6 +55,11 @@ internal sealed class TextStatement(string text, int offset) : Statement(offset)
 
 internal sealed class OutputStatement(Expression expression, int offset) : Statement(offset)
 {
+    public override void Analyze(FrameSymbols frame)
+    {
+        frame.Loads(expression);
+    }
+
     public override Flow Execute(StringBuilder output, Scope scope, RenderState state)
     {
         var value = expression.Evaluate(scope, state);
@@ -58,6 +72,16 @@ internal sealed class OutputStatement(Expression expression, int offset) : State
 internal sealed class IfStatement(IReadOnlyList<(Expression Condition, IReadOnlyList<Statement> Body)> branches,
     IReadOnlyList<Statement>? elseBody, int offset) : Statement(offset)
 {
+    public override void Analyze(FrameSymbols frame)
+    {
+        foreach (var (condition, body) in branches)
+        {
+            frame.Loads(condition);
+            frame.InBranch(() => { foreach (var statement in body) statement.Analyze(frame); });
+        }
+        if (elseBody is not null) frame.InBranch(() => { foreach (var statement in elseBody) statement.Analyze(frame); });
+    }
+
     public override Flow Execute(StringBuilder output, Scope scope, RenderState state)
     {
         foreach (var (condition, body) in branches)
@@ -83,6 +107,16 @@ internal sealed class AssignTarget
     public string? Attribute { get; }
     public int Offset { get; }
 
+    public void AnalyzeStore(FrameSymbols frame)
+    {
+        if (Attribute is not null)
+        {
+            frame.Load(Names[0]);  // ns.attr = ... reads ns
+            return;
+        }
+        foreach (string name in Names) frame.Store(name);
+    }
+
     public void Assign(Scope scope, object? value)
     {
         if (Attribute is not null)
@@ -107,6 +141,12 @@ internal sealed class AssignTarget
 
 internal sealed class SetStatement(AssignTarget target, Expression value, int offset) : Statement(offset)
 {
+    public override void Analyze(FrameSymbols frame)
+    {
+        frame.Loads(value);
+        target.AnalyzeStore(frame);
+    }
+
     public override Flow Execute(StringBuilder output, Scope scope, RenderState state)
     {
         target.Assign(scope, value.Evaluate(scope, state));
@@ -117,9 +157,20 @@ internal sealed class SetStatement(AssignTarget target, Expression value, int of
 /// <summary><c>{% set x | filter %}body{% endset %}</c>: captures rendered text.</summary>
 internal sealed class SetBlockStatement(AssignTarget target, IReadOnlyList<Statement> body, IReadOnlyList<FilterExpression> filters, int offset) : Statement(offset)
 {
+    private string[] _bodyStartUndefined = [];
+
+    public override void Analyze(FrameSymbols frame)
+    {
+        foreach (var filter in filters) frame.Loads(filter);
+        frame.Nested(body, null, names => _bodyStartUndefined = names);
+        target.AnalyzeStore(frame);
+    }
+
     public override Flow Execute(StringBuilder output, Scope scope, RenderState state)
     {
-        object? value = RenderToString(body, scope, state);
+        // The block body is its own frame: a set inside it does not leak out.
+        object? value = RenderToString(body, FrameSymbols.NewScope(scope, _bodyStartUndefined), state, out var flow);
+        if (flow != Flow.Normal) return flow;
         foreach (var filter in filters) value = filter.Apply(value, scope, state);
         target.Assign(scope, value);
         return Flow.Normal;
@@ -127,11 +178,33 @@ internal sealed class SetBlockStatement(AssignTarget target, IReadOnlyList<State
 }
 
 internal sealed class ForStatement(AssignTarget target, Expression iterable, Expression? condition,
-    IReadOnlyList<Statement> body, IReadOnlyList<Statement>? elseBody, int offset) : Statement(offset)
+    IReadOnlyList<Statement> body, IReadOnlyList<Statement>? elseBody, bool recursive, int offset) : Statement(offset)
 {
+    private string[] _bodyStartUndefined = [];
+    private string[] _elseStartUndefined = [];
+
+    public override void Analyze(FrameSymbols frame)
+    {
+        frame.Loads(iterable);
+        frame.Nested(body, loopFrame =>
+        {
+            foreach (string name in target.Names) loopFrame.Define(name);
+            loopFrame.Define("loop");
+            loopFrame.Loads(condition);
+        }, names => _bodyStartUndefined = names);
+        if (elseBody is not null) frame.Nested(elseBody, null, names => _elseStartUndefined = names);
+    }
+
     public override Flow Execute(StringBuilder output, Scope scope, RenderState state)
     {
-        var source = iterable.Evaluate(scope, state);
+        RunLoop(iterable.Evaluate(scope, state), output, scope, state, depth0: 0);
+        return Flow.Normal;
+    }
+
+    /// <summary>One run of the loop over <paramref name="source"/>; a recursive loop's <c>loop(children)</c>
+    /// runs it again one level deeper and returns what that rendered.</summary>
+    private void RunLoop(object? source, StringBuilder output, Scope scope, RenderState state, int depth0)
+    {
         IReadOnlyList<object?> items = source switch
         {
             ValueList list => list,
@@ -143,19 +216,39 @@ internal sealed class ForStatement(AssignTarget target, Expression iterable, Exp
         // Iterate a snapshot so the loop is stable even if the template rebinds the source.
         if (ReferenceEquals(items, source)) items = [.. items];
 
-        if (items.Count == 0)
-            return elseBody is null ? Flow.Normal : ExecuteAll(elseBody, output, new Scope(scope), state);
-
-        var loop = new LoopContext(items);
-        for (int i = 0; i < items.Count; i++)
+        // Jinja2 runs the else block unless some iteration reached the end of the body: an empty loop, but
+        // also one whose every iteration ended in break or continue.
+        bool bodyCompleted = false;
+        if (items.Count > 0)
         {
-            loop.Index0 = i;
-            var iterationScope = new Scope(scope);
-            iterationScope.Set("loop", loop);
-            target.Assign(iterationScope, items[i]);
-            if (ExecuteAll(body, output, iterationScope, state) == Flow.Break) break;
+            Func<object?, string>? recurse = null;
+            if (recursive)
+            {
+                recurse = children =>
+                {
+                    if (state.CallDepth >= RenderState.MaxCallDepth)
+                        throw new TemplateException($"recursive loop nested deeper than {RenderState.MaxCallDepth} levels");
+                    var inner = new StringBuilder();
+                    state.CallDepth++;
+                    try { RunLoop(children, inner, scope, state, depth0 + 1); }
+                    finally { state.CallDepth--; }
+                    return inner.ToString();
+                };
+            }
+            var loop = new LoopContext(items, depth0, recurse);
+            for (int i = 0; i < items.Count; i++)
+            {
+                loop.Index0 = i;
+                var iterationScope = FrameSymbols.NewScope(scope, _bodyStartUndefined);
+                iterationScope.Set("loop", loop);
+                target.Assign(iterationScope, items[i]);
+                var flow = ExecuteAll(body, output, iterationScope, state);
+                if (flow == Flow.Normal) bodyCompleted = true;
+                else if (flow == Flow.Break) break;
+            }
         }
-        return Flow.Normal;
+        if (!bodyCompleted && elseBody is not null)
+            ExecuteAll(elseBody, output, FrameSymbols.NewScope(scope, _elseStartUndefined), state);
     }
 
     /// <summary><c>for x in items if condition</c>: the condition sees each item but not <c>loop</c>.</summary>
@@ -174,26 +267,58 @@ internal sealed class ForStatement(AssignTarget target, Expression iterable, Exp
 
 internal sealed class LoopControlStatement(Flow flow, int offset) : Statement(offset)
 {
+    public override void Analyze(FrameSymbols frame)
+    {
+    }
+
     public override Flow Execute(StringBuilder output, Scope scope, RenderState state) => flow;
 }
 
 internal sealed class MacroStatement(string name, IReadOnlyList<(string Name, Expression? Default)> parameters,
-    IReadOnlyList<Statement> body, SourcePositions positions, int offset) : Statement(offset)
+    IReadOnlyList<Statement> body, MacroSignature signature, int offset) : Statement(offset)
 {
+    internal static void DefineParameters(FrameSymbols frame, IReadOnlyList<(string Name, Expression? Default)> parameters)
+    {
+        foreach (var (parameter, defaultValue) in parameters)
+        {
+            frame.Define(parameter);
+            frame.Loads(defaultValue);
+        }
+        frame.Define("varargs");
+        frame.Define("kwargs");
+        frame.Define("caller");
+    }
+
+    private string[] _bodyStartUndefined = [];
+
+    public override void Analyze(FrameSymbols frame)
+    {
+        frame.Store(name);
+        frame.Nested(body, macroFrame => DefineParameters(macroFrame, parameters), names => _bodyStartUndefined = names);
+    }
+
     public override Flow Execute(StringBuilder output, Scope scope, RenderState state)
     {
-        scope.Set(name, new Macro(name, parameters, body, scope, positions));
+        scope.Set(name, new Macro(name, parameters, body, scope, signature) { StartUndefined = _bodyStartUndefined });
         return Flow.Normal;
     }
 }
 
 /// <summary><c>{% call(args) macro(...) %}body{% endcall %}</c>: the body becomes the macro's <c>caller</c>.</summary>
 internal sealed class CallBlockStatement(CallExpression call, IReadOnlyList<(string Name, Expression? Default)> callerParameters,
-    IReadOnlyList<Statement> body, SourcePositions positions, int offset) : Statement(offset)
+    IReadOnlyList<Statement> body, MacroSignature signature, int offset) : Statement(offset)
 {
+    private string[] _bodyStartUndefined = [];
+
+    public override void Analyze(FrameSymbols frame)
+    {
+        frame.Loads(call);
+        frame.Nested(body, callerFrame => MacroStatement.DefineParameters(callerFrame, callerParameters), names => _bodyStartUndefined = names);
+    }
+
     public override Flow Execute(StringBuilder output, Scope scope, RenderState state)
     {
-        var caller = new Macro("caller", callerParameters, body, scope, positions);
+        var caller = new Macro("caller", callerParameters, body, scope, signature) { StartUndefined = _bodyStartUndefined };
         output.Append(PyOps.ToStr(call.Invoke(scope, state, caller)));
         return Flow.Normal;
     }
@@ -201,9 +326,18 @@ internal sealed class CallBlockStatement(CallExpression call, IReadOnlyList<(str
 
 internal sealed class FilterBlockStatement(IReadOnlyList<FilterExpression> filters, IReadOnlyList<Statement> body, int offset) : Statement(offset)
 {
+    private string[] _bodyStartUndefined = [];
+
+    public override void Analyze(FrameSymbols frame)
+    {
+        foreach (var filter in filters) frame.Loads(filter);
+        frame.Nested(body, null, names => _bodyStartUndefined = names);
+    }
+
     public override Flow Execute(StringBuilder output, Scope scope, RenderState state)
     {
-        object? value = RenderToString(body, new Scope(scope), state);
+        object? value = RenderToString(body, FrameSymbols.NewScope(scope, _bodyStartUndefined), state, out var flow);
+        if (flow != Flow.Normal) return flow;
         foreach (var filter in filters) value = filter.Apply(value, scope, state);
         output.Append(PyOps.ToStr(value));
         return Flow.Normal;
@@ -212,17 +346,38 @@ internal sealed class FilterBlockStatement(IReadOnlyList<FilterExpression> filte
 
 internal sealed class WithStatement(IReadOnlyList<(AssignTarget Target, Expression Value)> assignments, IReadOnlyList<Statement> body, int offset) : Statement(offset)
 {
+    private string[] _bodyStartUndefined = [];
+
+    public override void Analyze(FrameSymbols frame)
+    {
+        foreach (var (_, value) in assignments) frame.Loads(value);
+        frame.Nested(body, withFrame =>
+        {
+            foreach (var (target, _) in assignments)
+                foreach (string name in target.Names) withFrame.Define(name);
+        }, names => _bodyStartUndefined = names);
+    }
+
     public override Flow Execute(StringBuilder output, Scope scope, RenderState state)
     {
-        var inner = new Scope(scope);
+        var inner = FrameSymbols.NewScope(scope, _bodyStartUndefined);
         foreach (var (target, value) in assignments) target.Assign(inner, value.Evaluate(scope, state));
         return ExecuteAll(body, output, inner, state);
     }
 }
 
-/// <summary>A body run in the current scope: transformers' <c>{% generation %}</c> marks assistant text
-/// for masks but renders it unchanged.</summary>
-internal sealed class TransparentBlockStatement(IReadOnlyList<Statement> body, int offset) : Statement(offset)
+/// <summary>transformers' <c>{% generation %}...{% endgeneration %}</c>: marks assistant text for training
+/// masks and renders its body unchanged. transformers builds it as a call block, so the body is its own frame
+/// (a <c>set</c> inside does not leak out).</summary>
+internal sealed class GenerationBlockStatement(IReadOnlyList<Statement> body, int offset) : Statement(offset)
 {
-    public override Flow Execute(StringBuilder output, Scope scope, RenderState state) => ExecuteAll(body, output, scope, state);
+    private string[] _bodyStartUndefined = [];
+
+    public override void Analyze(FrameSymbols frame) => frame.Nested(body, null, names => _bodyStartUndefined = names);
+
+    public override Flow Execute(StringBuilder output, Scope scope, RenderState state)
+    {
+        ExecuteAll(body, output, FrameSymbols.NewScope(scope, _bodyStartUndefined), state);
+        return Flow.Normal;
+    }
 }

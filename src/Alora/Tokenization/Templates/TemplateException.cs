@@ -25,8 +25,6 @@ public class TemplateException : Exception
     public int Line { get; }
     public int Column { get; }
 
-    internal bool HasPosition => Line > 0;
-
     private static string FormatMessage(string detail, string? sourceName, int line, int column)
         => $"{detail} ({sourceName ?? "<template>"}, line {line}, column {column})";
 }

@@ -14,7 +14,14 @@ internal static partial class TemplateFilters
 {
     private static readonly Dictionary<string, TemplateFilter> Filters = new(StringComparer.Ordinal)
     {
-        ["abs"] = (v, a, _) => Check(a, "abs") && v is double d ? Math.Abs(d) : v is long l ? (object)Math.Abs(l) : v is bool b ? (b ? 1L : 0L) : throw BadType("abs", v),
+        ["abs"] = (v, a, _) => v switch
+        {
+            double d => Math.Abs(d),
+            long l => l == long.MinValue ? (object)(-(double)l) : Math.Abs(l),
+            bool b => b ? 1L : 0L,
+            Undefined u => throw u.Fail(),
+            _ => throw new TemplateException($"bad operand type for abs(): '{PyOps.TypeName(v)}'"),
+        },
         ["attr"] = (v, a, _) => Access.GetAttribute(v, RequireString(a.Get(0, "name", null), "attr")),
         ["batch"] = Batch,
         ["capitalize"] = (v, a, _) => PyString.Capitalize(PyOps.ToStr(v)),
@@ -75,15 +82,6 @@ internal static partial class TemplateFilters
 
     /// <summary>Python's ordering for sort/min/max/dictsort, as a comparer.</summary>
     public static readonly IComparer<object?> PythonOrder = Comparer<object?>.Create((x, y) => PyOps.Compare(x, y, "<"));
-
-    private static bool Check(CallArguments arguments, string name)
-    {
-        arguments.Check(name);
-        return true;
-    }
-
-    private static TemplateException BadType(string filter, object? value)
-        => new($"{filter}: bad operand type '{PyOps.TypeName(value)}'");
 
     private static string RequireString(object? value, string filter)
         => value as string ?? throw new TemplateException($"{filter}: expected a string argument, found {PyOps.TypeName(value)}");

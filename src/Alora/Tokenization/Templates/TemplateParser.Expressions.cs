@@ -195,7 +195,7 @@ internal sealed partial class TemplateParser
                     "true" or "True" => new LiteralExpression(true, token.Offset),
                     "false" or "False" => new LiteralExpression(false, token.Offset),
                     "none" or "None" => new LiteralExpression(null, token.Offset),
-                    _ => new NameExpression(token.Value, token.Offset),
+                    _ => Name(token),
                 };
             case TokenKind.String:
                 {
@@ -254,6 +254,12 @@ internal sealed partial class TemplateParser
             default:
                 throw Error($"unexpected {token.Describe()}, expected an expression", token);
         }
+    }
+
+    private NameExpression Name(TemplateToken token)
+    {
+        foreach (var names in _macroBodyNames) names.Add(token.Value);
+        return new NameExpression(token.Value, token.Offset);
     }
 
     private Expression ParsePostfix(Expression expression)

@@ -16,6 +16,9 @@ internal sealed partial class TemplateParser
     // collected here and reported after parsing, as Jinja2 reports them when compiling.
     private int _softDepth;
     private readonly List<(TemplateSyntaxException Error, bool Soft)> _unknownNames = [];
+    // Names read inside the macro (and caller) bodies being parsed: Jinja2 lets a macro take extra
+    // positional or keyword arguments, or a caller, only if its body mentions varargs, kwargs or caller.
+    private readonly List<HashSet<string>> _macroBodyNames = [];
 
     private TemplateParser(List<TemplateToken> tokens, SourcePositions positions)
     {
@@ -124,12 +127,16 @@ internal sealed partial class TemplateParser
             case "filter": return Hard(() => ParseFilterBlock(blockBegin));
             case "with": return Hard(() => ParseWith(blockBegin));
             case "generation":
+                return Hard(() =>
                 {
                     EndTag();
+                    int savedLoopDepth = _loopDepth;
+                    _loopDepth = 0;  // the body is a call-block function: break/continue cannot reach an outer loop
                     var body = ParseBodyUntil("generation", blockBegin, "endgeneration");
+                    _loopDepth = savedLoopDepth;
                     EndTag();
-                    return new TransparentBlockStatement(body, blockBegin.Offset);
-                }
+                    return new GenerationBlockStatement(body, blockBegin.Offset);
+                });
             case "break" or "continue":
                 if (_loopDepth == 0) throw Error($"'{tag.Value}' outside of a for loop", tag);
                 EndTag();
@@ -208,7 +215,7 @@ internal sealed partial class TemplateParser
         var iterable = ParseTuple(allowConditional: false);
         Expression? condition = null;
         if (SkipName("if")) condition = ParseExpression(allowConditional: true);
-        if (Current.IsName("recursive")) throw Error("recursive for loops are not supported", Current);
+        bool recursive = SkipName("recursive");
         EndTag();
         _loopDepth++;
         var body = ParseBodyUntil("for", blockBegin, "else", "endfor");
@@ -223,7 +230,7 @@ internal sealed partial class TemplateParser
             _loopDepth = savedDepth;
         }
         EndTag();
-        return new ForStatement(target, iterable, condition, body, elseBody, blockBegin.Offset);
+        return new ForStatement(target, iterable, condition, body, elseBody, recursive, blockBegin.Offset);
     }
 
     private Statement ParseSet(TemplateToken blockBegin)
@@ -307,11 +314,11 @@ internal sealed partial class TemplateParser
         EndTag();
         int savedDepth = _loopDepth;
         _loopDepth = 0;
-        var body = ParseBodyUntil("macro", blockBegin, "endmacro");
+        var (body, signature) = ParseMacroBody(() => ParseBodyUntil("macro", blockBegin, "endmacro"));
         _loopDepth = savedDepth;
         if (Current.Kind == TokenKind.Name && Current.Value == name.Value) Advance();
         EndTag();
-        return new MacroStatement(name.Value, parameters, body, _positions, blockBegin.Offset);
+        return new MacroStatement(name.Value, parameters, body, signature, blockBegin.Offset);
     }
 
     private CallBlockStatement ParseCallBlock(TemplateToken blockBegin)
@@ -321,9 +328,19 @@ internal sealed partial class TemplateParser
         if (ParseExpression(allowConditional: false) is not CallExpression call)
             throw Error("expected a macro call after 'call'", callToken);
         EndTag();
-        var body = ParseBodyUntil("call", blockBegin, "endcall");
+        var (body, signature) = ParseMacroBody(() => ParseBodyUntil("call", blockBegin, "endcall"));
         EndTag();
-        return new CallBlockStatement(call, parameters, body, _positions, blockBegin.Offset);
+        return new CallBlockStatement(call, parameters, body, signature, blockBegin.Offset);
+    }
+
+    private (List<Statement> Body, MacroSignature Signature) ParseMacroBody(Func<List<Statement>> parseBody)
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        _macroBodyNames.Add(names);
+        List<Statement> body;
+        try { body = parseBody(); }
+        finally { _macroBodyNames.RemoveAt(_macroBodyNames.Count - 1); }
+        return (body, new MacroSignature(names.Contains("varargs"), names.Contains("kwargs"), names.Contains("caller")));
     }
 
     private FilterBlockStatement ParseFilterBlock(TemplateToken blockBegin)

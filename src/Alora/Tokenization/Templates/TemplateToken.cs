@@ -61,10 +61,4 @@ internal sealed class SourcePositions
         var (line, column) = At(offset);
         return new TemplateSyntaxException(detail, SourceName, line, column);
     }
-
-    public TemplateException RuntimeError(TemplateException inner, int offset)
-    {
-        var (line, column) = At(offset);
-        return new TemplateException(inner.Detail, SourceName, line, column);
-    }
 }
