@@ -20,6 +20,7 @@ switch (scenario)
     case "decode": ModelBench.Decode(); break;
     case "tokenizers": return TokenizerBench.Run(args[1..]);
     case "prefill": ModelBench.Prefill(); break;
+    case "template": TemplateBench.Run(args.Length > 1 ? args[1] : "../shared"); break;
     case "llama2c":
         int at = Array.IndexOf(args, "--run");
         if (at < 0 || at + 1 >= args.Length) { Console.Error.WriteLine("llama2c needs --run PATH (a locally built llama2.c `run` binary)"); return 1; }
@@ -27,7 +28,7 @@ switch (scenario)
         ModelBench.Llama2C(args[at + 1], threadsAt >= 0 ? int.Parse(args[threadsAt + 1], System.Globalization.CultureInfo.InvariantCulture) : Environment.ProcessorCount);
         break;
     default:
-        Console.WriteLine("scenarios: gemm [--no-lm-head] | gemv [--no-lm-head] | pool | bandwidth | decode | prefill | llama2c --run PATH [--threads N] | tokenizers [--passes N] [--corpus FILE] [--no-peer]   (see bench/README.md)");
+        Console.WriteLine("scenarios: gemm [--no-lm-head] | gemv [--no-lm-head] | pool | bandwidth | decode | prefill | llama2c --run PATH [--threads N] | tokenizers | template SHARED_DIR | tokenizers [--passes N] [--corpus FILE] [--no-peer]   (see bench/README.md)");
         return scenario == "help" ? 0 : 1;
 }
 return 0;

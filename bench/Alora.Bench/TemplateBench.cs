@@ -7,7 +7,7 @@ namespace Alora.Bench;
 /// <summary>
 /// Chat-template scenario: parse time of each shared template, and render time per request over the
 /// fixture conversations of ../shared/fixtures/templates (what a server pays per chat request).
-/// Wire as `case "template": TemplateBench.Run(sharedRoot); break;` in Program.cs.
+/// Run as `Alora.Bench template ../shared`.
 /// </summary>
 internal static class TemplateBench
 {
