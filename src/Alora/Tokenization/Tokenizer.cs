@@ -82,11 +82,13 @@ public sealed partial class Tokenizer
         var probe = fromJson?.Process([]) ?? [];
         var result = fromJson;
         if (config.AddBosToken == true && bosId is int b && (probe.Count == 0 || probe[0] != b))
-            result = new SequencePostProcessor([.. result is null ? [] : new[] { result }, new TemplatePostProcessor([[b], null])]);
+            result = Then(result, new TemplatePostProcessor([[b], null]));
         if (config.AddEosToken == true && eosId is int e && (probe.Count == 0 || probe[^1] != e))
-            result = new SequencePostProcessor([.. result is null ? [] : new[] { result }, new TemplatePostProcessor([null, [e]])]);
+            result = Then(result, new TemplatePostProcessor([null, [e]]));
         return result;
     }
+
+    private static PostProcessor Then(PostProcessor? first, PostProcessor next) => first is null ? next : new SequencePostProcessor([first, next]);
 
     /// <summary>
     /// Token ids of <paramref name="text"/>. With <paramref name="addSpecialTokens"/> the post-processor adds
