@@ -11,5 +11,6 @@ internal static class CommandCatalog
         yield return GenerateCommands.Logits();
         yield return TokenizeCommands.Tokenize();
         yield return TokenizeCommands.Detokenize();
+        yield return TemplateCommands.Template();
     }
 }

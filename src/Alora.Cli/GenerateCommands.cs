@@ -122,7 +122,10 @@ internal static class GenerateCommands
         string? ids = parse.GetValue(PromptIdsOption);
         if ((text is null) == (ids is null)) throw new CliException("give exactly one of --prompt or --prompt-ids");
         if (ids is not null) return ParseIds(ids, model.Config.VocabSize);
-        throw new CliException("--prompt needs a tokenizer, which this build does not have yet; use --prompt-ids");
+        if (model.Tokenizer is null) throw new CliException($"{model.Path} has no tokenizer.json, so --prompt cannot be tokenized; use --prompt-ids");
+        var encoded = model.Encode(text!);
+        if (encoded.Length == 0) throw new CliException("the prompt is empty after tokenization; give some text or --prompt-ids");
+        return encoded;
     }
 
     internal static int[] ParseIds(string text, int vocabSize)

@@ -1,5 +1,6 @@
 using Alora.Inference;
 using Alora.Models;
+using Alora.Tokenization;
 
 namespace Alora;
 
@@ -9,19 +10,23 @@ namespace Alora;
 /// </summary>
 public sealed class LanguageModel : IDisposable
 {
-    private LanguageModel(string path, ModelWeights weights, int maxBatchTokens, int cacheTokens)
+    private LanguageModel(string path, ModelWeights weights, Tokenizer? tokenizer, int maxBatchTokens, int cacheTokens)
     {
         Path = path;
         Weights = weights;
+        Tokenizer = tokenizer;
         Model = new DecoderModel(weights, maxBatchTokens);
         var eos = new SortedSet<int>(weights.Config.EosTokenIds);
         if (Directory.Exists(path)) eos.UnionWith(GenerationConfig.ReadEosTokenIds(path));
+        if (eos.Count == 0 && tokenizer?.EosTokenId is int tokenizerEos) eos.Add(tokenizerEos);
         EosTokenIds = eos.ToArray();
         Cache = Model.CreateCache(cacheTokens);
     }
 
     public string Path { get; }
     public ModelWeights Weights { get; }
+    /// <summary>The model's tokenizer (tokenizer.json, or the GGUF vocabulary); null when the model ships none.</summary>
+    public Tokenizer? Tokenizer { get; }
     public DecoderModel Model { get; }
     public ModelConfig Config => Weights.Config;
     public IReadOnlyList<int> EosTokenIds { get; }
@@ -32,13 +37,29 @@ public sealed class LanguageModel : IDisposable
     public static LanguageModel Load(string path, int cacheTokens = 8192, int maxBatchTokens = 256)
     {
         var weights = ModelWeights.Load(path);
-        try { return new LanguageModel(path, weights, maxBatchTokens, cacheTokens); }
+        try
+        {
+            bool hasTokenizer = Directory.Exists(path)
+                ? File.Exists(System.IO.Path.Combine(path, "tokenizer.json")) || File.Exists(System.IO.Path.Combine(path, "tokenizer.json.gz"))
+                : true;
+            var tokenizer = hasTokenizer ? Tokenizer.Load(path) : null;
+            if (tokenizer is not null && tokenizer.VocabSize > weights.Config.VocabSize)
+                throw new Formats.ModelFormatException(
+                    $"{path}: the tokenizer has {tokenizer.VocabSize} tokens but the model's vocabulary is {weights.Config.VocabSize} (mismatched tokenizer?)");
+            return new LanguageModel(path, weights, tokenizer, maxBatchTokens, cacheTokens);
+        }
         catch { weights.Dispose(); throw; }
     }
 
     public KvSequence NewSequence() => new(Cache);
 
-    public Generator CreateGenerator(Func<ITokenTextStream>? textStreamFactory = null) => new(Model, EosTokenIds, textStreamFactory);
+    /// <summary>A generator whose updates carry text (special tokens skipped) when the model has a tokenizer.</summary>
+    public Generator CreateGenerator(bool skipSpecialTokens = true)
+        => new(Model, EosTokenIds, Tokenizer is { } t ? () => t.CreateStreamingDecoder(skipSpecialTokens) : null);
+
+    /// <summary>Token ids of a text prompt, with the special tokens (BOS) its tokenizer adds, as transformers does.</summary>
+    public int[] Encode(string text, bool addSpecialTokens = true)
+        => (Tokenizer ?? throw new InvalidOperationException($"{Path} has no tokenizer (no tokenizer.json); pass token ids instead")).Encode(text, addSpecialTokens);
 
     public void Dispose()
     {

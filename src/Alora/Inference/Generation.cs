@@ -7,6 +7,9 @@ namespace Alora.Inference;
 /// <summary>Turns token ids into text incrementally, never splitting a UTF-8 character.</summary>
 public interface ITokenTextStream
 {
+    /// <summary>Ids whose text is already out (the prompt's end): what follows decodes as their continuation.</summary>
+    void Prime(ReadOnlySpan<int> contextIds);
+
     /// <summary>The text that became complete with this token (may be empty).</summary>
     string Append(int tokenId);
     /// <summary>Whatever is still held back at the end.</summary>
@@ -64,6 +67,7 @@ public sealed class Generator(DecoderModel model, IReadOnlyCollection<int> eosTo
         var history = new List<int>(request.PromptIds.Length + request.MaxTokens);
         history.AddRange(request.PromptIds);
         var text = textStreamFactory?.Invoke();
+        text?.Prime(request.PromptIds.AsSpan(Math.Max(0, request.PromptIds.Length - 4)));
         var stops = new StopStringMatcher(request.StopStrings);
         var eos = new HashSet<int>(eosTokenIds);
 

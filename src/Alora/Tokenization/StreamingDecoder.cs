@@ -32,6 +32,18 @@ public sealed class StreamingDecoder : Alora.Inference.ITokenTextStream
         _cleanUp = tokenizer.CleansUpTokenizationSpaces;
     }
 
+    /// <summary>
+    /// Takes ids whose text is already shown (the end of a prompt) as context, so the ids that follow decode as
+    /// a continuation: SentencePiece keeps their leading space, and a character split across the boundary completes.
+    /// </summary>
+    public void Prime(ReadOnlySpan<int> contextIds)
+    {
+        _window.Clear();
+        _window.AddRange(contextIds);
+        _emittedCount = _window.Count;
+        _emittedText = _tokenizer.Decode(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_window), _skipSpecialTokens);
+    }
+
     /// <summary>Adds one id and returns the text it completes ("" while a character is still partial).</summary>
     public string Append(int id)
     {

@@ -1,0 +1,105 @@
+using System.CommandLine;
+using System.Reflection;
+using System.Text.Json;
+using Alora.Formats;
+
+namespace Alora.Tests.Cli;
+
+/// <summary>`alora generate` and `alora logits` run in-process with stdout captured.</summary>
+[Collection("Console")]
+public sealed class GenerateCliTests
+{
+    private static (int ExitCode, string Output) Run(string method, params string[] args)
+    {
+        var type = Type.GetType("Alora.Cli.GenerateCommands, Alora.Cli", throwOnError: true)!;
+        var command = (Command)type.GetMethod(method, BindingFlags.Public | BindingFlags.Static)!.Invoke(null, null)!;
+        var oldOut = Console.Out;
+        var output = new StringWriter();
+        try
+        {
+            Console.SetOut(output);
+            int code = command.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            return (code, output.ToString());
+        }
+        finally
+        {
+            Console.SetOut(oldOut);
+        }
+    }
+
+    private static JsonElement Case(int k)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(SharedPaths.Path("fixtures", "stories260K", "tokens.json")));
+        return doc.RootElement.GetProperty("cases")[k].Clone();
+    }
+
+    private static int[] Ints(JsonElement e) => e.EnumerateArray().Select(x => x.GetInt32()).ToArray();
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("stories260K.gguf")]
+    public void GreedyJsonMatchesTheFixtureFromTextAndFromIds(string file)
+    {
+        string model = Path.Combine(SharedPaths.Stories260K, file);
+        var c = Case(0);
+        var expected = Ints(c.GetProperty("greedy_ids"))[..40];
+        var (code, output) = Run("Generate", "--model", model, "--prompt", c.GetProperty("prompt").GetString()!, "--temperature", "0", "-n", "40", "--ignore-eos", "--json");
+        Assert.Equal(0, code);
+        var json = JsonDocument.Parse(output).RootElement;
+        Assert.Equal(Ints(c.GetProperty("prompt_ids")), Ints(json.GetProperty("prompt_ids")));
+        Assert.Equal(expected, Ints(json.GetProperty("output_ids")));
+        Assert.StartsWith(json.GetProperty("text").GetString()!, c.GetProperty("continuation_text").GetString()!);
+        Assert.True(json.GetProperty("decode_tokens_per_second").GetDouble() > 0);
+        Assert.Equal("length", json.GetProperty("finish_reason").GetString());
+
+        string ids = string.Join(",", Ints(c.GetProperty("prompt_ids")));
+        (code, output) = Run("Generate", "--model", model, "--prompt-ids", ids, "--temperature", "0", "-n", "40", "--json");
+        Assert.Equal(expected, Ints(JsonDocument.Parse(output).RootElement.GetProperty("output_ids")));
+    }
+
+    [Fact]
+    public void StreamingTextEndsWithSpeedsAndStopStringsCut()
+    {
+        var (code, output) = Run("Generate", "--model", SharedPaths.Stories260K, "--prompt", "Once upon a time", "--temperature", "0", "-n", "60", "--stop", "Lily");
+        Assert.Equal(0, code);
+        Assert.StartsWith(", there was a little girl named \n", output);
+        Assert.Matches(@"prefill: 5 tokens, [0-9.]+ tokens/s \| decode: [0-9]+ tokens, [0-9.]+ tokens/s", output);
+    }
+
+    [Fact]
+    public void SeededSamplingIsReproducible()
+    {
+        string[] args = ["--model", SharedPaths.Stories260K, "--prompt", "Once upon a time", "--temperature", "1.0", "--seed", "42", "-n", "30", "--json"];
+        var (_, first) = Run("Generate", args);
+        var (_, second) = Run("Generate", args);
+        Assert.Equal(JsonDocument.Parse(first).RootElement.GetProperty("output_ids").GetRawText(),
+            JsonDocument.Parse(second).RootElement.GetProperty("output_ids").GetRawText());
+    }
+
+    [Fact]
+    public void LogitsCommandWritesEveryPosition()
+    {
+        using var temp = new TempFolder();
+        var c = Case(0);
+        var prompt = Ints(c.GetProperty("prompt_ids"));
+        var (code, _) = Run("Logits", "--model", SharedPaths.Stories260K, "--prompt-ids", string.Join(",", prompt), "--out", temp.File("l.safetensors"));
+        Assert.Equal(0, code);
+        using var written = SafeTensorsFile.Open(temp.File("l.safetensors"));
+        Assert.Equal([prompt.Length, 512L], written.Tensors["logits"].Shape);
+        using var golden = SafeTensorsFile.Open(SharedPaths.Path("fixtures", "stories260K", "logits.safetensors"));
+        float[] expected = golden.ReadFloats("prompt_0")[..(prompt.Length * 512)];
+        float[] actual = written.ReadFloats("logits");
+        Assert.True(Models.Reference.MaxAbsDiff(expected, actual) <= 1e-4f);
+    }
+
+    [Theory]
+    [InlineData("--prompt-ids", "1,2,99999", "outside the vocabulary")]
+    [InlineData("--prompt-ids", "1,two", "'two' (item 2) is not an integer")]
+    public void BadPromptIdsAreNamed(string option, string value, string message)
+    {
+        var type = Type.GetType("Alora.Cli.GenerateCommands, Alora.Cli", throwOnError: true)!;
+        var e = Assert.ThrowsAny<Exception>(() => Run("Generate", "--model", SharedPaths.Stories260K, option, value));
+        Assert.Contains(message, e.Message);
+        Assert.NotNull(type);
+    }
+}
