@@ -41,7 +41,8 @@ public sealed class StreamingDecoder : Alora.Inference.ITokenTextStream
         _window.Clear();
         _window.AddRange(contextIds);
         _emittedCount = _window.Count;
-        _emittedText = _tokenizer.Decode(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_window), _skipSpecialTokens);
+        _emittedText = DecodeWindow();
+        _held.Clear();
     }
 
     /// <summary>Adds one id and returns the text it completes ("" while a character is still partial).</summary>

@@ -65,6 +65,21 @@ public class StreamingDecoderTests
     }
 
     [Fact]
+    public void PrimedDecoderContinuesThePrompt()
+    {
+        // SentencePiece: alone, "▁world" would lose its space as the first token; after a primed prompt it keeps it.
+        var tokenizer = TokenizerFixtures.Load("stories260K");
+        int[] prompt = tokenizer.Encode("Once upon a time");
+        int[] continuation = tokenizer.Encode(" there was", addSpecialTokens: false);
+        var stream = tokenizer.CreateStreamingDecoder(skipSpecialTokens: true);
+        stream.Prime(prompt.AsSpan(Math.Max(0, prompt.Length - 4)));
+        string streamed = string.Concat(continuation.Select(stream.Append)) + stream.Flush();
+        string whole = tokenizer.Decode([.. prompt, .. continuation], skipSpecialTokens: true);
+        string promptText = tokenizer.Decode(prompt, skipSpecialTokens: true);
+        Assert.Equal(whole, promptText + streamed);
+    }
+
+    [Fact]
     public void MultiByteCharacterComesOutWhole()
     {
         // "😀" is four byte-level tokens' worth of bytes in granite3; nothing comes out until the last one.
