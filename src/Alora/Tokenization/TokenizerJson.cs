@@ -144,7 +144,7 @@ internal static class TokenizerJson
         {
             try
             {
-                return new Regex(regex, RegexOptions.CultureInvariant | RegexOptions.Compiled);
+                return new Regex(RegexDialect.ToDotNet(regex), RegexOptions.CultureInvariant | RegexOptions.Compiled);
             }
             catch (ArgumentException e)
             {
