@@ -4,7 +4,9 @@ using System.Runtime.Intrinsics;
 
 namespace Alora.Kernels;
 
-// Legend: M = activation rows, K = input features, N = output features (rows of W).
+// Legend: M = activation rows, K = depth (the summed dimension), N = output columns.
+// The weight operand is either W [N, K] (a Linear weight, y = x·Wᵀ: "outputs-major") or W [K, N]
+// (y = x·W: "depth-major"); packing reads either layout and writes the same panels.
 // Mr×Nr = register tile of the micro-kernel; Kc = depth of one packed block; Mc = rows of x kept in L2;
 // Nc = columns of W packed together (kept in L2 next to the x block).
 //
@@ -50,7 +52,8 @@ internal static unsafe class GemmPacked
         return t_packBuffer;
     }
 
-    public static void Run<TKernel, TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate, WorkerPool pool)
+    /// <summary>y[M,N] (+)= x[M,K] · B, where B[k, j] = w[j, k] when <paramref name="outputsMajor"/> (w is [N, K]) else w[k, j] (w is [K, N]).</summary>
+    public static void Run<TKernel, TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate, WorkerPool pool, bool outputsMajor = true)
         where TKernel : struct, IMicroKernel where TLoad : struct, IWeightLoad
     {
         int panels = (n + TKernel.Nr - 1) / TKernel.Nr;
@@ -58,7 +61,7 @@ internal static unsafe class GemmPacked
         int taskCount = Math.Min(panels, pool.ThreadCount * 3);
         var task = new PackedTask<TKernel, TLoad>
         {
-            Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate,
+            Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate, OutputsMajor = outputsMajor,
             Panels = panels, TaskCount = taskCount,
         };
         pool.For(taskCount, ref task);
@@ -69,9 +72,9 @@ internal static unsafe class GemmPacked
     {
         public float* Y;   // [M, N]
         public float* X;   // [M, K]
-        public void* W;    // [N, K]
+        public void* W;    // [N, K] when OutputsMajor, else [K, N]
         public int M, K, N, Panels, TaskCount;
-        public bool Accumulate;
+        public bool Accumulate, OutputsMajor;
 
         public void Execute(int index)
         {
@@ -129,9 +132,14 @@ internal static unsafe class GemmPacked
             }
         }
 
-        /// <summary>dst[kc, Nr] = W[j0 .. j0+cols, k0 .. k0+kc]ᵀ as f32, columns past cols zero.</summary>
+        /// <summary>dst[kc, Nr] = B[k0 .. k0+kc, j0 .. j0+cols] as f32, columns past cols zero.</summary>
         private readonly void PackPanel(float* dst, int j0, int cols, int k0, int kc)
         {
+            if (!OutputsMajor)
+            {
+                PackDepthMajor(dst, j0, cols, k0, kc);
+                return;
+            }
             int nr = TKernel.Nr;
             int c = 0;
             // 16 rows at a time: load 16 k-values from each row and transpose them through a small block,
@@ -150,6 +158,28 @@ internal static unsafe class GemmPacked
             {
                 float* d = dst + c;
                 for (int p = 0; p < kc; p++) d[(long)p * nr] = 0;
+            }
+        }
+
+        /// <summary>W [K, N]: each packed row is a contiguous run of one W row, converted.</summary>
+        private readonly void PackDepthMajor(float* dst, int j0, int cols, int k0, int kc)
+        {
+            int nr = TKernel.Nr;
+            for (int p = 0; p < kc; p++)
+            {
+                long source = (long)(k0 + p) * N + j0;
+                float* d = dst + (long)p * nr;
+                int c = 0;
+                if (Vector512.IsHardwareAccelerated)
+                {
+                    for (; c + 16 <= cols; c += 16) TLoad.Load512(W, source + c).Store(d + c);
+                }
+                else if (Vector256.IsHardwareAccelerated)
+                {
+                    for (; c + 8 <= cols; c += 8) TLoad.Load256(W, source + c).Store(d + c);
+                }
+                for (; c < cols; c++) d[c] = TLoad.Scalar(W, source + c);
+                for (; c < nr; c++) d[c] = 0;
             }
         }
 
@@ -180,5 +210,36 @@ internal static unsafe class GemmPacked
             for (int r = 0; r < rows; r++)
                 for (int c = 0; c < cols; c++) dst[r * ldd + c] = src[r * lds + c];
         }
+    }
+}
+
+/// <summary>
+/// The micro-kernel without vector hardware: a 4×8 tile of scalar accumulators. Only the fallback path
+/// (DOTNET_EnableHWIntrinsic=0 or a machine without SIMD) runs it.
+/// </summary>
+internal unsafe struct MicroKernelScalar : IMicroKernel
+{
+    public static int Mr => 4;
+    public static int Nr => 8;
+
+    [SkipLocalsInit]
+    public static void Run(int rows, float* c, long ldc, float* a, long lda, float* b, int kc, bool load)
+    {
+        float* tile = stackalloc float[4 * 8]; // [Mr, Nr]
+        for (int r = 0; r < 4; r++)
+            for (int j = 0; j < 8; j++) tile[r * 8 + j] = load && r < rows ? c[r * ldc + j] : 0;
+        for (int p = 0; p < kc; p++)
+        {
+            float* bp = b + p * 8;
+            for (int r = 0; r < rows; r++)
+            {
+                float av = a[r * lda + p];
+                float* t = tile + r * 8;
+                t[0] += av * bp[0]; t[1] += av * bp[1]; t[2] += av * bp[2]; t[3] += av * bp[3];
+                t[4] += av * bp[4]; t[5] += av * bp[5]; t[6] += av * bp[6]; t[7] += av * bp[7];
+            }
+        }
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < 8; j++) c[r * ldc + j] = tile[r * 8 + j];
     }
 }

@@ -1,0 +1,131 @@
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using Alora.Tensors;
+
+namespace Alora.Kernels;
+
+// Legend: M = activation rows (tokens), K = input features, N = output features of the Linear W [N, K].
+// The two products a Linear's backward pass needs, on the same packed micro-kernels as the forward:
+//   dX [M, K] = dY [M, N] · W [N, K]        MatMulNoTranspose (W read depth-major: no transpose in packing)
+//   dW [N, K] = dY [M, N]ᵀ · X [M, K]       MatMulTransposeA (dY transposed once, then X read depth-major)
+
+public static unsafe partial class Gemm
+{
+    /// <summary>y[M,K] = x[M,N]·W with W [N,K] (the input gradient of a Linear), or y += x·W when <paramref name="accumulate"/>.</summary>
+    public static void MatMulNoTranspose(float* y, float* x, in WeightMatrix w, int m, bool accumulate = false)
+        => MatMulNoTranspose(y, x, w, m, accumulate, WorkerPool.Shared);
+
+    internal static void MatMulNoTranspose(float* y, float* x, in WeightMatrix w, int m, bool accumulate, WorkerPool pool)
+    {
+        int n = w.Rows, k = w.Cols;
+        ArgumentOutOfRangeException.ThrowIfNegative(m);
+        if (m == 0 || k == 0) return;
+        if (y == null) throw new ArgumentNullException(nameof(y), $"output y [{m}, {k}] is null");
+        if (n > 0 && x == null) throw new ArgumentNullException(nameof(x), $"input x [{m}, {n}] is null");
+        if (n > 0 && w.Data == null) throw new ArgumentException($"weight [{n}, {k}] has no data", nameof(w));
+        if (n == 0)
+        {
+            if (!accumulate) new Span<float>(y, checked(m * k)).Clear();
+            return;
+        }
+        switch (w.DType)
+        {
+            case DType.F32: DispatchDepthMajor<F32Load>(y, x, w.Data, m, n, k, accumulate, pool); break;
+            case DType.BF16: DispatchDepthMajor<BF16Load>(y, x, w.Data, m, n, k, accumulate, pool); break;
+            case DType.F16: DispatchDepthMajor<F16Load>(y, x, w.Data, m, n, k, accumulate, pool); break;
+            default: throw new ArgumentException($"unknown weight dtype {w.DType}", nameof(w));
+        }
+    }
+
+    /// <summary>Scalar reference twin of <see cref="MatMulNoTranspose(float*, float*, in WeightMatrix, int, bool)"/>.</summary>
+    public static void MatMulNoTransposeReference(float* y, float* x, in WeightMatrix w, int m, bool accumulate = false)
+    {
+        int n = w.Rows, k = w.Cols;
+        for (int i = 0; i < m; i++)
+        {
+            for (int p = 0; p < k; p++)
+            {
+                float sum = 0;
+                for (int j = 0; j < n; j++) sum += x[(long)i * n + j] * w[j, p];
+                float* yip = y + (long)i * k + p;
+                *yip = accumulate ? *yip + sum : sum;
+            }
+        }
+    }
+
+    /// <summary>
+    /// y[N,K] = a[M,N]ᵀ·b[M,K] (the weight gradient dW = dYᵀ·X), or y += aᵀ·b when <paramref name="accumulate"/>.
+    /// f32 only. Allocates a transposed copy of a (N·M floats) for the call.
+    /// </summary>
+    public static void MatMulTransposeA(float* y, float* a, float* b, int m, int n, int k, bool accumulate = false)
+        => MatMulTransposeA(y, a, b, m, n, k, accumulate, WorkerPool.Shared);
+
+    internal static void MatMulTransposeA(float* y, float* a, float* b, int m, int n, int k, bool accumulate, WorkerPool pool)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(m);
+        ArgumentOutOfRangeException.ThrowIfNegative(n);
+        ArgumentOutOfRangeException.ThrowIfNegative(k);
+        if (n == 0 || k == 0) return;
+        if (y == null) throw new ArgumentNullException(nameof(y), $"output y [{n}, {k}] is null");
+        if (m == 0)
+        {
+            if (!accumulate) new Span<float>(y, checked(n * k)).Clear();
+            return;
+        }
+        if (a == null) throw new ArgumentNullException(nameof(a), $"input a [{m}, {n}] is null");
+        if (b == null) throw new ArgumentNullException(nameof(b), $"input b [{m}, {k}] is null");
+        float* aTransposed = (float*)NativeMemory.AlignedAlloc((nuint)((long)n * m * sizeof(float)), 64); // [N, M]
+        try
+        {
+            Transpose(aTransposed, a, m, n);
+            DispatchDepthMajor<F32Load>(y, aTransposed, b, n, m, k, accumulate, pool);
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(aTransposed);
+        }
+    }
+
+    /// <summary>Scalar reference twin of <see cref="MatMulTransposeA(float*, float*, float*, int, int, int, bool)"/>.</summary>
+    public static void MatMulTransposeAReference(float* y, float* a, float* b, int m, int n, int k, bool accumulate = false)
+    {
+        for (int j = 0; j < n; j++)
+        {
+            for (int p = 0; p < k; p++)
+            {
+                float sum = 0;
+                for (int i = 0; i < m; i++) sum += a[(long)i * n + j] * b[(long)i * k + p];
+                float* yjp = y + (long)j * k + p;
+                *yjp = accumulate ? *yjp + sum : sum;
+            }
+        }
+    }
+
+    /// <summary>y[rows, cols] (+)= x[rows, depth] · w[depth, cols].</summary>
+    private static void DispatchDepthMajor<TLoad>(float* y, float* x, void* w, int rows, int depth, int cols, bool accumulate, WorkerPool pool)
+        where TLoad : struct, IWeightLoad
+    {
+        if (Vector512.IsHardwareAccelerated)
+            GemmPacked.Run<MicroKernel512, TLoad>(y, x, w, rows, depth, cols, accumulate, pool, outputsMajor: false);
+        else if (Vector256.IsHardwareAccelerated)
+            GemmPacked.Run<MicroKernel256, TLoad>(y, x, w, rows, depth, cols, accumulate, pool, outputsMajor: false);
+        else
+            GemmPacked.Run<MicroKernelScalar, TLoad>(y, x, w, rows, depth, cols, accumulate, pool, outputsMajor: false);
+    }
+
+    /// <summary>dst[cols, rows] = src[rows, cols]ᵀ in 32×32 blocks, so both sides stay in cache.</summary>
+    private static void Transpose(float* dst, float* src, int rows, int cols)
+    {
+        const int Block = 32;
+        for (int i0 = 0; i0 < rows; i0 += Block)
+        {
+            int i1 = Math.Min(rows, i0 + Block);
+            for (int j0 = 0; j0 < cols; j0 += Block)
+            {
+                int j1 = Math.Min(cols, j0 + Block);
+                for (int i = i0; i < i1; i++)
+                    for (int j = j0; j < j1; j++) dst[(long)j * rows + i] = src[(long)i * cols + j];
+            }
+        }
+    }
+}
