@@ -92,10 +92,11 @@ internal static unsafe class GemmBench
                 ratio = $"{blas / ours,14:F2}";
                 diff = $"{maxDiff:E1}";
             }
-            string Rate(double seconds) => m <= 4
-                ? $"{weightCount * (seconds == ours || seconds == blas ? 4 : 2) / seconds / 1e9,6:F1}GB/s"
+            // Prefill shapes are compute-bound (GFLOP/s); decode rows are memory-bound (GB/s of weights read).
+            string Rate(double seconds, int bytesPerWeight) => m <= 4
+                ? $"{weightCount * bytesPerWeight / seconds / 1e9,6:F1}GB/s"
                 : $"{flops / seconds / 1e9,6:F1}GF/s";
-            Console.WriteLine($"{shape.Model,-13} {shape.Layer,-8} {m,4} {k,6} {n,7} | {Rate(ours),9} {Rate(oursBf16),10} {Rate(oursF16),9} | {(haveBlas ? Rate(blas) : "n/a"),8} | {ratio} | {diff}");
+            Console.WriteLine($"{shape.Model,-13} {shape.Layer,-8} {m,4} {k,6} {n,7} | {Rate(ours, 4),9} {Rate(oursBf16, 2),10} {Rate(oursF16, 2),9} | {(haveBlas ? Rate(blas, 4) : "n/a"),8} | {ratio} | {diff}");
         }
         finally
         {

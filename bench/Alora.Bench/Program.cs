@@ -10,7 +10,9 @@ switch (scenario)
     case "gemv":
         GemmBench.Run([1, 4], includeLmHead: !args.Contains("--no-lm-head"));
         break;
-    case "experiment": Experiment.Run(); break;
+    case "backward":
+        BackwardBench.Run();
+        break;
     case "pool":
         PoolBench.Run();
         break;
@@ -18,7 +20,7 @@ switch (scenario)
         Console.WriteLine($"memory read bandwidth: {MemoryBandwidth.MeasureReadGBps():F1} GB/s (1 GiB, {Alora.Kernels.WorkerPool.Shared.ThreadCount} threads, best of 5)");
         break;
     default:
-        Console.WriteLine("scenarios: gemm [--no-lm-head] | gemv [--no-lm-head] | pool | bandwidth   (see bench/README.md)");
+        Console.WriteLine("scenarios: gemm [--no-lm-head] | gemv [--no-lm-head] | backward | pool | bandwidth   (see bench/README.md)");
         return scenario == "help" ? 0 : 1;
 }
 return 0;

@@ -1,4 +1,3 @@
-using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
 using Alora.Tensors;
 
@@ -7,7 +6,7 @@ namespace Alora.Kernels;
 // Legend: M = activation rows (tokens), K = input features, N = output features of the Linear W [N, K].
 // The two products a Linear's backward pass needs, on the same packed micro-kernels as the forward:
 //   dX [M, K] = dY [M, N] · W [N, K]        MatMulNoTranspose (W read depth-major: no transpose in packing)
-//   dW [N, K] = dY [M, N]ᵀ · X [M, K]       MatMulTransposeA (dY transposed once, then X read depth-major)
+//   dW [N, K] = dY [M, N]ᵀ · X [M, K]       MatMulTransposeA (dY read column-wise in place, X depth-major)
 
 public static unsafe partial class Gemm
 {
@@ -55,7 +54,7 @@ public static unsafe partial class Gemm
 
     /// <summary>
     /// y[N,K] = a[M,N]ᵀ·b[M,K] (the weight gradient dW = dYᵀ·X), or y += aᵀ·b when <paramref name="accumulate"/>.
-    /// f32 only. Allocates a transposed copy of a (N·M floats) for the call.
+    /// f32 only.
     /// </summary>
     public static void MatMulTransposeA(float* y, float* a, float* b, int m, int n, int k, bool accumulate = false)
         => MatMulTransposeA(y, a, b, m, n, k, accumulate, WorkerPool.Shared);
@@ -74,16 +73,9 @@ public static unsafe partial class Gemm
         }
         if (a == null) throw new ArgumentNullException(nameof(a), $"input a [{m}, {n}] is null");
         if (b == null) throw new ArgumentNullException(nameof(b), $"input b [{m}, {k}] is null");
-        float* aTransposed = (float*)NativeMemory.AlignedAlloc((nuint)((long)n * m * sizeof(float)), 64); // [N, M]
-        try
-        {
-            Transpose(aTransposed, a, m, n);
-            DispatchDepthMajor<F32Load>(y, aTransposed, b, n, m, k, accumulate, pool);
-        }
-        finally
-        {
-            NativeMemory.AlignedFree(aTransposed);
-        }
+        // aᵀ is read in place: row j of aᵀ at depth i is a[i·N + j], so the micro-kernel's rows of one depth
+        // step are adjacent floats of a.
+        DispatchDepthMajor<F32Load>(y, a, b, n, m, k, accumulate, pool, xTransposed: true);
     }
 
     /// <summary>Scalar reference twin of <see cref="MatMulTransposeA(float*, float*, float*, int, int, int, bool)"/>.</summary>
@@ -102,30 +94,15 @@ public static unsafe partial class Gemm
     }
 
     /// <summary>y[rows, cols] (+)= x[rows, depth] · w[depth, cols].</summary>
-    private static void DispatchDepthMajor<TLoad>(float* y, float* x, void* w, int rows, int depth, int cols, bool accumulate, WorkerPool pool)
+    private static void DispatchDepthMajor<TLoad>(float* y, float* x, void* w, int rows, int depth, int cols, bool accumulate, WorkerPool pool,
+        bool xTransposed = false)
         where TLoad : struct, IWeightLoad
     {
         if (Vector512.IsHardwareAccelerated)
-            GemmPacked.Run<MicroKernel512, TLoad>(y, x, w, rows, depth, cols, accumulate, pool, outputsMajor: false);
+            GemmPacked.Run<MicroKernel512, TLoad>(y, x, w, rows, depth, cols, accumulate, pool, outputsMajor: false, xTransposed);
         else if (Vector256.IsHardwareAccelerated)
-            GemmPacked.Run<MicroKernel256, TLoad>(y, x, w, rows, depth, cols, accumulate, pool, outputsMajor: false);
+            GemmPacked.Run<MicroKernel256, TLoad>(y, x, w, rows, depth, cols, accumulate, pool, outputsMajor: false, xTransposed);
         else
-            GemmPacked.Run<MicroKernelScalar, TLoad>(y, x, w, rows, depth, cols, accumulate, pool, outputsMajor: false);
-    }
-
-    /// <summary>dst[cols, rows] = src[rows, cols]ᵀ in 32×32 blocks, so both sides stay in cache.</summary>
-    private static void Transpose(float* dst, float* src, int rows, int cols)
-    {
-        const int Block = 32;
-        for (int i0 = 0; i0 < rows; i0 += Block)
-        {
-            int i1 = Math.Min(rows, i0 + Block);
-            for (int j0 = 0; j0 < cols; j0 += Block)
-            {
-                int j1 = Math.Min(cols, j0 + Block);
-                for (int i = i0; i < i1; i++)
-                    for (int j = j0; j < j1; j++) dst[(long)j * rows + i] = src[(long)i * cols + j];
-            }
-        }
+            GemmPacked.Run<MicroKernelScalar, TLoad>(y, x, w, rows, depth, cols, accumulate, pool, outputsMajor: false, xTransposed);
     }
 }

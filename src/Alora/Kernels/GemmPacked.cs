@@ -36,6 +36,8 @@ internal unsafe interface IMicroKernel
     static abstract int Nr { get; }
     /// <summary>c[rows, Nr] (+)= a[rows, kc] (row stride lda) · b[kc, Nr] (packed, 64-byte aligned).</summary>
     static abstract void Run(int rows, float* c, long ldc, float* a, long lda, float* b, int kc, bool load);
+    /// <summary>As <see cref="Run"/> with a stored transposed: element (r, p) at a[p·lda + r].</summary>
+    static abstract void RunTransposedA(int rows, float* c, long ldc, float* a, long lda, float* b, int kc, bool load);
 }
 
 internal static unsafe class GemmPacked
@@ -52,8 +54,12 @@ internal static unsafe class GemmPacked
         return t_packBuffer;
     }
 
-    /// <summary>y[M,N] (+)= x[M,K] · B, where B[k, j] = w[j, k] when <paramref name="outputsMajor"/> (w is [N, K]) else w[k, j] (w is [K, N]).</summary>
-    public static void Run<TKernel, TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate, WorkerPool pool, bool outputsMajor = true)
+    /// <summary>
+    /// y[M,N] (+)= A · B, where B[k, j] = w[j, k] when <paramref name="outputsMajor"/> (w is [N, K]) else w[k, j]
+    /// (w is [K, N]), and A[i, k] = x[i, k] (x is [M, K]) or, when <paramref name="xTransposed"/>, x[k, i] (x is [K, M]).
+    /// </summary>
+    public static void Run<TKernel, TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate, WorkerPool pool,
+        bool outputsMajor = true, bool xTransposed = false)
         where TKernel : struct, IMicroKernel where TLoad : struct, IWeightLoad
     {
         int panels = (n + TKernel.Nr - 1) / TKernel.Nr;
@@ -61,7 +67,7 @@ internal static unsafe class GemmPacked
         int taskCount = Math.Min(panels, pool.ThreadCount * 3);
         var task = new PackedTask<TKernel, TLoad>
         {
-            Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate, OutputsMajor = outputsMajor,
+            Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate, OutputsMajor = outputsMajor, XTransposed = xTransposed,
             Panels = panels, TaskCount = taskCount,
         };
         pool.For(taskCount, ref task);
@@ -71,10 +77,10 @@ internal static unsafe class GemmPacked
         where TKernel : struct, IMicroKernel where TLoad : struct, IWeightLoad
     {
         public float* Y;   // [M, N]
-        public float* X;   // [M, K]
+        public float* X;   // [M, K], or [K, M] when XTransposed
         public void* W;    // [N, K] when OutputsMajor, else [K, N]
         public int M, K, N, Panels, TaskCount;
-        public bool Accumulate, OutputsMajor;
+        public bool Accumulate, OutputsMajor, XTransposed;
 
         public void Execute(int index)
         {
@@ -84,6 +90,7 @@ internal static unsafe class GemmPacked
         }
 
         [SkipLocalsInit]
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private readonly void ComputePanels(int panelStart, int panelEnd)
         {
             int nr = TKernel.Nr, mr = TKernel.Mr;
@@ -112,17 +119,16 @@ internal static unsafe class GemmPacked
                             for (int i = i0; i < i1; i += mr)
                             {
                                 int rows = Math.Min(mr, i1 - i);
-                                float* a = X + (long)i * K + k0;
                                 float* c = Y + (long)i * N + j0;
                                 if (cols == nr)
                                 {
-                                    TKernel.Run(rows, c, N, a, K, b, kc, load);
+                                    RunTile(rows, c, N, i, k0, b, kc, load);
                                 }
                                 else
                                 {
                                     // Last panel narrower than Nr: run on a full tile, copy back the real columns.
                                     if (load) CopyTile(edgeTile, nr, c, N, rows, cols);
-                                    TKernel.Run(rows, edgeTile, nr, a, K, b, kc, load);
+                                    RunTile(rows, edgeTile, nr, i, k0, b, kc, load);
                                     CopyTile(c, N, edgeTile, nr, rows, cols);
                                 }
                             }
@@ -130,6 +136,13 @@ internal static unsafe class GemmPacked
                     }
                 }
             }
+        }
+
+        /// <summary>One micro-kernel call for rows [i, i+rows) and depth block [k0, k0+kc).</summary>
+        private readonly void RunTile(int rows, float* c, long ldc, int i, int k0, float* b, int kc, bool load)
+        {
+            if (XTransposed) TKernel.RunTransposedA(rows, c, ldc, X + (long)k0 * M + i, M, b, kc, load);
+            else TKernel.Run(rows, c, ldc, X + (long)i * K + k0, K, b, kc, load);
         }
 
         /// <summary>dst[kc, Nr] = B[k0 .. k0+kc, j0 .. j0+cols] as f32, columns past cols zero.</summary>
@@ -162,6 +175,7 @@ internal static unsafe class GemmPacked
         }
 
         /// <summary>W [K, N]: each packed row is a contiguous run of one W row, converted.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private readonly void PackDepthMajor(float* dst, int j0, int cols, int k0, int kc)
         {
             int nr = TKernel.Nr;
@@ -184,6 +198,7 @@ internal static unsafe class GemmPacked
         }
 
         [SkipLocalsInit]
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private readonly void PackBlock16(float* dst, int nr, long rowStart, int kc)
         {
             float* block = stackalloc float[16 * 16]; // [16 rows, 16 k]
@@ -222,8 +237,15 @@ internal unsafe struct MicroKernelScalar : IMicroKernel
     public static int Mr => 4;
     public static int Nr => 8;
 
-    [SkipLocalsInit]
     public static void Run(int rows, float* c, long ldc, float* a, long lda, float* b, int kc, bool load)
+        => Tile(rows, c, ldc, a, lda, 1, b, kc, load);
+
+    public static void RunTransposedA(int rows, float* c, long ldc, float* a, long lda, float* b, int kc, bool load)
+        => Tile(rows, c, ldc, a, 1, lda, b, kc, load);
+
+    /// <summary>Element (r, p) of a is at a[r·rowStride + p·depthStride].</summary>
+    [SkipLocalsInit]
+    private static void Tile(int rows, float* c, long ldc, float* a, long rowStride, long depthStride, float* b, int kc, bool load)
     {
         float* tile = stackalloc float[4 * 8]; // [Mr, Nr]
         for (int r = 0; r < 4; r++)
@@ -233,7 +255,7 @@ internal unsafe struct MicroKernelScalar : IMicroKernel
             float* bp = b + p * 8;
             for (int r = 0; r < rows; r++)
             {
-                float av = a[r * lda + p];
+                float av = a[r * rowStride + p * depthStride];
                 float* t = tile + r * 8;
                 t[0] += av * bp[0]; t[1] += av * bp[1]; t[2] += av * bp[2]; t[3] += av * bp[3];
                 t[4] += av * bp[4]; t[5] += av * bp[5]; t[6] += av * bp[6]; t[7] += av * bp[7];

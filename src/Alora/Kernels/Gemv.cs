@@ -57,6 +57,7 @@ internal static unsafe class Gemv
             else Range256<TRows>(j0, j1);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private readonly void Range512<TRows>(int j0, int j1) where TRows : struct, IRowCount
         {
             int rows = TRows.Value;
@@ -104,6 +105,7 @@ internal static unsafe class Gemv
             for (; j < j1; j++) SingleRow512(j, kVec);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private readonly void Range256<TRows>(int j0, int j1) where TRows : struct, IRowCount
         {
             int rows = TRows.Value;
