@@ -27,7 +27,7 @@ public static unsafe partial class Gemm
         if (m == 0 || n == 0) return;
         if (k == 0)
         {
-            if (!accumulate) new Span<float>(y, checked(m * n)).Clear();
+            if (!accumulate) Clear(y, (long)m * n);
             return;
         }
         switch (w.DType)
@@ -67,8 +67,13 @@ public static unsafe partial class Gemm
         if (y == null) throw new ArgumentNullException(nameof(y), $"output y [{m}, {w.Rows}] is null");
         if (w.Cols > 0 && x == null) throw new ArgumentNullException(nameof(x), $"input x [{m}, {w.Cols}] is null");
         if (w.Cols > 0 && w.Data == null) throw new ArgumentException($"weight [{w.Rows}, {w.Cols}] has no data", nameof(w));
-        if ((long)m * w.Rows > int.MaxValue || (long)m * w.Cols > int.MaxValue)
-            throw new ArgumentOutOfRangeException(nameof(m), m, $"x [{m}, {w.Cols}] or y [{m}, {w.Rows}] has more than {int.MaxValue} elements");
+    }
+
+    /// <summary>y[n] = 0 for any n (a Span covers at most int.MaxValue elements at a time).</summary>
+    private static void Clear(float* y, long n)
+    {
+        for (long done = 0; done < n; done += int.MaxValue)
+            new Span<float>(y + done, (int)Math.Min(int.MaxValue, n - done)).Clear();
     }
 
     private static void Dispatch<TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate, WorkerPool pool)

@@ -24,7 +24,7 @@ public static unsafe partial class Gemm
         if (n > 0 && w.Data == null) throw new ArgumentException($"weight [{n}, {k}] has no data", nameof(w));
         if (n == 0)
         {
-            if (!accumulate) new Span<float>(y, checked(m * k)).Clear();
+            if (!accumulate) Clear(y, (long)m * k);
             return;
         }
         switch (w.DType)
@@ -68,7 +68,7 @@ public static unsafe partial class Gemm
         if (y == null) throw new ArgumentNullException(nameof(y), $"output y [{n}, {k}] is null");
         if (m == 0)
         {
-            if (!accumulate) new Span<float>(y, checked(n * k)).Clear();
+            if (!accumulate) Clear(y, (long)n * k);
             return;
         }
         if (a == null) throw new ArgumentNullException(nameof(a), $"input a [{m}, {n}] is null");

@@ -10,8 +10,6 @@ namespace Alora.Kernels;
 /// </summary>
 internal unsafe interface IWeightLoad
 {
-    /// <summary>Bytes per stored element.</summary>
-    static abstract int ElementSize { get; }
     /// <summary>Element <paramref name="index"/> of <paramref name="data"/> as f32.</summary>
     static abstract float Scalar(void* data, long index);
     /// <summary>16 consecutive elements starting at <paramref name="index"/>.</summary>
@@ -22,7 +20,6 @@ internal unsafe interface IWeightLoad
 
 internal unsafe struct F32Load : IWeightLoad
 {
-    public static int ElementSize => 4;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Scalar(void* data, long index) => ((float*)data)[index];
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -34,7 +31,6 @@ internal unsafe struct F32Load : IWeightLoad
 /// <summary>bf16 is the top half of an f32: widen to 32 bits and shift left by 16 (exact).</summary>
 internal unsafe struct BF16Load : IWeightLoad
 {
-    public static int ElementSize => 2;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Scalar(void* data, long index) => Half16.BFloat16ToSingle(((ushort*)data)[index]);
 
@@ -65,7 +61,6 @@ internal unsafe struct F16Load : IWeightLoad
 {
     private const float Rebias = 5.192296858534828e33f; // 2^112
 
-    public static int ElementSize => 2;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Scalar(void* data, long index) => Half16.HalfToSingle(((ushort*)data)[index]);
 
