@@ -24,7 +24,7 @@ internal static unsafe class GemmBench
         new("Qwen2.5-0.5B", "lm_head", 896, 151936),
     ];
 
-    public static void Run(int[] rowCounts, bool includeLmHead)
+    public static void Run(int[] rowCounts, bool includeLmHead, string? onlyLayer = null)
     {
         int threads = WorkerPool.Shared.ThreadCount;
         bool haveBlas = OpenBlas.TryLoad(out string blasInfo);
@@ -36,6 +36,7 @@ internal static unsafe class GemmBench
             foreach (Shape shape in s_shapes)
             {
                 if (!includeLmHead && shape.Layer == "lm_head") continue;
+                if (onlyLayer is not null && shape.Layer != onlyLayer) continue;
                 RunShape(shape, m, haveBlas);
             }
         }

@@ -7,8 +7,8 @@ namespace Alora.Kernels;
 // Legend: M = activation rows, K = depth (the summed dimension), N = output columns.
 // The weight operand is either W [N, K] (a Linear weight, y = x·Wᵀ: "outputs-major") or W [K, N]
 // (y = x·W: "depth-major"); packing reads either layout and writes the same panels.
-// Mr×Nr = register tile of the micro-kernel; Kc = depth of one packed block; Mc = rows of x kept in L2;
-// Nc = columns of W packed together (kept in L2 next to the x block).
+// Mr×Nr = register tile of the micro-kernel; Kc = depth of one packed block (K split evenly, at most
+// MaxKc); Mc = rows of x kept in L2; Nc = columns of W packed together (PackFloats / Kc, kept in L2).
 //
 // Loop nest of one task (a contiguous range of Nr-wide column panels):
 //   for each Nc chunk of its panels
@@ -42,15 +42,17 @@ internal unsafe interface IMicroKernel
 
 internal static unsafe class GemmPacked
 {
-    public const int Kc = 256;
-    public const int Nc = 512;
+    /// <summary>Deepest K block. K is split into equal blocks no deeper than this.</summary>
+    public const int MaxKc = 768;
+    /// <summary>Floats of packed W per thread (512 KiB: half of a Zen 4/5 L2); Nc = this / Kc.</summary>
+    public const int PackFloats = 128 * 1024;
     public const int Mc = 96;
 
     [ThreadStatic] private static float* t_packBuffer; // [Nc/Nr, Kc, Nr] per thread, never freed (one per pool thread)
 
     private static float* PackBuffer()
     {
-        if (t_packBuffer == null) t_packBuffer = (float*)NativeMemory.AlignedAlloc((nuint)(Kc * Nc * sizeof(float)), 64);
+        if (t_packBuffer == null) t_packBuffer = (float*)NativeMemory.AlignedAlloc(PackFloats * sizeof(float), 64);
         return t_packBuffer;
     }
 
@@ -65,8 +67,14 @@ internal static unsafe class GemmPacked
         int panels = (n + TKernel.Nr - 1) / TKernel.Nr;
         // A few tasks per thread so a thread slowed by the neighbours does not hold up the others.
         int taskCount = Math.Min(panels, pool.ThreadCount * 3);
+        // Few, deep K blocks: every K block is one more pass over the y tile (load, add, store), which costs
+        // most when y is too big for the caches (an lm_head's [512, vocab]).
+        int kBlocks = (k + MaxKc - 1) / MaxKc;
+        int kc = (k + kBlocks - 1) / kBlocks;
+        int panelsPerChunk = Math.Max(1, PackFloats / (kc * TKernel.Nr));
         var task = new PackedTask<TKernel, TLoad>
         {
+            Kc = kc, PanelsPerChunk = panelsPerChunk,
             Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate, OutputsMajor = outputsMajor, XTransposed = xTransposed,
             Panels = panels, TaskCount = taskCount,
         };
@@ -79,7 +87,7 @@ internal static unsafe class GemmPacked
         public float* Y;   // [M, N]
         public float* X;   // [M, K], or [K, M] when XTransposed
         public void* W;    // [N, K] when OutputsMajor, else [K, N]
-        public int M, K, N, Panels, TaskCount;
+        public int M, K, N, Panels, TaskCount, Kc, PanelsPerChunk;
         public bool Accumulate, OutputsMajor, XTransposed;
 
         public void Execute(int index)
@@ -94,7 +102,7 @@ internal static unsafe class GemmPacked
         private readonly void ComputePanels(int panelStart, int panelEnd)
         {
             int nr = TKernel.Nr, mr = TKernel.Mr;
-            int panelsPerChunk = Nc / nr;
+            int panelsPerChunk = PanelsPerChunk;
             float* packed = PackBuffer();
             float* edgeTile = stackalloc float[TKernel.Mr * TKernel.Nr]; // [Mr, Nr] for a last, narrower panel
             for (int chunkStart = panelStart; chunkStart < panelEnd; chunkStart += panelsPerChunk)

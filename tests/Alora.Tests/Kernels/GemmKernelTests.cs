@@ -17,13 +17,16 @@ public unsafe class GemmKernelTests
             foreach (int k in ks)
                 foreach (int n in ns)
                     if ((long)m * k * n <= 600_000) data.Add(m, k, n);
-        // Larger shapes: more than one K block (Kc = 256), more than one N chunk (Nc = 512), M past Mc.
+        // Larger shapes: more than one K block (K > MaxKc = 768, split evenly), several N chunks, M past Mc = 96.
         data.Add(1, 511, 257);
         data.Add(4, 257, 511);
         data.Add(65, 511, 33);
         data.Add(257, 65, 129);
         data.Add(17, 33, 1100);
         data.Add(200, 300, 70);
+        data.Add(9, 1000, 40);
+        data.Add(33, 1601, 23);
+        data.Add(3, 1601, 23);
         return data;
     }
 
@@ -135,6 +138,8 @@ public unsafe class GemmBackwardKernelTests
         data.Add(129, 511, 33);
         data.Add(511, 17, 129);
         data.Add(5, 600, 70);
+        data.Add(20, 1000, 40);
+        data.Add(1000, 20, 40);
         return data;
     }
 
