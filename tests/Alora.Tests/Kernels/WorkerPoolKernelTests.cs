@@ -74,3 +74,54 @@ public class WorkerPoolKernelTests
         Assert.All(task.Hits, hits => Assert.Equal(1, hits));
     }
 }
+
+public class WorkerPoolNestingKernelTests
+{
+    private struct InnerTask : IParallelTask
+    {
+        public int[] Hits;
+        public int Offset;
+        public void Execute(int index) => Interlocked.Increment(ref Hits[Offset + index]);
+    }
+
+    private struct OuterTask : IParallelTask
+    {
+        public WorkerPool Pool;
+        public int[] Hits;
+
+        public void Execute(int index)
+        {
+            // A kernel that itself calls For (as Gemm does) from inside a task: runs inline.
+            var inner = new InnerTask { Hits = Hits, Offset = index * 4 };
+            Pool.For(4, ref inner);
+        }
+    }
+
+    [Fact]
+    public void For_CalledFromInsideATask_RunsInline()
+    {
+        using var pool = new WorkerPool(2);
+        var outer = new OuterTask { Pool = pool, Hits = new int[8 * 4] };
+        var runner = new Thread(() => pool.For(8, ref outer)) { IsBackground = true };
+        runner.Start();
+        Assert.True(runner.Join(TimeSpan.FromSeconds(30)), "nested For deadlocked");
+        Assert.All(outer.Hits, hits => Assert.Equal(1, hits));
+    }
+
+    [Fact]
+    public void For_FromSeveralThreadsAtOnce_RunsEveryJobCompletely()
+    {
+        using var pool = new WorkerPool(2);
+        int failures = 0;
+        Parallel.For(0, 4, _ =>
+        {
+            for (int call = 0; call < 2_000; call++)
+            {
+                var task = new InnerTask { Hits = new int[6] };
+                pool.For(6, ref task);
+                if (task.Hits.Any(hits => hits != 1)) Interlocked.Increment(ref failures);
+            }
+        });
+        Assert.Equal(0, failures);
+    }
+}
