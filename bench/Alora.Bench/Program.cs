@@ -16,6 +16,9 @@ switch (scenario)
     case "backward":
         BackwardBench.Run();
         break;
+    case "elementwise":
+        ElementwiseBench.Run();
+        break;
     case "pool":
         PoolBench.Run();
         break;
@@ -23,7 +26,7 @@ switch (scenario)
         Console.WriteLine($"memory read bandwidth: {MemoryBandwidth.MeasureReadGBps():F1} GB/s (1 GiB, {Alora.Kernels.WorkerPool.Shared.ThreadCount} threads, best of 5)");
         break;
     default:
-        Console.WriteLine("scenarios: gemm [--no-lm-head] [--layer NAME] | gemv [--no-lm-head] [--layer NAME] | backward | pool | bandwidth   (see bench/README.md)");
+        Console.WriteLine("scenarios: gemm [--no-lm-head] [--layer NAME] | gemv [--no-lm-head] [--layer NAME] | backward | elementwise | pool | bandwidth   (see bench/README.md)");
         return scenario == "help" ? 0 : 1;
 }
 return 0;
