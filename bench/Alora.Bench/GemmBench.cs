@@ -70,7 +70,7 @@ internal static unsafe class GemmBench
 
             double ours = double.MaxValue, blas = double.MaxValue;
             // Alternate the two a few times and keep each one's best: the machine is shared.
-            for (int round = 0; round < (huge ? 1 : 3); round++)
+            for (int round = 0; round < (huge ? 2 : 5); round++)
             {
                 ours = Math.Min(ours, BenchTimer.Best(() => Gemm.MatMul(yOurs, x, f32, m), minSeconds, minRuns));
                 if (haveBlas)
