@@ -11,7 +11,7 @@ switch (scenario)
         GemmBench.Run([512], includeLmHead: !args.Contains("--no-lm-head"), onlyLayer);
         break;
     case "gemv":
-        GemmBench.Run([1, 4], includeLmHead: !args.Contains("--no-lm-head"), onlyLayer);
+        GemmBench.Run([1, 2, 3, 4], includeLmHead: !args.Contains("--no-lm-head"), onlyLayer);
         break;
     case "backward":
         BackwardBench.Run();
