@@ -5,6 +5,8 @@ string scenario = args.Length > 0 ? args[0] : "help";
 // --layer NAME keeps only that projection (q/o, k/v, gate/up, down, lm_head) in the gemm and gemv scenarios.
 int layerFlag = Array.IndexOf(args, "--layer");
 string? onlyLayer = layerFlag >= 0 && layerFlag + 1 < args.Length ? args[layerFlag + 1] : null;
+if (scenario == "help")
+    Console.WriteLine("kernel scenarios: gemm|gemv [--no-lm-head] [--layer NAME] | backward | elementwise | pool | bandwidth");
 switch (scenario)
 {
     case "gemm":
@@ -26,7 +28,7 @@ switch (scenario)
         Console.WriteLine($"memory read bandwidth: {MemoryBandwidth.MeasureReadGBps():F1} GB/s (1 GiB, {Alora.Kernels.WorkerPool.Shared.ThreadCount} threads, best of 5)");
         break;
     default:
-        Console.WriteLine("scenarios: gemm [--no-lm-head] [--layer NAME] | gemv [--no-lm-head] [--layer NAME] | backward | elementwise | pool | bandwidth   (see bench/README.md)");
+        Console.WriteLine("scenarios: gemm [--no-lm-head] | gemv [--no-lm-head] | pool | bandwidth   (see bench/README.md)");
         return scenario == "help" ? 0 : 1;
 }
 return 0;
