@@ -10,6 +10,8 @@ namespace Alora.Kernels;
 /// </summary>
 internal unsafe interface IWeightLoad
 {
+    /// <summary>Bytes per stored element.</summary>
+    static abstract int ElementSize { get; }
     /// <summary>Element <paramref name="index"/> of <paramref name="data"/> as f32.</summary>
     static abstract float Scalar(void* data, long index);
     /// <summary>16 consecutive elements starting at <paramref name="index"/>.</summary>
@@ -20,6 +22,7 @@ internal unsafe interface IWeightLoad
 
 internal unsafe struct F32Load : IWeightLoad
 {
+    public static int ElementSize => 4;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Scalar(void* data, long index) => ((float*)data)[index];
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -31,6 +34,7 @@ internal unsafe struct F32Load : IWeightLoad
 /// <summary>bf16 is the top half of an f32: widen to 32 bits and shift left by 16 (exact).</summary>
 internal unsafe struct BF16Load : IWeightLoad
 {
+    public static int ElementSize => 2;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Scalar(void* data, long index) => Half16.BFloat16ToSingle(((ushort*)data)[index]);
 
@@ -64,6 +68,8 @@ internal unsafe struct F16Load : IWeightLoad
 {
     private const uint ExponentRebias = 112u << 23;
     private const float SubnormalScale = 5.9604644775390625e-8f; // 2^-24
+
+    public static int ElementSize => 2;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Scalar(void* data, long index)
