@@ -17,12 +17,9 @@ internal static unsafe class Gemv
     public static void Run<TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate, WorkerPool pool)
         where TLoad : struct, IWeightLoad
     {
-        int threads = pool.ThreadCount;
-        // Small matrices: one range per thread keeps the dispatch to a single round. Large ones: a few
-        // ranges per thread so a thread slowed by the neighbours does not hold up the others.
-        long weightBytes = (long)n * k * TLoad.ElementSize;
-        int taskCount = weightBytes < (4L << 20) ? threads : threads * 4;
-        taskCount = Math.Max(1, Math.Min(taskCount, n / 8));
+        // Contiguous ranges, a few per thread: a thread that the neighbours' processes preempt then holds up
+        // only a small range, and each claim costs one compare-and-swap.
+        int taskCount = Math.Max(1, Math.Min(pool.ThreadCount * 4, n / 16));
         var task = new GemvTask<TLoad> { Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate, TaskCount = taskCount };
         pool.For(taskCount, ref task);
     }
@@ -100,6 +97,7 @@ internal static unsafe class Gemv
             else Range256<TRows>(j0, j1);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private readonly void Range512<TRows>(int j0, int j1) where TRows : struct, IRowCount
         {
             int rows = TRows.Value;
@@ -147,6 +145,7 @@ internal static unsafe class Gemv
             for (; j < j1; j++) SingleRow512(j, kVec);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private readonly void Range256<TRows>(int j0, int j1) where TRows : struct, IRowCount
         {
             int rows = TRows.Value;
