@@ -46,6 +46,13 @@ public sealed partial record LoraConfig
         return (float)(UseRslora ? alpha / Math.Sqrt(rank) : alpha / rank);
     }
 
+    /// <summary>The module's position in <see cref="ProjectionModules"/> (q, k, v, o, gate, up, down), or -1.</summary>
+    public static int ModuleIndex(string module)
+    {
+        for (int i = 0; i < ProjectionModules.Count; i++) if (ProjectionModules[i] == module) return i;
+        return -1;
+    }
+
     public static string ModuleKey(int layer, string module)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(layer);
