@@ -201,21 +201,7 @@ public static class AdapterCombination
             InvocationString = null,
             InitLoraWeights = "true",
         };
-        var wanted = keys.ToHashSet();
-        bool exact = true;
-        for (int layer = 0; layer < baseConfig.LayerCount && exact; layer++)
-            foreach (string module in LoraConfig.ProjectionModules)
-                if (config.Targets(layer, module) != wanted.Contains((layer, module))) { exact = false; break; }
-        if (!exact)
-        {
-            config = config with
-            {
-                TargetModules = null,
-                TargetModulesRegex = string.Join("|", keys.Select(k => Regex.Escape(LoraConfig.ModuleKey(k.Layer, k.Module)))),
-                LayersToTransform = null,
-                LayersPattern = null,
-            };
-        }
+        config = config.SelectingExactly(keys, baseConfig);
         config.Validate("combined adapter config");
         return config;
     }

@@ -98,6 +98,28 @@ public sealed partial record LoraConfig
         return null;
     }
 
+    /// <summary>
+    /// This config, or a copy whose target_modules is a regex of exactly <paramref name="modules"/> when its own
+    /// selection in <paramref name="baseConfig"/> differs (so a written config always matches its weights).
+    /// </summary>
+    internal LoraConfig SelectingExactly(IReadOnlyCollection<(int Layer, string Module)> modules, Models.ModelConfig baseConfig)
+    {
+        var wanted = modules.ToHashSet();
+        for (int layer = 0; layer < baseConfig.LayerCount; layer++)
+            foreach (string module in ProjectionModules)
+                if (Targets(layer, module) != wanted.Contains((layer, module)))
+                    return this with
+                    {
+                        TargetModules = null,
+                        TargetModulesRegex = string.Join("|", modules.Select(k => Regex.Escape(ModuleKey(k.Layer, k.Module)))),
+                        ExcludeModules = null,
+                        ExcludeModulesRegex = null,
+                        LayersToTransform = null,
+                        LayersPattern = null,
+                    };
+        return this;
+    }
+
     private static Regex Compiled(string pattern) => s_regexCache.GetOrAdd(pattern, p => new Regex(p, RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1)));
 
     private void ValidatePatterns(string source)
