@@ -26,6 +26,10 @@ public sealed record GenerationRequest
     public bool IgnoreEos { get; init; }
     /// <summary>Generation stops when the text contains one of these; the stop string itself is not returned.</summary>
     public IReadOnlyList<string> StopStrings { get; init; } = [];
+    /// <summary>A LoRA (adapts every row) or an aLoRA (adapts from its invocation on); null for the base model.</summary>
+    public ForwardAdapter? Adapter { get; init; }
+    /// <summary>What an aLoRA does when its invocation is absent from the prompt.</summary>
+    public MissingInvocationPolicy OnMissingInvocation { get; init; } = MissingInvocationPolicy.Error;
 }
 
 public enum FinishReason { Stop, Length }
@@ -43,7 +47,9 @@ public sealed record GenerationUpdate(int TokenId, string Text, FinishReason? Fi
 
 /// <summary>
 /// Prefill then decode on one sequence. The sequence is a cache handle: if it already holds a prefix of the
-/// prompt, only the rest is computed (KV reuse); positions that disagree with the prompt are dropped first.
+/// prompt computed the way this request computes it (same tokens; the base model before the adapter's
+/// activation start, the same adapter after), only the rest is computed. Other positions are dropped first.
+/// So a base conversation's cache serves an aLoRA call up to its invocation, and the reverse.
 /// </summary>
 public sealed class Generator(DecoderModel model, IReadOnlyCollection<int> eosTokenIds, Func<ITokenTextStream>? textStreamFactory = null)
 {
@@ -56,8 +62,10 @@ public sealed class Generator(DecoderModel model, IReadOnlyCollection<int> eosTo
         ArgumentOutOfRangeException.ThrowIfNegative(request.MaxTokens);
         await Task.Yield();
 
+        int adapterStart = AdapterActivation.Resolve(request.PromptIds, request.Adapter, request.OnMissingInvocation);
+        var adapter = adapterStart == int.MaxValue ? null : request.Adapter;
         // Reuse the cached prefix; always recompute at least the last prompt token to get its logits.
-        int reused = CommonPrefix(sequence.Tokens, request.PromptIds);
+        int reused = sequence.ReusablePrefix(request.PromptIds, adapter, adapterStart);
         reused = Math.Min(reused, request.PromptIds.Length - 1);
         if (sequence.Length > reused) sequence.Truncate(reused);
 
@@ -72,13 +80,13 @@ public sealed class Generator(DecoderModel model, IReadOnlyCollection<int> eosTo
         var eos = new HashSet<int>(eosTokenIds);
 
         var clock = Stopwatch.StartNew();
-        Model.Forward([new SequenceChunk(sequence, request.PromptIds.AsMemory(reused), LogitRows.Last)], logits);
+        Model.Forward([new SequenceChunk(sequence, request.PromptIds.AsMemory(reused), LogitRows.Last, adapter, adapterStart)], logits);
         double prefillSeconds = clock.Elapsed.TotalSeconds;
         clock.Restart();
 
         int generated = 0;
         var oneToken = new int[1];
-        SequenceChunk[] decodeStep = [new SequenceChunk(sequence, oneToken, LogitRows.Last)];   // reused every step
+        SequenceChunk[] decodeStep = [new SequenceChunk(sequence, oneToken, LogitRows.Last, adapter, adapterStart)];   // reused every step
         FinishReason finish = FinishReason.Length;
         while (generated < request.MaxTokens)
         {
@@ -109,12 +117,6 @@ public sealed class Generator(DecoderModel model, IReadOnlyCollection<int> eosTo
         yield return new GenerationUpdate(-1, tail, finish, stats);
     }
 
-    private static int CommonPrefix(IReadOnlyList<int> cached, int[] prompt)
-    {
-        int n = Math.Min(cached.Count, prompt.Length), i = 0;
-        while (i < n && cached[i] == prompt[i]) i++;
-        return i;
-    }
 }
 
 /// <summary>

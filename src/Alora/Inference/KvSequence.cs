@@ -1,3 +1,5 @@
+using Alora.Models;
+
 namespace Alora.Inference;
 
 /// <summary>
@@ -8,6 +10,7 @@ public sealed class KvSequence : IDisposable
 {
     private int[] _blockTable = new int[4];
     private readonly List<int> _tokens = [];
+    private readonly List<ForwardAdapter?> _computedBy = [];   // per position: null = the base model
 
     public KvSequence(PagedKvCache cache) => Cache = cache;
 
@@ -57,16 +60,40 @@ public sealed class KvSequence : IDisposable
     public void Reserve(int tokens)
     {
         _tokens.EnsureCapacity(tokens);
+        _computedBy.EnsureCapacity(tokens);
         int blocks = (tokens + Cache.BlockSize - 1) / Cache.BlockSize;
         if (blocks > _blockTable.Length) Array.Resize(ref _blockTable, blocks);
     }
 
-    /// <summary>Records tokens whose keys/values a forward pass has just written.</summary>
-    public void CommitAppend(ReadOnlySpan<int> tokenIds)
+    /// <summary>
+    /// Records tokens whose keys/values a forward pass has just written, and what computed each: the adapter
+    /// for positions ≥ <paramref name="adapterStart"/>, the base model before.
+    /// </summary>
+    public void CommitAppend(ReadOnlySpan<int> tokenIds, ForwardAdapter? adapter = null, int adapterStart = 0)
     {
         if ((Length + tokenIds.Length + Cache.BlockSize - 1) / Cache.BlockSize > BlockCount)
             throw new InvalidOperationException("CommitAppend without PrepareAppend");
-        foreach (int id in tokenIds) _tokens.Add(id);
+        foreach (int id in tokenIds)
+        {
+            _computedBy.Add(adapter is not null && _tokens.Count >= adapterStart ? adapter : null);
+            _tokens.Add(id);
+        }
+    }
+
+    /// <summary>What computed the cached keys/values at a position: null for the base model.</summary>
+    public ForwardAdapter? ComputedBy(int position) => _computedBy[position];
+
+    /// <summary>
+    /// How many leading positions a request may reuse: the token ids must agree, and each position must have
+    /// been computed exactly as the request would compute it (the base model before its adapter's start, the
+    /// same adapter from there on). KV computed by an adapter is never served to the base model or to
+    /// another adapter.
+    /// </summary>
+    public int ReusablePrefix(ReadOnlySpan<int> tokenIds, ForwardAdapter? adapter, int adapterStart)
+    {
+        int n = Math.Min(Length, tokenIds.Length), i = 0;
+        while (i < n && _tokens[i] == tokenIds[i] && ReferenceEquals(_computedBy[i], adapter is not null && i >= adapterStart ? adapter : null)) i++;
+        return i;
     }
 
     /// <summary>Drops cached positions from <paramref name="newLength"/> on, releasing blocks no longer needed.</summary>
@@ -75,6 +102,7 @@ public sealed class KvSequence : IDisposable
         ArgumentOutOfRangeException.ThrowIfGreaterThan(newLength, Length);
         ArgumentOutOfRangeException.ThrowIfNegative(newLength);
         _tokens.RemoveRange(newLength, _tokens.Count - newLength);
+        _computedBy.RemoveRange(newLength, _computedBy.Count - newLength);
         int needed = (newLength + Cache.BlockSize - 1) / Cache.BlockSize;
         while (BlockCount > needed) Cache.Release(_blockTable[--BlockCount]);
     }
@@ -86,6 +114,7 @@ public sealed class KvSequence : IDisposable
         var fork = new KvSequence(Cache) { _blockTable = (int[])_blockTable.Clone(), BlockCount = BlockCount };
         for (int i = 0; i < BlockCount; i++) Cache.Retain(_blockTable[i]);
         fork._tokens.AddRange(_tokens);
+        fork._computedBy.AddRange(_computedBy);
         return fork;
     }
 
@@ -95,6 +124,7 @@ public sealed class KvSequence : IDisposable
         for (int i = 0; i < BlockCount; i++) Cache.Release(_blockTable[i]);
         BlockCount = 0;
         _tokens.Clear();
+        _computedBy.Clear();
         _disposed = true;
     }
 }

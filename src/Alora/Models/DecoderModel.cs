@@ -10,8 +10,13 @@ namespace Alora.Models;
 /// <summary>Which logits a chunk of tokens wants back.</summary>
 public enum LogitRows { None, Last, All }
 
-/// <summary>Tokens to append to one sequence in a forward pass: they take positions Sequence.Length onward.</summary>
-public sealed record SequenceChunk(KvSequence Sequence, ReadOnlyMemory<int> Tokens, LogitRows Logits = LogitRows.Last)
+/// <summary>
+/// Tokens to append to one sequence in a forward pass: they take positions Sequence.Length onward. With an
+/// adapter, rows at positions ≥ <paramref name="AdapterStart"/> are adapted (0: every row, a LoRA; an aLoRA's
+/// activation start otherwise); the others are computed by the base model alone.
+/// </summary>
+public sealed record SequenceChunk(KvSequence Sequence, ReadOnlyMemory<int> Tokens, LogitRows Logits = LogitRows.Last,
+    ForwardAdapter? Adapter = null, int AdapterStart = 0)
 {
     public int LogitRowCount => Logits switch { LogitRows.All => Tokens.Length, LogitRows.Last => Tokens.Length > 0 ? 1 : 0, _ => 0 };
 }
@@ -127,6 +132,12 @@ public sealed unsafe class DecoderModel : IDisposable
     }
 
     private readonly record struct MicroChunk(SequenceChunk Chunk, int Start, int Count, bool WantLogits);
+    /// <summary>Rows [RowStart, RowStart + RowCount) of the micro-batch take <see cref="Adapter"/>.</summary>
+    private readonly record struct AdapterSegment(int RowStart, int RowCount, ForwardAdapter Adapter);
+    private readonly List<AdapterSegment> _segments = [];
+    private NativeSlab? _loraSlab;
+    private float* _loraScratch;      // [M, r] x·Aᵀ of one segment
+    private int _loraScratchRank;
     private readonly HashSet<KvSequence> _distinct = [];
     private readonly List<int> _chunkProgress = [];
     private readonly List<MicroChunk> _micro = [];
@@ -135,10 +146,22 @@ public sealed unsafe class DecoderModel : IDisposable
     {
         var c = Config;
         int m = 0, logitRowCount = 0, maxBlocks = 0;
+        _segments.Clear();
         for (int s = 0; s < micro.Count; s++)
         {
             var (chunk, start, count, wantLogits) = micro[s];
             var sequence = chunk.Sequence;
+            if (chunk.Adapter is { } adapter)
+            {
+                if (adapter.LayerCount != c.LayerCount)
+                    throw new ArgumentException($"adapter '{adapter.Name}' has {adapter.LayerCount} layers, the model {c.LayerCount} (wrong base model?)", nameof(micro));
+                int firstAdapted = Math.Clamp(chunk.AdapterStart - sequence.Length, 0, count);
+                if (firstAdapted < count)
+                {
+                    _segments.Add(new AdapterSegment(m + firstAdapted, count - firstAdapted, adapter));
+                    EnsureLoraScratch(adapter.MaxRank);
+                }
+            }
             if (sequence.Cache != micro[0].Chunk.Sequence.Cache) throw new ArgumentException("all sequences of one forward batch must share one KV cache", nameof(micro));
             sequence.PrepareAppend(count);
             maxBlocks = Math.Max(maxBlocks, sequence.BlockCount);
@@ -165,7 +188,7 @@ public sealed unsafe class DecoderModel : IDisposable
         for (int s = 0; s < micro.Count; s++)
         {
             var (chunk, start, count, _) = micro[s];
-            chunk.Sequence.CommitAppend(chunk.Tokens.Span.Slice(start, count));
+            chunk.Sequence.CommitAppend(chunk.Tokens.Span.Slice(start, count), chunk.Adapter, chunk.AdapterStart);
         }
 
         if (logitRowCount == 0) return 0;
@@ -187,9 +210,9 @@ public sealed unsafe class DecoderModel : IDisposable
 
         // Attention block.
         Elementwise.RmsNorm(_normed, _hidden, w.InputNorm, m, c.HiddenSize, c.RmsNormEps);
-        Linear(_query, _normed, w.QProj, w.QBias, m);
-        Linear(_key, _normed, w.KProj, w.KBias, m);
-        Linear(_value, _normed, w.VProj, w.VBias, m);
+        Linear(_query, _normed, w.QProj, w.QBias, m, layerIndex, 0);
+        Linear(_key, _normed, w.KProj, w.KBias, m, layerIndex, 1);
+        Linear(_value, _normed, w.VProj, w.VBias, m, layerIndex, 2);
         Rope.Apply(_query, _rowPosition, m, c.HeadCount, RopeTable);
         Rope.Apply(_key, _rowPosition, m, c.KeyValueHeadCount, RopeTable);
         WriteKeyValues(cache, layerIndex, m, maxBlocks);
@@ -211,24 +234,45 @@ public sealed unsafe class DecoderModel : IDisposable
             Scale = c.AttentionScale,
             SlidingWindow = c.SlidingWindow ?? 0,
         });
-        Linear(_projected, _attention, w.OProj, w.OBias, m);
+        Linear(_projected, _attention, w.OProj, w.OBias, m, layerIndex, 3);
         Elementwise.Axpy(_hidden, c.ResidualMultiplier, _projected, md);
 
         // SiLU-gated MLP block.
         Elementwise.RmsNorm(_normed, _hidden, w.PostAttentionNorm, m, c.HiddenSize, c.RmsNormEps);
-        Linear(_gate, _normed, w.GateProj, w.GateBias, m);
-        Linear(_up, _normed, w.UpProj, w.UpBias, m);
+        Linear(_gate, _normed, w.GateProj, w.GateBias, m, layerIndex, 4);
+        Linear(_up, _normed, w.UpProj, w.UpBias, m, layerIndex, 5);
         Elementwise.SiluMul(_gate, _up, (long)m * c.IntermediateSize);
-        Linear(_projected, _gate, w.DownProj, w.DownBias, m);
+        Linear(_projected, _gate, w.DownProj, w.DownBias, m, layerIndex, 6);
         Elementwise.Axpy(_hidden, c.ResidualMultiplier, _projected, md);
     }
 
-    /// <summary>y[M, out] = x[M, in]·Wᵀ + bias.</summary>
-    private static void Linear(float* y, float* x, in WeightMatrix weight, float* bias, int m)
+    /// <summary>
+    /// y[M, out] = x[M, in]·Wᵀ + bias for every row (one GEMM with the frozen weight), then for each adapter
+    /// segment y[rows] += s·(x[rows]·Aᵀ)·Bᵀ: base, LoRA and aLoRA rows of different adapters share one batch.
+    /// </summary>
+    private void Linear(float* y, float* x, in WeightMatrix weight, float* bias, int m, int layer, int moduleIndex)
     {
         Gemm.MatMul(y, x, weight, m);
         if (bias != null)
             for (int i = 0; i < m; i++) Elementwise.Add(y + (long)i * weight.Rows, bias, weight.Rows);
+        foreach (var segment in _segments)
+        {
+            if (segment.Adapter.Get(layer, moduleIndex) is not { } delta) continue;
+            float* rowsIn = x + (long)segment.RowStart * weight.Cols;
+            float* rowsOut = y + (long)segment.RowStart * weight.Rows;
+            Gemm.MatMul(_loraScratch, rowsIn, delta.A, segment.RowCount);                 // [rows, r]
+            Elementwise.Scale(_loraScratch, delta.Scaling, (long)segment.RowCount * delta.Rank);
+            Gemm.MatMul(rowsOut, _loraScratch, delta.B, segment.RowCount, accumulate: true);   // += [rows, out]
+        }
+    }
+
+    private void EnsureLoraScratch(int rank)
+    {
+        if (rank <= _loraScratchRank) return;
+        _loraSlab?.Dispose();
+        _loraSlab = new NativeSlab((long)MaxBatchTokens * rank * sizeof(float), "lora scratch");
+        _loraScratch = _loraSlab.TakeFloats((long)MaxBatchTokens * rank, "x·Aᵀ");
+        _loraScratchRank = rank;
     }
 
     /// <summary>Scatters this micro-batch's keys and values into their cache slots (keys transposed per block, see Attention).</summary>
@@ -267,5 +311,6 @@ public sealed unsafe class DecoderModel : IDisposable
     {
         _workspace.Dispose();
         _blockTableSlab?.Dispose();
+        _loraSlab?.Dispose();
     }
 }

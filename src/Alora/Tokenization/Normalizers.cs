@@ -77,6 +77,25 @@ internal sealed class StripNormalizer(bool left, bool right) : Normalizer
     };
 }
 
+/// <summary>Removes combining marks (category Mn), as tokenizers' StripAccents; usually after NFD/NFKD.</summary>
+internal sealed class StripAccentsNormalizer : Normalizer
+{
+    public override string Normalize(string text)
+    {
+        var builder = new StringBuilder(text.Length);
+        for (int i = 0; i < text.Length; i++)
+        {
+            if (System.Globalization.CharUnicodeInfo.GetUnicodeCategory(text, i) == System.Globalization.UnicodeCategory.NonSpacingMark)
+            {
+                if (char.IsSurrogatePair(text, i)) i++;
+                continue;
+            }
+            builder.Append(text[i]);
+        }
+        return builder.ToString();
+    }
+}
+
 /// <summary>Applies normalizers one after the other.</summary>
 internal sealed class SequenceNormalizer(IReadOnlyList<Normalizer> steps) : Normalizer
 {

@@ -152,6 +152,50 @@ internal sealed class DigitsPreTokenizer(bool individualDigits) : PreTokenizer
     }
 }
 
+/// <summary>
+/// Splits on a character class: WhitespaceSplit (whitespace dropped) and Punctuation (each punctuation
+/// character set apart by the given behavior).
+/// </summary>
+internal sealed class CharacterClassPreTokenizer(Func<string, int, bool> isDelimiter, SplitBehavior behavior) : PreTokenizer
+{
+    public static CharacterClassPreTokenizer WhitespaceSplit() => new((s, i) => char.IsWhiteSpace(s, i), SplitBehavior.Removed);
+
+    // tokenizers' is_punc: ASCII punctuation or any Unicode punctuation category (P*).
+    public static CharacterClassPreTokenizer Punctuation(SplitBehavior behavior) => new(IsPunctuation, behavior);
+
+    private static bool IsPunctuation(string s, int i)
+    {
+        char c = s[i];
+        if (c < 0x80) return c is > ' ' and < '\x7F' && !char.IsAsciiLetterOrDigit(c); // Rust's is_ascii_punctuation
+        return System.Globalization.CharUnicodeInfo.GetUnicodeCategory(s, i) is
+            System.Globalization.UnicodeCategory.ConnectorPunctuation or System.Globalization.UnicodeCategory.DashPunctuation
+            or System.Globalization.UnicodeCategory.OpenPunctuation or System.Globalization.UnicodeCategory.ClosePunctuation
+            or System.Globalization.UnicodeCategory.InitialQuotePunctuation or System.Globalization.UnicodeCategory.FinalQuotePunctuation
+            or System.Globalization.UnicodeCategory.OtherPunctuation;
+    }
+
+    public override void PreTokenize(List<Piece> pieces, bool firstPieceStartsText) => SplitEach(pieces, firstPieceStartsText, (piece, _, output) =>
+    {
+        string text = piece.Source;
+        var runs = new List<(int, int, bool)>();
+        int gapStart = 0;
+        for (int i = 0; i < piece.Length;)
+        {
+            int at = piece.Start + i;
+            int width = char.IsSurrogatePair(text, at) ? 2 : 1;
+            if (isDelimiter(text, at))
+            {
+                if (i > gapStart) runs.Add((gapStart, i - gapStart, false));
+                runs.Add((i, width, true));
+                gapStart = i + width;
+            }
+            i += width;
+        }
+        if (gapStart < piece.Length) runs.Add((gapStart, piece.Length - gapStart, false));
+        Splitter.Apply(piece, runs, behavior, output);
+    });
+}
+
 /// <summary>Applies pre-tokenizers one after the other.</summary>
 internal sealed class SequencePreTokenizer(IReadOnlyList<PreTokenizer> steps) : PreTokenizer
 {

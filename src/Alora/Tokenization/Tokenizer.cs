@@ -82,11 +82,13 @@ public sealed partial class Tokenizer
         var probe = fromJson?.Process([]) ?? [];
         var result = fromJson;
         if (config.AddBosToken == true && bosId is int b && (probe.Count == 0 || probe[0] != b))
-            result = new SequencePostProcessor([.. result is null ? [] : new[] { result }, new TemplatePostProcessor([[b], null])]);
+            result = Then(result, new TemplatePostProcessor([[b], null]));
         if (config.AddEosToken == true && eosId is int e && (probe.Count == 0 || probe[^1] != e))
-            result = new SequencePostProcessor([.. result is null ? [] : new[] { result }, new TemplatePostProcessor([null, [e]])]);
+            result = Then(result, new TemplatePostProcessor([null, [e]]));
         return result;
     }
+
+    private static PostProcessor Then(PostProcessor? first, PostProcessor next) => first is null ? next : new SequencePostProcessor([first, next]);
 
     /// <summary>
     /// Token ids of <paramref name="text"/>. With <paramref name="addSpecialTokens"/> the post-processor adds
@@ -134,7 +136,13 @@ public sealed partial class Tokenizer
     }
 
     /// <summary>Text of <paramref name="ids"/>, as transformers' <c>tokenizer.decode(ids, skip_special_tokens)</c>.</summary>
-    public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false)
+    public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens = false) => Decode(ids, skipSpecialTokens, _cleanUpTokenizationSpaces);
+
+    /// <summary>Whether decoding applies transformers' clean-up (tokenizer_config.json's clean_up_tokenization_spaces).</summary>
+    public bool CleansUpTokenizationSpaces => _cleanUpTokenizationSpaces;
+
+    /// <summary>As <see cref="Decode(ReadOnlySpan{int}, bool)"/>, choosing the clean-up explicitly (transformers' clean_up_tokenization_spaces argument).</summary>
+    public string Decode(ReadOnlySpan<int> ids, bool skipSpecialTokens, bool cleanUpTokenizationSpaces)
     {
         var tokens = new List<string>(ids.Length);
         foreach (int id in ids)
@@ -144,7 +152,7 @@ public sealed partial class Tokenizer
             tokens.Add(token);
         }
         string text = _pipeline.Decoder != null ? string.Concat(_pipeline.Decoder.DecodeChain(tokens)) : string.Join(' ', tokens);
-        return _cleanUpTokenizationSpaces ? CleanUpTokenizationSpaces(text) : text;
+        return cleanUpTokenizationSpaces ? CleanUpTokenizationSpaces(text) : text;
     }
 
     /// <summary>transformers' clean_up_tokenization: removes the space tokenizers of old put before punctuation and contractions.</summary>

@@ -144,7 +144,7 @@ internal static class TokenizerJson
         {
             try
             {
-                return new Regex(regex, RegexOptions.CultureInvariant | RegexOptions.Compiled);
+                return new Regex(RegexDialect.ToDotNet(regex), RegexOptions.CultureInvariant | RegexOptions.Compiled);
             }
             catch (ArgumentException e)
             {
@@ -175,8 +175,9 @@ internal static class TokenizerJson
             "Replace" => ParseReplace(component, where),
             "Lowercase" => new LowercaseNormalizer(),
             "Strip" => new StripNormalizer(JsonFields.Bool(component, "strip_left", true, where), JsonFields.Bool(component, "strip_right", true, where)),
+            "StripAccents" => new StripAccentsNormalizer(),
             "Sequence" => new SequenceNormalizer(ParseList(component, "normalizers", where, ParseNormalizer)),
-            _ => throw new NotSupportedException($"{where}: unsupported normalizer type '{type}'; supported: NFC, NFD, NFKC, NFKD, Prepend, Replace, Lowercase, Strip, Sequence."),
+            _ => throw new NotSupportedException($"{where}: unsupported normalizer type '{type}'; supported: NFC, NFD, NFKC, NFKD, Prepend, Replace, Lowercase, Strip, StripAccents, Sequence."),
         };
     }
 
@@ -190,7 +191,11 @@ internal static class TokenizerJson
             "Metaspace" => new MetaspacePreTokenizer(ParseReplacement(component, where), ParsePrependScheme(component, where), JsonFields.Bool(component, "split", true, where)),
             "Digits" => new DigitsPreTokenizer(JsonFields.Bool(component, "individual_digits", false, where)),
             "Sequence" => new SequencePreTokenizer(ParseList(component, "pretokenizers", where, ParsePreTokenizer)),
-            _ => throw new NotSupportedException($"{where}: unsupported pre-tokenizer type '{type}'; supported: ByteLevel, Split, Metaspace, Digits, Sequence."),
+            // Whitespace keeps runs of word characters and runs of other non-space characters.
+            "Whitespace" => new SplitPreTokenizer(new Regex(@"\w+|[^\w\s]+", RegexOptions.Compiled | RegexOptions.CultureInvariant), SplitBehavior.Removed, invert: true),
+            "WhitespaceSplit" => CharacterClassPreTokenizer.WhitespaceSplit(),
+            "Punctuation" => CharacterClassPreTokenizer.Punctuation(Splitter.Parse(JsonFields.OptionalString(component, "behavior", where) ?? "Isolated", where + ".behavior")),
+            _ => throw new NotSupportedException($"{where}: unsupported pre-tokenizer type '{type}'; supported: ByteLevel, Split, Metaspace, Digits, Whitespace, WhitespaceSplit, Punctuation, Sequence."),
         };
     }
 

@@ -47,6 +47,21 @@ public class ComponentTests
     }
 
     [Fact]
+    public void WhitespaceAndPunctuationPreTokenizers()
+    {
+        // "a-b" merges to "a-" + "b" as one word; split apart, the merge cannot happen.
+        Assert.Equal(['a', '-', 'b', 'c'], Encode("a-b c", new JsonObject { ["type"] = "Whitespace" }));
+        Assert.Equal([301, 'b', 'c'], Encode("a-b  c", new JsonObject { ["type"] = "WhitespaceSplit" }));
+        Assert.Equal(['a', '-', 'b'], Encode("a-b", new JsonObject { ["type"] = "Punctuation", ["behavior"] = "Isolated" }));
+        Assert.Equal([301, 'b'], Encode("a-b", new JsonObject { ["type"] = "Punctuation", ["behavior"] = "MergedWithPrevious" }));
+        Assert.Equal(['a', 'e', 'b'], Encode("a\u00E9b", normalizer: new JsonObject
+        {
+            ["type"] = "Sequence",
+            ["normalizers"] = new JsonArray(new JsonObject { ["type"] = "NFD" }, new JsonObject { ["type"] = "StripAccents" }),
+        }));
+    }
+
+    [Fact]
     public void DigitsIndividualOrTogether()
     {
         Assert.Equal(['x', '1', '2', '3'], Encode("x123", new JsonObject { ["type"] = "Digits", ["individual_digits"] = true }));

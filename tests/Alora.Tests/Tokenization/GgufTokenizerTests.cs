@@ -80,4 +80,26 @@ public class GgufTokenizerTests
         Assert.Equal("ab aba", tokenizer.Decode([3, 4, 5, 0], skipSpecialTokens: true));
         Assert.Throws<NotSupportedException>(() => Tokenizer.FromGgufVocabulary(vocabulary with { PreTokenizer = "mystery" }));
     }
+
+    [Fact]
+    public void GgufWithoutTokenizerOrWithBadArraysIsNamed()
+    {
+        using var folder = new TempFolder();
+        string bare = folder.File("bare.gguf");
+        GgufWriter.Write(bare, [new("general.architecture", "llama")], []);
+        var error = Assert.Throws<InvalidDataException>(() => Tokenizer.Load(bare));
+        Assert.Contains("tokenizer.ggml.model", error.Message);
+        Assert.Contains("bare.gguf", error.Message);
+
+        string mismatched = folder.File("mismatched.gguf");
+        GgufWriter.Write(mismatched,
+        [
+            new("tokenizer.ggml.model", "llama"),
+            new("tokenizer.ggml.tokens", new[] { "<unk>", "<s>", "</s>" }),
+            new("tokenizer.ggml.scores", new[] { 0f, 0f }),
+        ], []);
+        error = Assert.Throws<InvalidDataException>(() => Tokenizer.Load(mismatched));
+        Assert.Contains("tokenizer.ggml.scores", error.Message);
+        Assert.Contains("expected 3", error.Message);
+    }
 }

@@ -32,6 +32,53 @@ public class StreamingDecoderTests
         Assert.True(failures.Count == 0, string.Join("\n", failures.Take(10)));
     }
 
+    [Theory]
+    [InlineData("Hello . World , ok ! Is n't it ' s")]
+    [InlineData("x ' y")]
+    [InlineData("I 'm here . .")]
+    [InlineData(" .")]
+    public void CleanUpOfTokenizationSpacesIsStreamedExactly(string text)
+    {
+        // granite3's tokenizer_config.json asks for clean-up: " ." must not come out as " " then ".".
+        var tokenizer = TokenizerFixtures.Load("granite3");
+        Assert.True(tokenizer.CleansUpTokenizationSpaces);
+        int[] ids = tokenizer.Encode(text, addSpecialTokens: false);
+        var stream = tokenizer.CreateStreamingDecoder();
+        string streamed = string.Concat(ids.Select(stream.Append)) + stream.Flush();
+        Assert.Equal(tokenizer.Decode(ids), streamed);
+    }
+
+    [Fact]
+    public void RandomPunctuationAndSpacesStreamExactly()
+    {
+        var tokenizer = TokenizerFixtures.Load("llama3");
+        var random = new Random(5);
+        string[] atoms = [" ", "  ", ".", ",", "!", "?", "'", "'s", "n't", " n't", "'m", "'ve", "'re", "a", "word", "\n", "é", "😀"];
+        for (int i = 0; i < 300; i++)
+        {
+            string text = string.Concat(Enumerable.Range(0, random.Next(1, 25)).Select(_ => atoms[random.Next(atoms.Length)]));
+            int[] ids = tokenizer.Encode(text, addSpecialTokens: false);
+            var stream = tokenizer.CreateStreamingDecoder();
+            string streamed = string.Concat(ids.Select(stream.Append)) + stream.Flush();
+            Assert.True(tokenizer.Decode(ids) == streamed, $"{TokenizerFixtures.Escape(text)}: streamed {TokenizerFixtures.Escape(streamed)}");
+        }
+    }
+
+    [Fact]
+    public void PrimedDecoderContinuesThePrompt()
+    {
+        // SentencePiece: alone, "▁world" would lose its space as the first token; after a primed prompt it keeps it.
+        var tokenizer = TokenizerFixtures.Load("stories260K");
+        int[] prompt = tokenizer.Encode("Once upon a time");
+        int[] continuation = tokenizer.Encode(" there was", addSpecialTokens: false);
+        var stream = tokenizer.CreateStreamingDecoder(skipSpecialTokens: true);
+        stream.Prime(prompt.AsSpan(Math.Max(0, prompt.Length - 4)));
+        string streamed = string.Concat(continuation.Select(stream.Append)) + stream.Flush();
+        string whole = tokenizer.Decode([.. prompt, .. continuation], skipSpecialTokens: true);
+        string promptText = tokenizer.Decode(prompt, skipSpecialTokens: true);
+        Assert.Equal(whole, promptText + streamed);
+    }
+
     [Fact]
     public void MultiByteCharacterComesOutWhole()
     {
