@@ -69,6 +69,20 @@ public sealed unsafe partial class LoraAdapter : IDisposable
 
     public LoraModule? Get(int layer, string module) => _byKey.GetValueOrDefault((layer, module));
 
+    private ForwardAdapter? _forward;
+
+    /// <summary>
+    /// The view the forward pass routes rows through: the same A/B memory (so in-place training updates show),
+    /// created once, because its reference identity is the adapter's identity in KV-cache lineage.
+    /// </summary>
+    public ForwardAdapter AsForwardAdapter()
+    {
+        if (_forward is not null) return _forward;
+        var forward = new ForwardAdapter(Name, BaseConfig.LayerCount, InvocationTokens, ActivationShift);
+        foreach (var m in _modules) forward.Set(m.Layer, m.Module, new LowRankDelta(m.A, m.B, m.Scaling));
+        return Interlocked.CompareExchange(ref _forward, forward, null) ?? forward;
+    }
+
     /// <summary>The modules <paramref name="config"/> selects in <paramref name="baseConfig"/>, with their ranks.</summary>
     public static List<(int Layer, string Module, int Rank)> TargetedModules(LoraConfig config, ModelConfig baseConfig, string source)
     {

@@ -76,6 +76,50 @@ public sealed class LoraMergeTests
     }
 
     [Fact]
+    public void MergedLogitsEqualTheUnmergedForwardAtEveryPosition()
+    {
+        using var baseWeights = ModelWeights.Load(SharedPaths.Stories260K);
+        using var mergedWeights = ModelWeights.Load(SharedPaths.Stories260K);
+        using var adapter = LoraAdapter.Load(AdapterFixtures.LoraAll, baseWeights.Config);
+        LoraMerge.Merge(mergedWeights, adapter);
+        using var unmergedModel = new DecoderModel(baseWeights, maxBatchTokens: 64);
+        using var mergedModel = new DecoderModel(mergedWeights, maxBatchTokens: 64);
+        foreach (var c in AdapterFixtures.Expected("lora-all").GetProperty("cases").EnumerateArray())
+        {
+            int[] ids = AdapterFixtures.Ints(c.GetProperty("input_ids"));
+            using var cache = unmergedModel.CreateCache(ids.Length);
+            using var sequence = new Alora.Inference.KvSequence(cache);
+            var unmerged = new float[ids.Length * unmergedModel.VocabSize];
+            unmergedModel.Forward([new SequenceChunk(sequence, ids, LogitRows.All, adapter.AsForwardAdapter(), 0)], unmerged);
+            float maxDiff = AdapterFixtures.MaxAbsDiff(unmerged, Reference.RunAllLogits(mergedModel, ids));
+            Assert.True(maxDiff <= 1e-4f, $"case {c.GetProperty("name")}: merged vs unmerged logits differ by {maxDiff}");
+        }
+    }
+
+    [Fact]
+    public void LoadedAloraRoutesThroughTheForwardAsTheReference()
+    {
+        using var weights = ModelWeights.Load(SharedPaths.Stories260K);
+        using var adapter = LoraAdapter.Load(AdapterFixtures.AloraQkv, weights.Config);
+        var forward = adapter.AsForwardAdapter();
+        Assert.Same(forward, adapter.AsForwardAdapter());
+        using var model = new DecoderModel(weights, maxBatchTokens: 64);
+        foreach (var c in AdapterFixtures.Expected("alora-q-k-v").GetProperty("cases").EnumerateArray())
+        {
+            if (c.GetProperty("first_adapted_position").ValueKind == System.Text.Json.JsonValueKind.Null) continue;
+            int[] ids = AdapterFixtures.Ints(c.GetProperty("input_ids"));
+            int start = Alora.Inference.AdapterActivation.Resolve(ids, forward, Alora.Inference.MissingInvocationPolicy.Error);
+            Assert.Equal(c.GetProperty("first_adapted_position").GetInt32(), start);
+            using var cache = model.CreateCache(ids.Length);
+            using var sequence = new Alora.Inference.KvSequence(cache);
+            var logits = new float[ids.Length * model.VocabSize];
+            model.Forward([new SequenceChunk(sequence, ids, LogitRows.All, forward, start)], logits);
+            float maxDiff = AdapterFixtures.MaxAbsDiff(AdapterFixtures.Floats2D(c.GetProperty("logits_last4")), logits.AsSpan((ids.Length - 4) * model.VocabSize).ToArray());
+            Assert.True(maxDiff <= 1e-4f, $"case {c.GetProperty("name")}: {maxDiff}");
+        }
+    }
+
+    [Fact]
     public void AloraCannotBeMerged()
     {
         using var weights = ModelWeights.Load(SharedPaths.Stories260K);
