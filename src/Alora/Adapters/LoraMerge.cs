@@ -161,8 +161,10 @@ public static unsafe class LoraMerge
     internal static void AddDelta(float* weight, LoraModule module, int sign)
     {
         int rank = module.Rank, inFeatures = module.InFeatures;
-        float* a = (float*)module.A.Data;   // [r, in]
         float* b = (float*)module.B.Data;   // [out, r]
+        // A in f64 once, so the per-row loop is a plain f64 multiply-add the JIT vectorizes through Vector<double>.
+        var a = new double[(long)rank * inFeatures];   // [r, in]
+        for (long i = 0; i < a.LongLength; i++) a[i] = ((float*)module.A.Data)[i];
         double scaling = sign * (double)module.Scaling;
         Parallel.For(0, module.OutFeatures, () => new double[inFeatures], (o, _, row) =>
         {
@@ -171,13 +173,27 @@ public static unsafe class LoraMerge
             {
                 double coefficient = scaling * b[(long)o * rank + k];
                 if (coefficient == 0) continue;
-                float* aRow = a + (long)k * inFeatures;
-                for (int i = 0; i < inFeatures; i++) row[i] += coefficient * aRow[i];
+                MultiplyAdd(row, a.AsSpan(k * inFeatures, inFeatures), coefficient);
             }
             float* wRow = weight + (long)o * inFeatures;
             for (int i = 0; i < inFeatures; i++) wRow[i] = (float)(wRow[i] + row[i]);
             return row;
         }, _ => { });
+    }
+
+    /// <summary>accumulator[i] += coefficient · values[i] (f64, vectorized; scalar tail).</summary>
+    private static void MultiplyAdd(Span<double> accumulator, ReadOnlySpan<double> values, double coefficient)
+    {
+        int i = 0;
+        if (System.Numerics.Vector.IsHardwareAccelerated)
+        {
+            var c = new System.Numerics.Vector<double>(coefficient);
+            var acc = System.Runtime.InteropServices.MemoryMarshal.Cast<double, System.Numerics.Vector<double>>(accumulator);
+            var val = System.Runtime.InteropServices.MemoryMarshal.Cast<double, System.Numerics.Vector<double>>(values);
+            for (int v = 0; v < acc.Length; v++) acc[v] += c * val[v];
+            i = acc.Length * System.Numerics.Vector<double>.Count;
+        }
+        for (; i < accumulator.Length; i++) accumulator[i] += coefficient * values[i];
     }
 
     internal static void RefuseActivated(LoraAdapter adapter, string operation)
