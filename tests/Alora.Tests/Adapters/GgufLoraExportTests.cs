@@ -127,4 +127,19 @@ public sealed class GgufLoraExportTests
         m = Assert.Throws<ModelFormatException>(() => GgufLoraExport.Read(path, baseConfig with { HiddenSize = 128 }));
         Assert.Contains("wrong base model", m.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void LegacyAloraExportIsRefusedBecauseLlamaCppWouldActivateItEarlier()
+    {
+        using var temp = new TempFolder();
+        string folder = AdapterFixtures.CopyAdapter(temp, AdapterFixtures.AloraQkv, j =>
+        {
+            j.Remove("alora_invocation_tokens");
+            j["invocation_string"] = "\nQ:";
+        });
+        using var legacy = LoraAdapter.Load(folder, AdapterFixtures.BaseConfig(), tokenizer: Alora.Tokenization.Tokenizer.Load(SharedPaths.Stories260K));
+        var e = Assert.Throws<InvalidOperationException>(() => GgufLoraExport.Export(legacy, temp.File("legacy.gguf")));
+        Assert.Contains("legacy IBM aLoRA", e.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(temp.File("legacy.gguf")));
+    }
 }

@@ -81,9 +81,9 @@ public sealed class LoraMergeTests
         using var baseWeights = ModelWeights.Load(SharedPaths.Stories260K);
         using var mergedWeights = ModelWeights.Load(SharedPaths.Stories260K);
         using var adapter = LoraAdapter.Load(AdapterFixtures.LoraAll, baseWeights.Config);
-        LoraMerge.Merge(mergedWeights, adapter);
         using var unmergedModel = new DecoderModel(baseWeights, maxBatchTokens: 64);
         using var mergedModel = new DecoderModel(mergedWeights, maxBatchTokens: 64);
+        LoraMerge.Merge(mergedWeights, adapter);   // after the model exists: it reads the layer weights at each forward
         foreach (var c in AdapterFixtures.Expected("lora-all").GetProperty("cases").EnumerateArray())
         {
             int[] ids = AdapterFixtures.Ints(c.GetProperty("input_ids"));
