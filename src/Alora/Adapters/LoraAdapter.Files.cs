@@ -87,6 +87,8 @@ public sealed unsafe partial class LoraAdapter
                 string what = key.Contains("lora_magnitude_vector", StringComparison.Ordinal) ? " (a DoRA magnitude vector; DoRA is not supported)"
                     : key.Contains("lora_embedding", StringComparison.Ordinal) ? " (a LoRA on an embedding; not supported)"
                     : key.EndsWith(".bias", StringComparison.Ordinal) ? " (a bias; lora_bias and bias != \"none\" are not supported)"
+                    : key.Contains("lm_head", StringComparison.Ordinal) || key.Contains("embed_tokens", StringComparison.Ordinal)
+                        ? " (a LoRA on lm_head or embed_tokens; Alora adapts only the seven decoder projections)"
                     : " (expected base_model.model.model.layers.{i}.{self_attn|mlp}.{proj}.lora_A.weight / lora_B.weight)";
                 throw new ModelFormatException($"{file.Path}: unexpected tensor '{key}'{what}");
             }
