@@ -16,6 +16,7 @@ internal static class AdapterCommands
         command.Subcommands.Add(Inspect());
         command.Subcommands.Add(Merge());
         command.Subcommands.Add(ExportGguf());
+        command.Subcommands.Add(Combine());
         return command;
     }
 
@@ -60,6 +61,45 @@ internal static class AdapterCommands
         command.Options.Add(architecture);
         command.SetAction(parse => RunExportGguf(parse.GetValue(adapter)!, parse.GetValue(model)!, parse.GetValue(output)!, parse.GetValue(architecture), Console.Out));
         return command;
+    }
+
+    private static Command Combine()
+    {
+        var adapters = new Option<string[]>("--adapter", "-a") { Description = "PEFT adapter folder (repeat, one per adapter)", Required = true, AllowMultipleArgumentsPerToken = false };
+        var weights = new Option<double[]>("--weight", "-w") { Description = "Weight of each adapter, in the order of --adapter (repeat)", Required = true, AllowMultipleArgumentsPerToken = false };
+        var model = ModelOption(required: true);
+        var type = new Option<string>("--type") { Description = "linear | cat | svd (PEFT's add_weighted_adapter combination types)", DefaultValueFactory = _ => "svd" };
+        var rank = new Option<int?>("--rank") { Description = "Rank of the svd result (default: the largest r)" };
+        var output = new Option<string>("--out", "-o") { Description = "Adapter folder to write", Required = true };
+        var command = new Command("combine", "Combine LoRA adapters into a new one (PEFT's add_weighted_adapter: linear, cat or svd)");
+        foreach (var o in new Option[] { adapters, weights, model, type, rank, output }) command.Options.Add(o);
+        command.SetAction(parse => RunCombine(parse.GetValue(adapters)!, parse.GetValue(weights)!, parse.GetValue(model)!, parse.GetValue(type)!, parse.GetValue(rank), parse.GetValue(output)!, Console.Out));
+        return command;
+    }
+
+    internal static int RunCombine(string[] adapterPaths, double[] weights, string modelPath, string type, int? rank, string outputFolder, TextWriter output)
+    {
+        if (adapterPaths.Length != weights.Length)
+            throw new CliException($"give one --weight per --adapter: {adapterPaths.Length} adapters, {weights.Length} weights");
+        var baseConfig = LoadBaseConfig(modelPath);
+        var loaded = new List<LoraAdapter>();
+        try
+        {
+            foreach (string path in adapterPaths) loaded.Add(LoadAdapter(path, modelPath, baseConfig));
+            string name = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(outputFolder)));
+            using var combined = AdapterCombination.AddWeighted(loaded.Select((a, i) => (a, weights[i])).ToList(), type, name, rank);
+            combined.Save(outputFolder);
+            output.WriteLine($"combined {loaded.Count} adapters ({type}) into {outputFolder}: {combined.Modules.Count} modules, r={combined.Config.R}, {combined.ParameterCount} parameters");
+            return 0;
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new CliException(e.Message);
+        }
+        finally
+        {
+            foreach (var a in loaded) a.Dispose();
+        }
     }
 
     internal static int RunInspect(string adapterPath, string? modelPath, TextWriter output)

@@ -94,4 +94,24 @@ public sealed class AdapterCliTests
         Assert.Equal(0, code);
         Assert.Contains("kind: aLoRA", text, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void CombineWritesAnAdapterThatLoads()
+    {
+        using var temp = new TempFolder();
+        string output = temp.File("mix");
+        var (code, text) = Run("combine", "--model", SharedPaths.Stories260K, "--adapter", AdapterFixtures.LoraAll, "--weight", "0.5",
+            "--adapter", AdapterFixtures.LoraAll, "--weight", "0.25", "--type", "cat", "--out", output);
+        Assert.Equal(0, code);
+        Assert.Contains("r=8", text, StringComparison.Ordinal);
+        var baseConfig = AdapterFixtures.BaseConfig();
+        using var combined = LoraAdapter.Load(output, baseConfig);
+        using var original = LoraAdapter.Load(AdapterFixtures.LoraAll, baseConfig);
+        var m = combined.Get(2, "gate_proj")!;
+        double[] expected = original.Get(2, "gate_proj")!.DeltaWeight(), actual = m.DeltaWeight();
+        for (int i = 0; i < expected.Length; i++) Assert.Equal(0.75 * expected[i], actual[i], 5);
+        // --weight is required: a parse error, not a combination with a guessed weight.
+        Assert.NotEqual(0, Run("combine", "--model", SharedPaths.Stories260K, "--adapter", AdapterFixtures.LoraAll, "--out", temp.File("bad")).ExitCode);
+        Assert.False(Directory.Exists(temp.File("bad")));
+    }
 }
