@@ -120,7 +120,14 @@ public sealed partial record LoraConfig
         return this;
     }
 
-    private static Regex Compiled(string pattern) => s_regexCache.GetOrAdd(pattern, p => new Regex(p, RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1)));
+    private static Regex Compiled(string pattern) => s_regexCache.GetOrAdd(pattern, p => new Regex(FromPythonSyntax(p), RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1)));
+
+    /// <summary>
+    /// PEFT's patterns are Python regular expressions; the two spellings .NET lacks are Python's named groups
+    /// (?P&lt;name&gt;…) and backreferences (?P=name). Everything else these configs use means the same in both.
+    /// </summary>
+    internal static string FromPythonSyntax(string pattern)
+        => Regex.Replace(pattern.Replace("(?P<", "(?<", StringComparison.Ordinal), @"\(\?P=(\w+)\)", @"\k<$1>");
 
     private void ValidatePatterns(string source)
     {

@@ -85,6 +85,19 @@ public sealed class LoraAdapterFileTests
     }
 
     [Fact]
+    public void CreateMakesAnAloraFromIdsAndRefusesALegacyString()
+    {
+        var baseConfig = AdapterFixtures.BaseConfig();
+        using var alora = LoraAdapter.Create("a", new LoraConfig { R = 2, LoraAlpha = 4, TargetModules = ["v_proj"], AloraInvocationTokens = [13, 473] }, baseConfig, seed: 1);
+        Assert.True(alora.IsActivated);
+        Assert.Equal([13, 473], alora.InvocationTokens!);
+        Assert.Equal(0, alora.ActivationShift);
+        var e = Assert.Throws<ModelFormatException>(() =>
+            LoraAdapter.Create("b", new LoraConfig { R = 2, LoraAlpha = 4, TargetModules = ["v_proj"], InvocationString = "Q:" }, baseConfig, seed: 1));
+        Assert.Contains("alora_invocation_tokens", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void AdapterForADifferentBaseModelIsRefused()
     {
         var baseConfig = AdapterFixtures.BaseConfig();

@@ -73,6 +73,14 @@ public sealed class LoraConfigTests
     }
 
     [Fact]
+    public void PythonNamedGroupsInPatternsWork()
+    {
+        var config = ParseText("""{"peft_type":"LORA","r":4,"lora_alpha":8,"target_modules":".*\\.(?P<n>[12])\\.self_attn\\.q_proj"}""");
+        Assert.True(config.Targets(2, "q_proj"));
+        Assert.False(config.Targets(3, "q_proj"));
+    }
+
+    [Fact]
     public void AllLinearTargetsEveryProjection()
     {
         var config = ParseText("""{"peft_type":"LORA","r":4,"lora_alpha":8,"target_modules":"all-linear"}""");
