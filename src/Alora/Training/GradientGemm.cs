@@ -11,9 +11,10 @@ namespace Alora.Training;
 /// of any dtype) and a weight-shaped gradient dW += dyᵀ·x (used for the small LoRA factors).
 /// </summary>
 /// <remarks>
-/// Both are built on the vectorized <see cref="Elementwise.Axpy"/>: dx rows are updated one W row at a time, with
-/// the W row converted to f32 once per tile; dW rows are owned by one task each, so no two tasks write the
-/// same memory. (The `kernels` branch adds packed-GEMM versions of these products; they can replace these.)
+/// dx = dy·W runs whole column blocks through a register-tiled kernel (<see cref="InputGradientPanels"/>) and the
+/// leftover columns through <see cref="Elementwise.Axpy"/> one W row at a time. dW += dyᵀ·x gives each task its
+/// own dW rows, so no two tasks write the same memory. (The `kernels` branch adds packed-GEMM versions of these
+/// products; they can replace these once merged.)
 /// </remarks>
 public static unsafe class GradientGemm
 {
@@ -26,15 +27,25 @@ public static unsafe class GradientGemm
         ArgumentOutOfRangeException.ThrowIfNegative(m);
         int n = w.Rows, k = w.Cols;
         if (m == 0 || k == 0) return;
-        if (!accumulate) new Span<float>(dx, checked(m * k)).Clear();
-        if (n == 0) return;
         var pool = WorkerPool.Shared;
+        if (n == 0)
+        {
+            if (!accumulate) new Span<float>(dx, checked(m * k)).Clear();
+            return;
+        }
+        // Whole column blocks take the register-tiled path when there are enough rows to reuse each panel;
+        // the leftover columns (and small M) take the axpy path below.
+        int done = m >= 4 ? InputGradientPanels.Run(dx, dy, w, m, accumulate, pool) : 0;
+        if (done == k) return;
+        int rest = k - done;
+        if (!accumulate)
+            for (int i = 0; i < m; i++) new Span<float>(dx + (long)i * k + done, rest).Clear();
         int rowTiles = (m + RowTile - 1) / RowTile;
         // Split columns too when there are few row tiles, so every thread has work.
-        int columnChunks = Math.Clamp(pool.ThreadCount * 2 / rowTiles, 1, Math.Max(1, k / MinColumnChunk));
+        int columnChunks = Math.Clamp(pool.ThreadCount * 2 / rowTiles, 1, Math.Max(1, rest / MinColumnChunk));
         var task = new InputGradientTask
         {
-            Dx = dx, Dy = dy, W = w.Data, DType = w.DType, M = m, N = n, K = k,
+            Dx = dx, Dy = dy, W = w.Data, DType = w.DType, M = m, N = n, K = k, FirstColumn = done,
             RowTiles = rowTiles, ColumnChunks = columnChunks,
         };
         pool.For(rowTiles * columnChunks, ref task);
@@ -46,13 +57,14 @@ public static unsafe class GradientGemm
         public float* Dy;   // [M, N]
         public void* W;     // [N, K]
         public DType DType;
-        public int M, N, K, RowTiles, ColumnChunks;
+        public int M, N, K, FirstColumn, RowTiles, ColumnChunks;
 
         public void Execute(int index)
         {
             int tile = index / ColumnChunks, chunk = index % ColumnChunks;
             int i0 = tile * RowTile, i1 = Math.Min(M, i0 + RowTile);
-            int k0 = (int)((long)K * chunk / ColumnChunks), k1 = (int)((long)K * (chunk + 1) / ColumnChunks);
+            int rest = K - FirstColumn;
+            int k0 = FirstColumn + (int)((long)rest * chunk / ColumnChunks), k1 = FirstColumn + (int)((long)rest * (chunk + 1) / ColumnChunks);
             int width = k1 - k0;
             const int StackLimit = 4096;
             Span<float> rowBuffer = width <= StackLimit ? stackalloc float[width] : new float[width];   // [K chunk] one W row as f32
