@@ -99,7 +99,7 @@ public sealed unsafe class GgufFile : IDisposable
     public static GgufFile Open(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"GGUF file not found: {path}", path);
-        long length = new FileInfo(path).Length;
+        long length = SafeTensorsFile.FileLength(path);
         if (length < 24) throw new ModelFormatException($"{path}: truncated GGUF file ({length} bytes)");
         var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
         var view = map.CreateViewAccessor(0, 0, MemoryMappedFileAccess.Read);

@@ -55,7 +55,7 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     public static SafeTensorsFile Open(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"safetensors file not found: {path}", path);
-        long fileLength = new FileInfo(path).Length;
+        long fileLength = FileLength(path);
         if (fileLength < 8)
             throw new ModelFormatException($"{path}: truncated safetensors file: {fileLength} bytes, expected at least an 8-byte header length");
 
@@ -165,6 +165,13 @@ public sealed unsafe class SafeTensorsFile : IDisposable
         if (begin < 0 || end < begin)
             throw new ModelFormatException($"{path}: tensor '{name}' has invalid data_offsets {offsets.GetRawText()} (expected 0 <= begin <= end)");
         return new SafeTensorInfo(name, dtype, shape, begin, end);
+    }
+
+    /// <summary>The length of the file itself, following symbolic links (Hugging Face cache snapshots are links into blobs/).</summary>
+    internal static long FileLength(string path)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1);
+        return stream.Length;
     }
 
     public static int ElementSize(SafeTensorDType dtype) => dtype switch

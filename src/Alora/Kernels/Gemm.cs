@@ -16,6 +16,15 @@ namespace Alora.Kernels;
 /// </remarks>
 public static unsafe class Gemm
 {
+    /// <summary>
+    /// When true (the default), every row's result is bit-identical whatever the number of rows in the call:
+    /// prefill rows take the GEMV's dot-product tiles (<see cref="Gemv.RunRowGroups"/>) instead of the packed
+    /// micro-kernel, whose per-element summation order differs from the decode path's. That is what makes an
+    /// aLoRA on a reused base KV cache equal a from-scratch recompute, and chunked prefill equal one pass.
+    /// False selects the packed kernel for M &gt; 4 (faster on some shapes; results then differ in the last bits).
+    /// </summary>
+    public static bool BatchInvariant { get; set; } = true;
+
     /// <summary>y[M,N] = x[M,K]·Wᵀ, or y += x·Wᵀ when <paramref name="accumulate"/>.</summary>
     public static void MatMul(float* y, float* x, in WeightMatrix w, int m, bool accumulate = false)
         => MatMul(y, x, w, m, accumulate, WorkerPool.Shared);
@@ -78,11 +87,13 @@ public static unsafe class Gemm
         if (Vector512.IsHardwareAccelerated)
         {
             if (m <= Gemv.MaxRows) Gemv.Run<TLoad>(y, x, w, m, k, n, accumulate, pool);
+            else if (BatchInvariant) Gemv.RunRowGroups<TLoad>(y, x, w, m, k, n, accumulate, pool);
             else GemmPacked.Run<MicroKernel512, TLoad>(y, x, w, m, k, n, accumulate, pool);
         }
         else if (Vector256.IsHardwareAccelerated)
         {
             if (m <= Gemv.MaxRows) Gemv.Run<TLoad>(y, x, w, m, k, n, accumulate, pool);
+            else if (BatchInvariant) Gemv.RunRowGroups<TLoad>(y, x, w, m, k, n, accumulate, pool);
             else GemmPacked.Run<MicroKernel256, TLoad>(y, x, w, m, k, n, accumulate, pool);
         }
         else

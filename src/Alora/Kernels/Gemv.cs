@@ -27,6 +27,43 @@ internal static unsafe class Gemv
         pool.For(taskCount, ref task);
     }
 
+    /// <summary>
+    /// y[M,N] (+)= x·Wᵀ for any M with exactly the GEMV's per-element arithmetic (one 16-lane accumulator over
+    /// K, a fixed horizontal sum, the scalar tail): each x row's result is the same bits whatever M is and
+    /// whichever rows share its batch. Batch invariance is what lets an aLoRA on a reused base KV cache match a
+    /// from-scratch recompute to the last bit of the base rows. Tasks take blocks of W rows sized to stay in
+    /// L2 while every group of ≤ 4 x rows passes over them.
+    /// </summary>
+    public static void RunRowGroups<TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate, WorkerPool pool)
+        where TLoad : struct, IWeightLoad
+    {
+        long rowBytes = (long)k * TLoad.ElementSize;
+        int fitsL2 = (int)Math.Clamp((256L << 10) / Math.Max(1, rowBytes), 4, 1024);
+        int balanced = (n + pool.ThreadCount * 4 - 1) / (pool.ThreadCount * 4);
+        int blockRows = Math.Max(4, (Math.Min(fitsL2, balanced) + 3) / 4 * 4);
+        var task = new RowGroupTask<TLoad> { Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate, BlockRows = blockRows };
+        pool.For((n + blockRows - 1) / blockRows, ref task);
+    }
+
+    private struct RowGroupTask<TLoad> : IParallelTask where TLoad : struct, IWeightLoad
+    {
+        public float* Y;   // [M, N]
+        public float* X;   // [M, K]
+        public void* W;    // [N, K]
+        public int M, K, N, BlockRows;
+        public bool Accumulate;
+
+        public readonly void Execute(int index)
+        {
+            int j0 = index * BlockRows, j1 = Math.Min(N, j0 + BlockRows);
+            for (int i = 0; i < M; i += MaxRows)
+            {
+                var group = new GemvTask<TLoad> { Y = Y + (long)i * N, X = X + (long)i * K, W = W, M = Math.Min(MaxRows, M - i), K = K, N = N, Accumulate = Accumulate, TaskCount = 1 };
+                group.RunRange(j0, j1);
+            }
+        }
+    }
+
     private struct GemvTask<TLoad> : IParallelTask where TLoad : struct, IWeightLoad
     {
         public float* Y;   // [M, N]
@@ -41,6 +78,12 @@ internal static unsafe class Gemv
             int groups = (N + 3) / 4;
             int j0 = (int)((long)groups * index / TaskCount) * 4;
             int j1 = Math.Min(N, (int)((long)groups * (index + 1) / TaskCount) * 4);
+            RunRange(j0, j1);
+        }
+
+        /// <summary>Outputs [j0, j1) for this task's 1..4 x rows.</summary>
+        public readonly void RunRange(int j0, int j1)
+        {
             switch (M)
             {
                 case 1: Range<Rows1>(j0, j1); break;

@@ -206,7 +206,6 @@ public sealed unsafe class DecoderModel : IDisposable
     private void RunLayer(int layerIndex, LayerWeights w, PagedKvCache cache, int m, int sequenceCount, int maxBlocks)
     {
         var c = Config;
-        long md = (long)m * c.HiddenSize;
 
         // Attention block.
         Elementwise.RmsNorm(_normed, _hidden, w.InputNorm, m, c.HiddenSize, c.RmsNormEps);
@@ -235,15 +234,25 @@ public sealed unsafe class DecoderModel : IDisposable
             SlidingWindow = c.SlidingWindow ?? 0,
         });
         Linear(_projected, _attention, w.OProj, w.OBias, m, layerIndex, 3);
-        Elementwise.Axpy(_hidden, c.ResidualMultiplier, _projected, md);
+        AddResidual(m);
 
         // SiLU-gated MLP block.
         Elementwise.RmsNorm(_normed, _hidden, w.PostAttentionNorm, m, c.HiddenSize, c.RmsNormEps);
         Linear(_gate, _normed, w.GateProj, w.GateBias, m, layerIndex, 4);
         Linear(_up, _normed, w.UpProj, w.UpBias, m, layerIndex, 5);
-        Elementwise.SiluMul(_gate, _up, (long)m * c.IntermediateSize);
+        // Row by row: a vector kernel's scalar tail rounds differently, so one call over M·F elements would make a
+        // row's result depend on where it sits in the batch (see Gemm.BatchInvariant).
+        for (int i = 0; i < m; i++)
+            Elementwise.SiluMul(_gate + (long)i * c.IntermediateSize, _up + (long)i * c.IntermediateSize, c.IntermediateSize);
         Linear(_projected, _gate, w.DownProj, w.DownBias, m, layerIndex, 6);
-        Elementwise.Axpy(_hidden, c.ResidualMultiplier, _projected, md);
+        AddResidual(m);
+    }
+
+    /// <summary>hidden[i] += residual_multiplier · projected[i], row by row (batch-invariant rounding).</summary>
+    private void AddResidual(int m)
+    {
+        int d = Config.HiddenSize;
+        for (int i = 0; i < m; i++) Elementwise.Axpy(_hidden + (long)i * d, Config.ResidualMultiplier, _projected + (long)i * d, d);
     }
 
     /// <summary>
@@ -261,7 +270,7 @@ public sealed unsafe class DecoderModel : IDisposable
             float* rowsIn = x + (long)segment.RowStart * weight.Cols;
             float* rowsOut = y + (long)segment.RowStart * weight.Rows;
             Gemm.MatMul(_loraScratch, rowsIn, delta.A, segment.RowCount);                 // [rows, r]
-            Elementwise.Scale(_loraScratch, delta.Scaling, (long)segment.RowCount * delta.Rank);
+            for (int i = 0; i < segment.RowCount; i++) Elementwise.Scale(_loraScratch + (long)i * delta.Rank, delta.Scaling, delta.Rank);
             Gemm.MatMul(rowsOut, _loraScratch, delta.B, segment.RowCount, accumulate: true);   // += [rows, out]
         }
     }

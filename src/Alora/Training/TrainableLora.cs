@@ -4,6 +4,7 @@ using Alora.Inference;
 using Alora.Kernels;
 using Alora.Models;
 using Alora.Tensors;
+using Alora.Training.Optimization;
 
 namespace Alora.Training;
 
@@ -127,6 +128,18 @@ public sealed unsafe class TrainableLora : IDisposable
             m.AGradient.Clear();
             m.BGradient.Clear();
         }
+    }
+
+    /// <summary>Every A and B factor with its gradient, for the optimizers (same memory: a step updates the adapter in place).</summary>
+    public IReadOnlyList<TrainableTensor> TrainableTensors()
+    {
+        var tensors = new List<TrainableTensor>(2 * _list.Count);
+        foreach (var m in _list)
+        {
+            tensors.Add(new TrainableTensor(m.PeftPrefix + ".lora_A.weight", m.A, m.DA, (long)m.Rank * m.InFeatures, isLoraB: false));
+            tensors.Add(new TrainableTensor(m.PeftPrefix + ".lora_B.weight", m.B, m.DB, (long)m.OutFeatures * m.Rank, isLoraB: true));
+        }
+        return tensors;
     }
 
     /// <summary>A forward-pass view of the current factors (the same memory).</summary>

@@ -17,7 +17,7 @@ public sealed class BatchingTests : IClassFixture<BatchingTests.Stories>
         public void Dispose() => Weights.Dispose();
     }
 
-    private const float Tolerance = 5e-5f;
+    private const float Tolerance = 0f;
     private readonly ModelWeights _weights;
     public BatchingTests(Stories stories) => _weights = stories.Weights;
 
