@@ -26,10 +26,8 @@ public static unsafe class LinearTraining
     public static void LoraForward(float* y, float* scratch, float* x, TrainableModule lora, int m)
     {
         if (m == 0) return;
-        int r = lora.Rank, k = lora.InFeatures, n = lora.OutFeatures;
-        Gemm.MatMulF32(scratch, x, lora.A, m, k, r);
-        Elementwise.Scale(scratch, lora.Scaling, (long)m * r);
-        Gemm.MatMulF32(y, scratch, lora.B, m, r, n, accumulate: true);
+        LowRankKernels.Project(scratch, x, lora.A, m, lora.InFeatures, lora.Rank, lora.Scaling);
+        LowRankKernels.Expand(y, scratch, lora.B, m, lora.OutFeatures, lora.Rank);
     }
 
     /// <summary>
@@ -39,13 +37,8 @@ public static unsafe class LinearTraining
     public static void LoraBackward(float* dx, float* dy, float* x, TrainableModule lora, int m, float* scratchU, float* scratchG)
     {
         if (m == 0) return;
-        int r = lora.Rank, k = lora.InFeatures, n = lora.OutFeatures;
-        Gemm.MatMulF32(scratchU, x, lora.A, m, k, r);                                                  // u = x·Aᵀ     [M, r]
-        GradientGemm.WeightGradient(lora.DB, dy, scratchU, m, n, r, lora.Scaling);                    // dB += s·dyᵀ·u
-        GradientGemm.InputGradient(scratchG, dy, new WeightMatrix(lora.B, Tensors.DType.F32, n, r), m, accumulate: false); // g = dy·B [M, r]
-        Elementwise.Scale(scratchG, lora.Scaling, (long)m * r);
-        GradientGemm.WeightGradient(lora.DA, scratchG, x, m, r, k);                                   // dA += gᵀ·x
-        GradientGemm.InputGradient(dx, scratchG, new WeightMatrix(lora.A, Tensors.DType.F32, r, k), m, accumulate: true); // dx += g·A
+        LowRankKernels.Backward(dx, lora.DA, lora.DB, dy, x, lora.A, lora.B, lora.Scaling,
+            m, lora.InFeatures, lora.OutFeatures, lora.Rank, scratchU, scratchG);
     }
 
     /// <summary>Reference twin of <see cref="LoraBackward"/> from the definition, in double.</summary>

@@ -266,6 +266,7 @@ public sealed unsafe class BackwardKernelTests
     [Theory]
     [InlineData(1, 3, 2, 1)]
     [InlineData(6, 10, 7, 3)]
+    [InlineData(37, 70, 66, 8)]
     public void LoraGradientsMatchFiniteDifferences(int m, int k, int n, int rank)
     {
         var config = TinyModel.Config();
@@ -291,9 +292,11 @@ public sealed unsafe class BackwardKernelTests
                 }
             return total;
         }
-        double[] numericX = Numeric(x, xs => Objective(xs, a, b));
-        double[] numericA = Numeric(a, aa => Objective(x, aa, b));
-        double[] numericB = Numeric(b, bb => Objective(x, a, bb));
+        // Finite differences on the small shapes; the large one (vector paths, task splits) against the twin only.
+        bool finiteDifferences = m * k <= 100;
+        double[]? numericX = finiteDifferences ? Numeric(x, xs => Objective(xs, a, b)) : null;
+        double[]? numericA = finiteDifferences ? Numeric(a, aa => Objective(x, aa, b)) : null;
+        double[]? numericB = finiteDifferences ? Numeric(b, bb => Objective(x, a, bb)) : null;
         ToFloats(a).CopyTo(module.AValues);
         ToFloats(b).CopyTo(module.BValues);
         float[] x32 = ToFloats(x), r32 = ToFloats(r), dx = new float[m * k], dxRef = new float[m * k];
@@ -302,9 +305,12 @@ public sealed unsafe class BackwardKernelTests
         {
             LinearTraining.LoraBackward(pdx, pr, px, module, m, pu, pg);
             float[] dA = module.AGradient.ToArray(), dB = module.BGradient.ToArray();
-            AssertClose(numericX, dx, 1e-5, 1e-6, "dx vs finite differences");
-            AssertClose(numericA, dA, 1e-5, 1e-6, "dA vs finite differences");
-            AssertClose(numericB, dB, 1e-5, 1e-6, "dB vs finite differences");
+            if (finiteDifferences)
+            {
+                AssertClose(numericX, dx, 1e-5, 1e-6, "dx vs finite differences");
+                AssertClose(numericA, dA, 1e-5, 1e-6, "dA vs finite differences");
+                AssertClose(numericB, dB, 1e-5, 1e-6, "dB vs finite differences");
+            }
             lora.ZeroGradients();
             LinearTraining.LoraBackwardReference(pdxr, pr, px, module, m);
             AssertClose(module.AGradient.ToArray(), dA, 1e-5, 1e-6, "dA vs reference twin");
