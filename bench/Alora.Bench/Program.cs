@@ -37,6 +37,14 @@ switch (scenario)
         break;
     }
     case "adapters": AdapterBench.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 2); break;
+    case "train-step":
+    {
+        int rowsAt = Array.IndexOf(args, "--rows"), lengthAt = Array.IndexOf(args, "--length");
+        TrainingBench.Run(rowsAt >= 0 ? int.Parse(args[rowsAt + 1], System.Globalization.CultureInfo.InvariantCulture) : 2,
+            lengthAt >= 0 ? int.Parse(args[lengthAt + 1], System.Globalization.CultureInfo.InvariantCulture) : 128);
+        break;
+    }
+    case "gradient-gemm": GradientGemmBench.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 128); break;
     case "template": TemplateBench.Run(args.Length > 1 ? args[1] : "../shared"); break;
     case "llama2c":
         int at = Array.IndexOf(args, "--run");
@@ -45,7 +53,7 @@ switch (scenario)
         ModelBench.Llama2C(args[at + 1], threadsAt >= 0 ? int.Parse(args[threadsAt + 1], System.Globalization.CultureInfo.InvariantCulture) : Environment.ProcessorCount);
         break;
     default:
-        Console.WriteLine("scenarios: gemm [--no-lm-head] | gemv [--no-lm-head] | pool | bandwidth | decode | prefill | llama2c --run PATH [--threads N] | alora-ttft [SHARED_DIR] [--svg FILE] | adapters [LAYERS] | tokenizers | template SHARED_DIR | tokenizers [--passes N] [--corpus FILE] [--no-peer]   (see bench/README.md)");
+        Console.WriteLine("scenarios: gemm [--no-lm-head] | gemv [--no-lm-head] | pool | bandwidth | decode | prefill | llama2c --run PATH [--threads N] | alora-ttft [SHARED_DIR] [--svg FILE] | adapters [LAYERS] | template SHARED_DIR | train-step [--rows B] [--length T] | gradient-gemm [M] | tokenizers [--passes N] [--corpus FILE] [--no-peer]   (see bench/README.md)");
         return scenario == "help" ? 0 : 1;
 }
 return 0;

@@ -1,0 +1,216 @@
+using System.Buffers;
+using Alora.Kernels;
+
+namespace Alora.Training;
+
+// Legend: B = sequences (batch rows), T = padded sequence length, Hq = query heads, Hkv = key/value heads,
+// G = Hq / Hkv (query heads per KV group), Dh = head size. Token row of (b, t) is b·T + t.
+// q, out: [B·T, Hq·Dh]; k, v: [B·T, Hkv·Dh]; logSumExp: [B·T, Hq].
+
+/// <summary>
+/// Causal grouped-query attention over whole contiguous sequences, as training runs them (no KV cache).
+/// The forward keeps only the output and each (row, head)'s log-sum-exp of the scores; the backward
+/// recomputes the probabilities from them, so no [T, T] matrix is stored per head.
+/// Work is split over (sequence, KV head): one task owns the dk/dv of its group, so tasks never share writes.
+/// </summary>
+public static unsafe class CausalAttention
+{
+    public struct Shape
+    {
+        public int SequenceCount;     // B
+        public int Length;            // T
+        public int HeadCount;         // Hq
+        public int KeyValueHeadCount; // Hkv
+        public int HeadDim;           // Dh
+        public float Scale;           // multiplies q·k
+        public int SlidingWindow;     // 0: none; else query t sees keys (t − window, t]
+
+        internal readonly int QueryStride => HeadCount * HeadDim;
+        internal readonly int KeyStride => KeyValueHeadCount * HeadDim;
+        internal readonly int FirstKey(int t) => SlidingWindow > 0 ? Math.Max(0, t - SlidingWindow + 1) : 0;
+
+        internal readonly void Validate()
+        {
+            if (SequenceCount < 0 || Length < 0 || HeadDim <= 0 || KeyValueHeadCount <= 0 || HeadCount % KeyValueHeadCount != 0)
+                throw new ArgumentException($"attention shape B {SequenceCount}, T {Length}, Hq {HeadCount}, Hkv {KeyValueHeadCount}, Dh {HeadDim}: Hq must be a positive multiple of Hkv and the sizes non-negative");
+        }
+    }
+
+    /// <summary>out = softmax(scale·q·kᵀ + causal mask)·v per head; logSumExp[B·T, Hq] kept for the backward.</summary>
+    public static void Forward(float* output, float* logSumExp, float* q, float* k, float* v, in Shape shape)
+    {
+        shape.Validate();
+        var task = new Task { Output = output, LogSumExp = logSumExp, Q = q, K = k, V = v, S = shape };
+        WorkerPool.Shared.For(shape.SequenceCount * shape.KeyValueHeadCount, ref task);
+    }
+
+    /// <summary>
+    /// dq, dk, dv (written, not accumulated) from dout; dk and dv sum over the G query heads of each KV group.
+    /// </summary>
+    public static void Backward(float* dq, float* dk, float* dv, float* doutput, float* output, float* logSumExp,
+        float* q, float* k, float* v, in Shape shape)
+    {
+        shape.Validate();
+        var task = new Task
+        {
+            Backward = true, Dq = dq, Dk = dk, Dv = dv, DOutput = doutput,
+            Output = output, LogSumExp = logSumExp, Q = q, K = k, V = v, S = shape,
+        };
+        WorkerPool.Shared.For(shape.SequenceCount * shape.KeyValueHeadCount, ref task);
+    }
+
+    private struct Task : IParallelTask
+    {
+        public bool Backward;
+        public float* Output, LogSumExp, Q, K, V;
+        public float* Dq, Dk, Dv, DOutput;
+        public Shape S;
+
+        public void Execute(int index)
+        {
+            int b = index / S.KeyValueHeadCount, kvHead = index % S.KeyValueHeadCount;
+            if (Backward)
+            {
+                RunBackward(b, kvHead);
+                return;
+            }
+            float[] rented = ArrayPool<float>.Shared.Rent(Math.Max(1, S.Length));
+            try
+            {
+                fixed (float* scores = rented)   // [T] one query's scores, then probabilities
+                {
+                    RunForward(b, kvHead, scores);
+                }
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(rented);
+            }
+        }
+
+        private readonly void RunForward(int b, int kvHead, float* scores)
+        {
+            int t0 = b * S.Length, dh = S.HeadDim, group = S.HeadCount / S.KeyValueHeadCount;
+            for (int h = kvHead * group; h < (kvHead + 1) * group; h++)
+                for (int t = 0; t < S.Length; t++)
+                {
+                    long row = t0 + t;
+                    float* qi = Q + row * S.QueryStride + h * dh;
+                    float* oi = Output + row * S.QueryStride + h * dh;
+                    int first = S.FirstKey(t);
+                    float max = float.NegativeInfinity;
+                    for (int j = first; j <= t; j++)
+                    {
+                        float s = S.Scale * Elementwise.Dot(qi, K + (t0 + j) * (long)S.KeyStride + kvHead * dh, dh);
+                        scores[j] = s;
+                        max = MathF.Max(max, s);
+                    }
+                    float sum = 0;
+                    for (int j = first; j <= t; j++) { scores[j] = MathF.Exp(scores[j] - max); sum += scores[j]; }
+                    float inv = 1f / sum;
+                    new Span<float>(oi, dh).Clear();
+                    for (int j = first; j <= t; j++) Elementwise.Axpy(oi, scores[j] * inv, V + (t0 + j) * (long)S.KeyStride + kvHead * dh, dh);
+                    LogSumExp[row * S.HeadCount + h] = max + MathF.Log(sum);
+                }
+        }
+
+        private readonly void RunBackward(int b, int kvHead)
+        {
+            int t0 = b * S.Length, dh = S.HeadDim, group = S.HeadCount / S.KeyValueHeadCount;
+            for (int t = 0; t < S.Length; t++)
+            {
+                long kvOffset = (t0 + t) * (long)S.KeyStride + kvHead * dh;
+                new Span<float>(Dk + kvOffset, dh).Clear();
+                new Span<float>(Dv + kvOffset, dh).Clear();
+            }
+            for (int h = kvHead * group; h < (kvHead + 1) * group; h++)
+                for (int t = 0; t < S.Length; t++)
+                {
+                    long row = t0 + t, qOffset = row * S.QueryStride + h * dh;
+                    float* qi = Q + qOffset, doi = DOutput + qOffset, dqi = Dq + qOffset;
+                    float lse = LogSumExp[row * S.HeadCount + h];
+                    // D = Σ_j p_j·(dO·v_j) = dO·O: the softmax backward's subtracted term.
+                    float rowDot = Elementwise.Dot(doi, Output + qOffset, dh);
+                    new Span<float>(dqi, dh).Clear();
+                    for (int j = S.FirstKey(t); j <= t; j++)
+                    {
+                        long kvOffset = (t0 + j) * (long)S.KeyStride + kvHead * dh;
+                        float* kj = K + kvOffset;
+                        float p = MathF.Exp(S.Scale * Elementwise.Dot(qi, kj, dh) - lse);
+                        float dp = Elementwise.Dot(doi, V + kvOffset, dh);
+                        float ds = p * (dp - rowDot) * S.Scale;   // d(score)·scale, the gradient of q·k
+                        Elementwise.Axpy(Dv + kvOffset, p, doi, dh);
+                        Elementwise.Axpy(dqi, ds, kj, dh);
+                        Elementwise.Axpy(Dk + kvOffset, ds, qi, dh);
+                    }
+                }
+        }
+    }
+
+    /// <summary>
+    /// Reference twin of forward and backward together, in double, materializing each head's probability
+    /// matrix. Pass null for the gradient pointers to run only the forward.
+    /// </summary>
+    public static void Reference(float* output, float* q, float* k, float* v, float* dq, float* dk, float* dv, float* doutput, in Shape shape)
+    {
+        int T = shape.Length, dh = shape.HeadDim, group = shape.HeadCount / shape.KeyValueHeadCount;
+        int qs = shape.QueryStride, ks = shape.KeyStride;
+        bool backward = dq != null;
+        if (backward)
+        {
+            new Span<float>(dk, shape.SequenceCount * T * ks).Clear();
+            new Span<float>(dv, shape.SequenceCount * T * ks).Clear();
+        }
+        var p = new double[T];
+        for (int b = 0; b < shape.SequenceCount; b++)
+            for (int h = 0; h < shape.HeadCount; h++)
+            {
+                int kvHead = h / group;
+                for (int t = 0; t < T; t++)
+                {
+                    float* qi = q + (long)(b * T + t) * qs + h * dh;
+                    int first = shape.FirstKey(t);
+                    double max = double.NegativeInfinity, sum = 0;
+                    for (int j = first; j <= t; j++)
+                    {
+                        float* kj = k + (long)(b * T + j) * ks + kvHead * dh;
+                        double s = 0;
+                        for (int d = 0; d < dh; d++) s += (double)qi[d] * kj[d];
+                        p[j] = s * shape.Scale;
+                        max = Math.Max(max, p[j]);
+                    }
+                    for (int j = first; j <= t; j++) { p[j] = Math.Exp(p[j] - max); sum += p[j]; }
+                    for (int j = first; j <= t; j++) p[j] /= sum;
+                    float* oi = output + (long)(b * T + t) * qs + h * dh;
+                    for (int d = 0; d < dh; d++)
+                    {
+                        double o = 0;
+                        for (int j = first; j <= t; j++) o += p[j] * v[(long)(b * T + j) * ks + kvHead * dh + d];
+                        oi[d] = (float)o;
+                    }
+                    if (!backward) continue;
+                    float* doi = doutput + (long)(b * T + t) * qs + h * dh;
+                    var dp = new double[T];
+                    double rowDot = 0;
+                    for (int j = first; j <= t; j++)
+                    {
+                        for (int d = 0; d < dh; d++) dp[j] += (double)doi[d] * v[(long)(b * T + j) * ks + kvHead * dh + d];
+                        rowDot += p[j] * dp[j];
+                    }
+                    float* dqi = dq + (long)(b * T + t) * qs + h * dh;
+                    for (int d = 0; d < dh; d++) dqi[d] = 0;
+                    for (int j = first; j <= t; j++)
+                    {
+                        double ds = p[j] * (dp[j] - rowDot) * shape.Scale;
+                        long kv = (long)(b * T + j) * ks + kvHead * dh;
+                        for (int d = 0; d < dh; d++)
+                        {
+                            dqi[d] += (float)(ds * k[kv + d]);
+                            dk[kv + d] += (float)(ds * qi[d]);
+                            dv[kv + d] += (float)(p[j] * doi[d]);
+                        }
+                    }
+                }
+            }
+    }
+}

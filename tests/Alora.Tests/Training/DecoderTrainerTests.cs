@@ -1,0 +1,201 @@
+using Alora.Models;
+using Alora.Tests.Models;
+using Alora.Training;
+using Xunit.Abstractions;
+
+namespace Alora.Tests.Training;
+
+/// <summary>The whole training step: finite differences, aLoRA masking, checkpointing, padding, memory.</summary>
+public sealed class DecoderTrainerTests(BatchingTests.Stories stories, ITestOutputHelper output) : IClassFixture<BatchingTests.Stories>
+{
+    private static readonly int[] Invocation = [7, 8, 9];
+
+    /// <summary>Two rows of different lengths; labels on the second half of each; an invocation in the aLoRA rows.</summary>
+    private static List<TrainingRow> TinyBatch(TrainableLora lora)
+    {
+        int[] first = [.. TinyModel.Tokens(6, 1), .. Invocation, .. TinyModel.Tokens(5, 2)];   // s = 6, length 14
+        int[] second = [.. TinyModel.Tokens(3, 3), .. Invocation, .. TinyModel.Tokens(3, 4)];  // s = 3, length 9
+        return [TrainingRow.For(first, LabelsFrom(first, 7), lora), TrainingRow.For(second, LabelsFrom(second, 4), lora)];
+    }
+
+    private static int[] LabelsFrom(int[] ids, int from) => ids.Select((id, t) => t >= from ? id : TrainingRow.IgnoreLabel).ToArray();
+
+    private static (float[] A, float[] B)[] Gradients(TrainableLora lora)
+        => lora.Modules.Select(m => (m.AGradient.ToArray(), m.BGradient.ToArray())).ToArray();
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TinyModelGradientsMatchFiniteDifferencesOfTheInferenceForward(bool activated)
+    {
+        using var weights = TinyModel.Weights();
+        using var lora = TinyModel.Adapter(weights.Config, activated ? Invocation : null);
+        var rows = TinyBatch(lora);
+        Assert.Equal(activated ? [6, 3] : new int?[] { 0, 0 }, rows.Select(r => r.AdapterStart).ToArray());
+        using var trainer = new DecoderTrainer(weights, lora, 2, 16);
+        double loss = trainer.ForwardBackward(rows);
+        var forward = lora.ToForwardAdapter("tiny");
+        double inferenceLoss = InferenceLoss.Compute(weights, forward, rows);
+        Assert.True(Math.Abs(loss - inferenceLoss) <= 1e-5 * inferenceLoss, $"trainer loss {loss:R} vs inference forward {inferenceLoss:R}");
+
+        const float Step = 2e-3f;
+        var random = new Random(11);
+        int checkedEntries = 0;
+        foreach (var module in lora.Modules)
+        {
+            foreach (bool isA in new[] { true, false })
+            {
+                Span<float> values = isA ? module.AValues : module.BValues;
+                float[] gradient = (isA ? module.AGradient : module.BGradient).ToArray();
+                double scale = gradient.Max(MathF.Abs);
+                for (int probe = 0; probe < 2; probe++)
+                {
+                    int index = random.Next(values.Length);
+                    float saved = values[index];
+                    values[index] = saved + Step;
+                    double plus = InferenceLoss.Compute(weights, forward, rows);
+                    values = isA ? module.AValues : module.BValues;
+                    values[index] = saved - Step;
+                    double minus = InferenceLoss.Compute(weights, forward, rows);
+                    values[index] = saved;
+                    double numeric = (plus - minus) / (2 * Step);
+                    double diff = Math.Abs(numeric - gradient[index]);
+                    string what = $"layer {module.Layer} {module.Module} {(isA ? "A" : "B")}[{index}]: analytic {gradient[index]:E4}, numeric {numeric:E4}";
+                    output.WriteLine(what);
+                    Assert.True(diff <= 2e-4 + 1e-2 * scale, what + $" (|diff| {diff:E2}, tensor max |g| {scale:E2})");
+                    checkedEntries++;
+                }
+            }
+        }
+        Assert.Equal(56, checkedEntries);
+    }
+
+    [Fact]
+    public void LossEqualsTheInferenceForwardOnStories260K()
+    {
+        using var lora = GradientFixtureTests.LoadAdapter(stories.Weights.Config);
+        var (rows, expected, _) = GradientFixtureTests.LoadBatch(lora);
+        using var trainer = new DecoderTrainer(stories.Weights, null, 2, 64);
+        using var withAdapter = new DecoderTrainer(stories.Weights, lora, 2, 64);
+        double baseLoss = trainer.Loss(rows.Select(r => r with { AdapterStart = null }).ToList());
+        double adapted = withAdapter.Loss(rows);
+        double inferenceBase = InferenceLoss.Compute(stories.Weights, null, rows.Select(r => r with { AdapterStart = null }).ToList());
+        Assert.True(Math.Abs(baseLoss - inferenceBase) <= 1e-5 * inferenceBase, $"base loss {baseLoss:R} vs inference forward {inferenceBase:R}");
+        Assert.True(Math.Abs(adapted - expected) <= 1e-5 * expected, $"adapted loss {adapted:R} vs reference {expected:R}");
+        Assert.True(Math.Abs(baseLoss - adapted) > 1e-3, $"the adapter should change the loss: base {baseLoss:R}, adapted {adapted:R}");
+    }
+
+    [Fact]
+    public void LabelsBeforeTheActivationStartGiveZeroAdapterGradient()
+    {
+        using var weights = TinyModel.Weights();
+        using var lora = TinyModel.Adapter(weights.Config, Invocation);
+        using var trainer = new DecoderTrainer(weights, lora, 2, 16);
+        var rows = TinyBatch(lora);
+        // Logits at t < s come from base rows that never see an adapted row (causal attention): labels up to
+        // position s (predicted from t = s − 1) cannot depend on the adapter, so its gradient is exactly zero.
+        var early = rows.Select(r => r with { Labels = LabelsUpTo(r.InputIds, r.AdapterStart!.Value) }).ToList();
+        trainer.ForwardBackward(early);
+        Assert.All(lora.Modules, m =>
+        {
+            Assert.All(m.AGradient.ToArray(), g => Assert.Equal(0f, g));
+            Assert.All(m.BGradient.ToArray(), g => Assert.Equal(0f, g));
+        });
+        // One label more (predicted from the first adapted row) and the gradient appears.
+        var oneMore = rows.Select(r => r with { Labels = LabelsUpTo(r.InputIds, r.AdapterStart!.Value + 1) }).ToList();
+        trainer.ForwardBackward(oneMore);
+        Assert.Contains(lora.Modules, m => m.BGradient.ToArray().Any(g => g != 0));
+    }
+
+    private static int[] LabelsUpTo(int[] ids, int last) => ids.Select((id, t) => t >= 1 && t <= last ? id : TrainingRow.IgnoreLabel).ToArray();
+
+    [Fact]
+    public void ARowWithoutTheInvocationContributesNoAdapterGradient()
+    {
+        using var weights = TinyModel.Weights();
+        using var lora = TinyModel.Adapter(weights.Config, Invocation);
+        using var trainer = new DecoderTrainer(weights, lora, 2, 16);
+        var withInvocation = TinyBatch(lora)[0];
+        int[] plain = TinyModel.Tokens(10, 9).Select(t => t is >= 7 and <= 9 ? 20 : t).ToArray();
+        var withoutInvocation = TrainingRow.For(plain, LabelsFrom(plain, 2), lora);
+        Assert.Null(withoutInvocation.AdapterStart);
+
+        trainer.ForwardBackward([withInvocation]);
+        int aloneCount = trainer.LabelCount;
+        var alone = Gradients(lora);
+        trainer.ForwardBackward([withInvocation, withoutInvocation]);
+        int pooledCount = trainer.LabelCount;
+        var pooled = Gradients(lora);
+        // The pooled mean divides by every label of the batch; the second row adds labels but no gradient.
+        for (int i = 0; i < alone.Length; i++)
+        {
+            GradientCheck.AssertClose(alone[i].A.Select(g => (double)g * aloneCount / pooledCount).ToArray(), pooled[i].A, 1e-5, 1e-9, $"module {i} dA");
+            GradientCheck.AssertClose(alone[i].B.Select(g => (double)g * aloneCount / pooledCount).ToArray(), pooled[i].B, 1e-5, 1e-9, $"module {i} dB");
+        }
+    }
+
+    [Fact]
+    public void CheckpointingGivesTheSameLossAndGradients()
+    {
+        using var weights = TinyModel.Weights();
+        using var lora = TinyModel.Adapter(weights.Config, Invocation);
+        var rows = TinyBatch(lora);
+        using var plain = new DecoderTrainer(weights, lora, 2, 16, checkpointing: false);
+        using var checkpointed = new DecoderTrainer(weights, lora, 2, 16, checkpointing: true);
+        double lossPlain = plain.ForwardBackward(rows);
+        var gradientsPlain = Gradients(lora);
+        double lossCheckpointed = checkpointed.ForwardBackward(rows);
+        var gradientsCheckpointed = Gradients(lora);
+        Assert.Equal(lossPlain, lossCheckpointed);
+        for (int i = 0; i < gradientsPlain.Length; i++)
+        {
+            Assert.Equal(gradientsPlain[i].A, gradientsCheckpointed[i].A);
+            Assert.Equal(gradientsPlain[i].B, gradientsCheckpointed[i].B);
+        }
+        Assert.True(checkpointed.ActivationBytes < plain.ActivationBytes,
+            $"checkpointing keeps {checkpointed.ActivationBytes} bytes, without {plain.ActivationBytes}");
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void RightPaddingWithIgnoredLabelsChangesNothing(bool activated)
+    {
+        using var weights = TinyModel.Weights();
+        using var lora = TinyModel.Adapter(weights.Config, activated ? Invocation : null);
+        var rows = TinyBatch(lora);
+        using var trainer = new DecoderTrainer(weights, lora, 2, 20);
+        double loss = trainer.ForwardBackward(rows);
+        var gradients = Gradients(lora);
+        // Pad both rows to 20 with an arbitrary token and label −100; keep each row's activation start.
+        var padded = rows.Select(r => r with
+        {
+            InputIds = [.. r.InputIds, .. Enumerable.Repeat(3, 20 - r.InputIds.Length)],
+            Labels = [.. r.Labels, .. Enumerable.Repeat(TrainingRow.IgnoreLabel, 20 - r.Labels.Length)],
+        }).ToList();
+        double paddedLoss = trainer.ForwardBackward(padded);
+        Assert.Equal(loss, paddedLoss, 6);
+        var paddedGradients = Gradients(lora);
+        for (int i = 0; i < gradients.Length; i++)
+        {
+            GradientCheck.AssertClose(gradients[i].A, paddedGradients[i].A, 1e-5, 1e-8, $"module {i} dA");
+            GradientCheck.AssertClose(gradients[i].B, paddedGradients[i].B, 1e-5, 1e-8, $"module {i} dB");
+        }
+    }
+
+    [Fact]
+    public void BadBatchesAreRefusedWithTheRowNamed()
+    {
+        using var weights = TinyModel.Weights();
+        using var lora = TinyModel.Adapter(weights.Config);
+        using var trainer = new DecoderTrainer(weights, lora, 2, 8);
+        var tooLong = Assert.Throws<ArgumentException>(() => trainer.ForwardBackward([new TrainingRow(new int[9], new int[9], 0)]));
+        Assert.Contains("row 0 has 9 tokens", tooLong.Message);
+        var badLabel = Assert.Throws<ArgumentException>(() => trainer.ForwardBackward([new TrainingRow([1, 2, 3], [-100, 2, 77], 0)]));
+        Assert.Contains("row 0, position 2: label 77", badLabel.Message);
+        var noLabels = Assert.Throws<ArgumentException>(() => trainer.ForwardBackward([new TrainingRow([1, 2, 3], [-100, -100, -100], 0)]));
+        Assert.Contains("no position", noLabels.Message);
+        var mismatch = Assert.Throws<ArgumentException>(() => trainer.ForwardBackward([new TrainingRow([1, 2, 3], [1, 2], 0)]));
+        Assert.Contains("2 labels for 3 input ids", mismatch.Message);
+    }
+}

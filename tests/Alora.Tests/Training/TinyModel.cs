@@ -1,0 +1,43 @@
+using Alora.Models;
+using Alora.Tensors;
+using Alora.Training;
+
+namespace Alora.Tests.Training;
+
+/// <summary>A random 2-layer model (hidden 16, 4 query heads over 2 KV heads) and a random adapter on every projection.</summary>
+internal static class TinyModel
+{
+    public static ModelConfig Config() => new()
+    {
+        Architecture = ModelArchitecture.Llama,
+        HiddenSize = 16,
+        IntermediateSize = 24,
+        LayerCount = 2,
+        HeadCount = 4,
+        KeyValueHeadCount = 2,
+        HeadDim = 4,
+        VocabSize = 40,
+        RmsNormEps = 1e-5f,
+        TieWordEmbeddings = false,
+    };
+
+    public static ModelWeights Weights(int seed = 3) => ModelWeights.CreateRandom(Config(), DType.F32, seed);
+
+    public static TrainableLora Adapter(ModelConfig config, int[]? invocation = null, int seed = 5)
+    {
+        var lora = new TrainableLora(config, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], 3, 2f, invocation);
+        var random = new Random(seed);
+        foreach (var m in lora.Modules)
+        {
+            foreach (ref float a in m.AValues) a = (float)(random.NextDouble() * 2 - 1) * 0.3f;
+            foreach (ref float b in m.BValues) b = (float)(random.NextDouble() * 2 - 1) * 0.3f;
+        }
+        return lora;
+    }
+
+    public static int[] Tokens(int length, int seed)
+    {
+        var random = new Random(seed);
+        return Enumerable.Range(0, length).Select(_ => random.Next(4, 40)).ToArray();
+    }
+}
