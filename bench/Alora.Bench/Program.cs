@@ -10,6 +10,9 @@ if (scenario == "help")
 switch (scenario)
 {
     case "gemm":
+        // --packed: the packed micro-kernel for M > 4 instead of the batch-invariant row groups (the default).
+        Alora.Kernels.Gemm.BatchInvariant = !args.Contains("--packed");
+        Console.WriteLine(Alora.Kernels.Gemm.BatchInvariant ? "GEMM path for M > 4: batch-invariant row groups (default)" : "GEMM path for M > 4: packed micro-kernel (--packed)");
         GemmBench.Run([512], includeLmHead: !args.Contains("--no-lm-head"), onlyLayer);
         break;
     case "gemv":
@@ -53,7 +56,7 @@ switch (scenario)
         ModelBench.Llama2C(args[at + 1], threadsAt >= 0 ? int.Parse(args[threadsAt + 1], System.Globalization.CultureInfo.InvariantCulture) : Environment.ProcessorCount);
         break;
     default:
-        Console.WriteLine("scenarios: gemm [--no-lm-head] | gemv [--no-lm-head] | pool | bandwidth | decode | prefill | llama2c --run PATH [--threads N] | alora-ttft [SHARED_DIR] [--svg FILE] | adapters [LAYERS] | template SHARED_DIR | train-step [--rows B] [--length T] | gradient-gemm [M] | tokenizers [--passes N] [--corpus FILE] [--no-peer]   (see bench/README.md)");
+        Console.WriteLine("scenarios: gemm [--no-lm-head] [--packed] | gemv [--no-lm-head] | pool | bandwidth | decode | prefill | llama2c --run PATH [--threads N] | alora-ttft [SHARED_DIR] [--svg FILE] | adapters [LAYERS] | template SHARED_DIR | train-step [--rows B] [--length T] | gradient-gemm [M] | tokenizers [--passes N] [--corpus FILE] [--no-peer]   (see bench/README.md)");
         return scenario == "help" ? 0 : 1;
 }
 return 0;
