@@ -32,6 +32,14 @@ internal static unsafe partial class OpenBlas
 
     public static void UseThreads(int threads) => SetThreadCount(threads);
 
+    /// <summary>y[M,K] = x[M,N]·w[N,K], the contract of Gemm.MatMulNoTranspose.</summary>
+    public static void MatMulNoTranspose(float* y, float* x, float* w, int m, int n, int k)
+        => Sgemm(RowMajor, NoTrans, NoTrans, m, k, n, 1f, x, n, w, k, 0f, y, k);
+
+    /// <summary>y[N,K] = a[M,N]ᵀ·b[M,K], the contract of Gemm.MatMulTransposeA.</summary>
+    public static void MatMulTransposeA(float* y, float* a, float* b, int m, int n, int k)
+        => Sgemm(RowMajor, Trans, NoTrans, n, k, m, 1f, a, n, b, k, 0f, y, k);
+
     /// <summary>y[M,N] = x[M,K]·w[N,K]ᵀ, the same contract as Gemm.MatMul with f32 weights.</summary>
     public static void MatMul(float* y, float* x, float* w, int m, int k, int n)
         => Sgemm(RowMajor, NoTrans, Trans, m, n, k, 1f, x, k, w, k, 0f, y, n);

@@ -12,6 +12,18 @@ internal static unsafe class PoolBench
         public void Execute(int index) { }
     }
 
+    /// <summary>Busy for a fixed time: both threads must take part for the call to take one period.</summary>
+    private struct BusyTask : IParallelTask
+    {
+        public long Ticks;
+
+        public void Execute(int index)
+        {
+            long until = System.Diagnostics.Stopwatch.GetTimestamp() + Ticks;
+            while (System.Diagnostics.Stopwatch.GetTimestamp() < until) { }
+        }
+    }
+
     public static void Run()
     {
         WorkerPool pool = WorkerPool.Shared;
@@ -22,6 +34,13 @@ internal static unsafe class PoolBench
         double poolEmpty = BenchTimer.BestPerCall(calls => { for (int i = 0; i < calls; i++) pool.For(threads, ref empty); }, 20_000);
         double parallelEmpty = BenchTimer.BestPerCall(calls => { for (int i = 0; i < calls; i++) Parallel.For(0, threads, _ => { }); }, 20_000);
         Console.WriteLine($"empty For({threads}):        WorkerPool {poolEmpty * 1e6,7:F2} µs   Parallel.For {parallelEmpty * 1e6,7:F2} µs   ratio {parallelEmpty / poolEmpty:F1}x");
+
+        // Items long enough that the caller cannot finish them all before a spinning worker joins in:
+        // ideal = one period per call when every thread takes one item.
+        var busy = new BusyTask { Ticks = System.Diagnostics.Stopwatch.Frequency * 5 / 1_000_000 };
+        double poolBusy = BenchTimer.BestPerCall(calls => { for (int i = 0; i < calls; i++) pool.For(threads, ref busy); }, 5_000);
+        double parallelBusy = BenchTimer.BestPerCall(calls => { for (int i = 0; i < calls; i++) { var copy = busy; Parallel.For(0, threads, t => copy.Execute(t)); } }, 5_000);
+        Console.WriteLine($"For({threads}) of 5 µs items: WorkerPool {poolBusy * 1e6,7:F2} µs   Parallel.For {parallelBusy * 1e6,7:F2} µs   (ideal 5.00 µs)");
 
         // A decode-sized GEMV, y[1,576] = x[1,576]·W[576,576]ᵀ: the same kernel split the same way, dispatched
         // by the pool or by Parallel.For (each chunk then runs on a 1-thread pool, i.e. inline).

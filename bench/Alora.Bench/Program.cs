@@ -2,15 +2,25 @@ using Alora.Bench;
 
 // Scenario runner: dotnet run -c Release --project bench/Alora.Bench -- <scenario> [options]
 string scenario = args.Length > 0 ? args[0] : "help";
+// --layer NAME keeps only that projection (q/o, k/v, gate/up, down, lm_head) in the gemm and gemv scenarios.
+int layerFlag = Array.IndexOf(args, "--layer");
+string? onlyLayer = layerFlag >= 0 && layerFlag + 1 < args.Length ? args[layerFlag + 1] : null;
+if (scenario == "help")
+    Console.WriteLine("kernel scenarios: gemm|gemv [--no-lm-head] [--layer NAME] | backward | elementwise | pool | bandwidth");
 switch (scenario)
 {
     case "gemm":
-        GemmBench.Run([512], includeLmHead: !args.Contains("--no-lm-head"));
+        GemmBench.Run([512], includeLmHead: !args.Contains("--no-lm-head"), onlyLayer);
         break;
     case "gemv":
-        GemmBench.Run([1, 4], includeLmHead: !args.Contains("--no-lm-head"));
+        GemmBench.Run([1, 2, 3, 4], includeLmHead: !args.Contains("--no-lm-head"), onlyLayer);
         break;
-    case "experiment": Experiment.Run(); break;
+    case "backward":
+        BackwardBench.Run();
+        break;
+    case "elementwise":
+        ElementwiseBench.Run();
+        break;
     case "pool":
         PoolBench.Run();
         break;
@@ -34,6 +44,7 @@ switch (scenario)
         break;
     }
     case "gradient-gemm": GradientGemmBench.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 128); break;
+    case "adapters": AdapterBench.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 2); break;
     case "template": TemplateBench.Run(args.Length > 1 ? args[1] : "../shared"); break;
     case "llama2c":
         int at = Array.IndexOf(args, "--run");
@@ -42,7 +53,7 @@ switch (scenario)
         ModelBench.Llama2C(args[at + 1], threadsAt >= 0 ? int.Parse(args[threadsAt + 1], System.Globalization.CultureInfo.InvariantCulture) : Environment.ProcessorCount);
         break;
     default:
-        Console.WriteLine("scenarios: gemm [--no-lm-head] | gemv [--no-lm-head] | pool | bandwidth | decode | prefill | llama2c --run PATH [--threads N] | alora-ttft [SHARED_DIR] [--svg FILE] | tokenizers | template SHARED_DIR | train-step [--rows B] [--length T] | gradient-gemm [M] | tokenizers [--passes N] [--corpus FILE] [--no-peer]   (see bench/README.md)");
+        Console.WriteLine("scenarios: gemm [--no-lm-head] | gemv [--no-lm-head] | pool | bandwidth | decode | prefill | llama2c --run PATH [--threads N] | alora-ttft [SHARED_DIR] [--svg FILE] | adapters [LAYERS] | tokenizers | template SHARED_DIR | train-step [--rows B] [--length T] | gradient-gemm [M] | tokenizers [--passes N] [--corpus FILE] [--no-peer]   (see bench/README.md)");
         return scenario == "help" ? 0 : 1;
 }
 return 0;

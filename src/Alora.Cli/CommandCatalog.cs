@@ -12,5 +12,6 @@ internal static class CommandCatalog
         yield return TokenizeCommands.Tokenize();
         yield return TokenizeCommands.Detokenize();
         yield return TemplateCommands.Template();
+        yield return AdapterCommands.Adapter();
     }
 }

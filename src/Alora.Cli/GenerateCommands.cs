@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using Alora.Adapters;
 using Alora.Formats;
 using Alora.Inference;
 using Alora.Models;
@@ -9,9 +10,20 @@ namespace Alora.Cli;
 /// <summary>`alora generate` and `alora logits`.</summary>
 internal static class GenerateCommands
 {
+    /// <summary>Readable JSON: quotes and non-ASCII text stay as they are (still valid JSON).</summary>
+    private static readonly JsonSerializerOptions JsonOutput = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
     private static readonly Option<string> ModelOption = new("--model", "-m") { Description = "Hugging Face model folder or .gguf file", Required = true };
     private static readonly Option<string?> PromptOption = new("--prompt", "-p") { Description = "Prompt text (the tokenizer adds BOS as the model's tokenizer does)" };
     private static readonly Option<string?> PromptIdsOption = new("--prompt-ids") { Description = "Prompt as comma-separated token ids, used as given" };
+    private static readonly Option<string[]> AdapterOption = new("--adapter") { Description = "Load a PEFT adapter folder as name=path (or just path: named after its folder); repeatable" };
+    private static readonly Option<string?> UseOption = new("--use") { Description = "The loaded adapter to apply (default: the only one loaded)" };
+    private static readonly Option<string> MissingInvocationOption = new("--on-missing-invocation")
+    {
+        Description = "What an aLoRA does when its invocation is not in the prompt: error (default) or base (run the base model, as PEFT does)",
+        DefaultValueFactory = _ => "error",
+    };
+    private static readonly Option[] AdapterOptions = [AdapterOption, UseOption, MissingInvocationOption];
 
     public static Command Generate()
     {
@@ -28,20 +40,23 @@ internal static class GenerateCommands
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of streaming text" };
 
         var command = new Command("generate", "Generate text from a prompt");
-        foreach (var o in new Option[] { ModelOption, PromptOption, PromptIdsOption, maxTokens, temperature, topK, topP, minP, repeatPenalty, repeatLastN, seed, ignoreEos, stop, json })
+        foreach (var o in new Option[] { ModelOption, PromptOption, PromptIdsOption, maxTokens, temperature, topK, topP, minP, repeatPenalty, repeatLastN, seed, ignoreEos, stop, json }.Concat(AdapterOptions))
             command.Options.Add(o);
         command.SetAction(async (parse, cancellationToken) =>
         {
             string modelPath = parse.GetValue(ModelOption)!;
-            using var model = LanguageModel.Load(modelPath, cacheTokens: 0 + 4096);
-            int[] promptIds = ResolvePrompt(parse, model);
             int max = parse.GetValue(maxTokens);
+            using var model = LanguageModel.Load(modelPath, cacheTokens: 4096 + max);
+            int[] promptIds = ResolvePrompt(parse, model);
+            using var adapters = LoadedAdapters.From(parse, model);
             var request = new GenerationRequest
             {
                 PromptIds = promptIds,
                 MaxTokens = max,
                 IgnoreEos = parse.GetValue(ignoreEos),
                 StopStrings = parse.GetValue(stop) ?? [],
+                Adapter = adapters.Selected,
+                OnMissingInvocation = adapters.Policy,
                 Sampling = new SamplingOptions
                 {
                     Temperature = parse.GetValue(temperature),
@@ -72,11 +87,13 @@ internal static class GenerateCommands
                 {
                     prompt_ids = promptIds,
                     output_ids = output,
+                    adapter = adapters.Selected?.Name,
+                    adapter_activation_start = adapters.Selected is null ? (int?)null : NullIfNever(AdapterActivation.Resolve(promptIds, adapters.Selected, adapters.Policy)),
                     text = text.ToString(),
                     finish_reason = last.Finish == FinishReason.Stop ? "stop" : "length",
                     prefill_tokens_per_second = stats.PrefillTokensPerSecond,
                     decode_tokens_per_second = stats.DecodeTokensPerSecond,
-                }));
+                }, JsonOutput));
             }
             else
             {
@@ -93,12 +110,13 @@ internal static class GenerateCommands
     {
         var output = new Option<string>("--out", "-o") { Description = "Output .safetensors file (F32 tensor 'logits' [tokens, vocab])", Required = true };
         var command = new Command("logits", "Write the logits of every prompt position to a safetensors file");
-        foreach (var o in new Option[] { ModelOption, PromptOption, PromptIdsOption, output }) command.Options.Add(o);
+        foreach (var o in new Option[] { ModelOption, PromptOption, PromptIdsOption, output }.Concat(AdapterOptions)) command.Options.Add(o);
         command.SetAction(parse =>
         {
             using var model = LanguageModel.Load(parse.GetValue(ModelOption)!, cacheTokens: 16);
             int[] ids = ResolvePrompt(parse, model);
-            float[] logits = ComputeAllLogits(model, ids);
+            using var adapters = LoadedAdapters.From(parse, model);
+            float[] logits = ComputeAllLogits(model, ids, adapters.Selected, adapters.Policy);
             string path = parse.GetValue(output)!;
             SafeTensorsWriter.Write(path, [SafeTensorToWrite.FromFloats("logits", [ids.Length, model.Config.VocabSize], logits)]);
             Console.Out.WriteLine($"wrote logits [{ids.Length}, {model.Config.VocabSize}] to {path}");
@@ -107,13 +125,72 @@ internal static class GenerateCommands
         return command;
     }
 
-    internal static float[] ComputeAllLogits(LanguageModel model, int[] ids)
+    internal static float[] ComputeAllLogits(LanguageModel model, int[] ids, ForwardAdapter? adapter = null, MissingInvocationPolicy policy = MissingInvocationPolicy.Error)
     {
         using var cache = model.Model.CreateCache(ids.Length);
         using var sequence = new KvSequence(cache);
         var logits = new float[(long)ids.Length * model.Config.VocabSize];
-        model.Model.Forward([new SequenceChunk(sequence, ids, LogitRows.All)], logits);
+        int start = AdapterActivation.Resolve(ids, adapter, policy);
+        model.Model.Forward([new SequenceChunk(sequence, ids, LogitRows.All, start == int.MaxValue ? null : adapter, start)], logits);
         return logits;
+    }
+
+    private static int? NullIfNever(int start) => start == int.MaxValue ? null : start;
+
+    /// <summary>The adapters named by --adapter, the one --use picks, and the --on-missing-invocation policy.</summary>
+    private sealed class LoadedAdapters : IDisposable
+    {
+        private readonly List<LoraAdapter> _adapters = [];
+        public ForwardAdapter? Selected { get; private set; }
+        public MissingInvocationPolicy Policy { get; private set; }
+
+        public static LoadedAdapters From(ParseResult parse, LanguageModel model)
+        {
+            var loaded = new LoadedAdapters();
+            try
+            {
+                loaded.Policy = parse.GetValue(MissingInvocationOption) switch
+                {
+                    "error" => MissingInvocationPolicy.Error,
+                    "base" => MissingInvocationPolicy.Base,
+                    var other => throw new CliException($"--on-missing-invocation: '{other}' is not a policy; expected error or base"),
+                };
+                foreach (string spec in parse.GetValue(AdapterOption) ?? [])
+                {
+                    int eq = spec.IndexOf('=', StringComparison.Ordinal);
+                    string path = eq > 0 ? spec[(eq + 1)..] : spec;
+                    string name = eq > 0 ? spec[..eq] : Path.GetFileName(Path.TrimEndingDirectorySeparator(path));
+                    if (loaded._adapters.Any(a => a.Name == name)) throw new CliException($"--adapter: the name '{name}' is used twice");
+                    loaded._adapters.Add(LoraAdapter.Load(path, model.Config, name, model.Tokenizer));
+                }
+                string? use = parse.GetValue(UseOption);
+                if (use is not null)
+                {
+                    var chosen = loaded._adapters.FirstOrDefault(a => a.Name == use)
+                        ?? throw new CliException($"--use {use}: no adapter of that name is loaded (loaded: {(loaded._adapters.Count == 0 ? "none" : string.Join(", ", loaded._adapters.Select(a => a.Name)))})");
+                    loaded.Selected = chosen.AsForwardAdapter();
+                }
+                else if (loaded._adapters.Count == 1)
+                {
+                    loaded.Selected = loaded._adapters[0].AsForwardAdapter();
+                }
+                else if (loaded._adapters.Count > 1)
+                {
+                    throw new CliException($"several adapters are loaded ({string.Join(", ", loaded._adapters.Select(a => a.Name))}); pick one with --use");
+                }
+                return loaded;
+            }
+            catch
+            {
+                loaded.Dispose();
+                throw;
+            }
+        }
+
+        public void Dispose()
+        {
+            foreach (var adapter in _adapters) adapter.Dispose();
+        }
     }
 
     private static int[] ResolvePrompt(ParseResult parse, LanguageModel model)

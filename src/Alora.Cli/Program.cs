@@ -10,7 +10,8 @@ try
 {
     return await root.Parse(args).InvokeAsync(configuration).ConfigureAwait(false);
 }
-catch (Exception e) when (e is CliException or ModelFormatException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or InvalidDataException)
+catch (Exception e) when (e is CliException or ModelFormatException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or InvalidDataException
+    or Alora.Inference.InvocationNotFoundException or Alora.Inference.KvCacheFullException or Alora.Training.Data.TrainingDataException or HttpRequestException)
 {
     Console.Error.WriteLine($"error: {e.Message}");
     return 2;

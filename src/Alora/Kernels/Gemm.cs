@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 using Alora.Tensors;
 
@@ -11,10 +10,10 @@ namespace Alora.Kernels;
 /// <remarks>
 /// Paths: M ≤ <see cref="Gemv.MaxRows"/> streams W once (<see cref="Gemv"/>); larger M packs W panels and
 /// runs a register-tile micro-kernel (<see cref="GemmPacked"/>) on 512-bit vectors when they are
-/// accelerated, else on 256-bit vectors; without either, a threaded scalar loop. All accumulate in f32.
+/// accelerated, else on 256-bit vectors; without either, the same blocking with a scalar tile. All accumulate in f32.
 /// y must not overlap x or W.
 /// </remarks>
-public static unsafe class Gemm
+public static unsafe partial class Gemm
 {
     /// <summary>
     /// When true (the default), every row's result is bit-identical whatever the number of rows in the call:
@@ -37,7 +36,7 @@ public static unsafe class Gemm
         if (m == 0 || n == 0) return;
         if (k == 0)
         {
-            if (!accumulate) new Span<float>(y, checked(m * n)).Clear();
+            if (!accumulate) Clear(y, (long)m * n);
             return;
         }
         switch (w.DType)
@@ -77,8 +76,13 @@ public static unsafe class Gemm
         if (y == null) throw new ArgumentNullException(nameof(y), $"output y [{m}, {w.Rows}] is null");
         if (w.Cols > 0 && x == null) throw new ArgumentNullException(nameof(x), $"input x [{m}, {w.Cols}] is null");
         if (w.Cols > 0 && w.Data == null) throw new ArgumentException($"weight [{w.Rows}, {w.Cols}] has no data", nameof(w));
-        if ((long)m * w.Rows > int.MaxValue || (long)m * w.Cols > int.MaxValue)
-            throw new ArgumentOutOfRangeException(nameof(m), m, $"x [{m}, {w.Cols}] or y [{m}, {w.Rows}] has more than {int.MaxValue} elements");
+    }
+
+    /// <summary>y[n] = 0 for any n (a Span covers at most int.MaxValue elements at a time).</summary>
+    private static void Clear(float* y, long n)
+    {
+        for (long done = 0; done < n; done += int.MaxValue)
+            new Span<float>(y + done, (int)Math.Min(int.MaxValue, n - done)).Clear();
     }
 
     private static void Dispatch<TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate, WorkerPool pool)
@@ -98,56 +102,7 @@ public static unsafe class Gemm
         }
         else
         {
-            var task = new ScalarTask<TLoad> { Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate };
-            task.TaskCount = Math.Min(n, pool.ThreadCount * 2);
-            pool.For(task.TaskCount, ref task);
-        }
-    }
-
-    /// <summary>
-    /// The fallback without vector hardware: each task converts its W rows to f32 one at a time and takes
-    /// the dot product with every x row, with four partial sums to shorten the dependency chain.
-    /// </summary>
-    private struct ScalarTask<TLoad> : IParallelTask where TLoad : struct, IWeightLoad
-    {
-        public float* Y;   // [M, N]
-        public float* X;   // [M, K]
-        public void* W;    // [N, K]
-        public int M, K, N, TaskCount;
-        public bool Accumulate;
-
-        [SkipLocalsInit]
-        public void Execute(int index)
-        {
-            int j0 = (int)((long)N * index / TaskCount), j1 = (int)((long)N * (index + 1) / TaskCount);
-            const int StackLimit = 8192;
-            float[]? heapRow = K > StackLimit ? new float[K] : null;
-            Span<float> rowSpan = heapRow ?? stackalloc float[Math.Min(K, StackLimit)];
-            fixed (float* row = rowSpan) // [K] W row j as f32
-            {
-                for (int j = j0; j < j1; j++)
-                {
-                    long wj = (long)j * K;
-                    for (int p = 0; p < K; p++) row[p] = TLoad.Scalar(W, wj + p);
-                    for (int i = 0; i < M; i++)
-                    {
-                        float* xi = X + (long)i * K;
-                        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-                        int p = 0;
-                        for (; p + 4 <= K; p += 4)
-                        {
-                            s0 += xi[p] * row[p];
-                            s1 += xi[p + 1] * row[p + 1];
-                            s2 += xi[p + 2] * row[p + 2];
-                            s3 += xi[p + 3] * row[p + 3];
-                        }
-                        for (; p < K; p++) s0 += xi[p] * row[p];
-                        float sum = (s0 + s1) + (s2 + s3);
-                        float* yij = Y + (long)i * N + j;
-                        *yij = Accumulate ? *yij + sum : sum;
-                    }
-                }
-            }
+            GemmPacked.Run<MicroKernelScalar, TLoad>(y, x, w, m, k, n, accumulate, pool);
         }
     }
 }

@@ -17,12 +17,9 @@ internal static unsafe class Gemv
     public static void Run<TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate, WorkerPool pool)
         where TLoad : struct, IWeightLoad
     {
-        int threads = pool.ThreadCount;
-        // Small matrices: one range per thread keeps the dispatch to a single round. Large ones: a few
-        // ranges per thread so a thread slowed by the neighbours does not hold up the others.
-        long weightBytes = (long)n * k * TLoad.ElementSize;
-        int taskCount = weightBytes < (4L << 20) ? threads : threads * 4;
-        taskCount = Math.Max(1, Math.Min(taskCount, n / 8));
+        // Contiguous ranges, a few per thread: a thread that the neighbours' processes preempt then holds up
+        // only a small range, and each claim costs one compare-and-swap.
+        int taskCount = Math.Max(1, Math.Min(pool.ThreadCount * 4, n / 16));
         var task = new GemvTask<TLoad> { Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate, TaskCount = taskCount };
         pool.For(taskCount, ref task);
     }
@@ -37,7 +34,7 @@ internal static unsafe class Gemv
     public static void RunRowGroups<TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate, WorkerPool pool)
         where TLoad : struct, IWeightLoad
     {
-        long rowBytes = (long)k * TLoad.ElementSize;
+        long rowBytes = (long)k * sizeof(float);   // blocks of half-precision W are converted to f32 first
         int fitsL2 = (int)Math.Clamp((256L << 10) / Math.Max(1, rowBytes), 4, 1024);
         int balanced = (n + pool.ThreadCount * 4 - 1) / (pool.ThreadCount * 4);
         int blockRows = Math.Max(4, (Math.Min(fitsL2, balanced) + 3) / 4 * 4);
@@ -56,12 +53,43 @@ internal static unsafe class Gemv
         public readonly void Execute(int index)
         {
             int j0 = index * BlockRows, j1 = Math.Min(N, j0 + BlockRows);
+            if (TLoad.ElementSize == sizeof(float))
+            {
+                RunGroups<TLoad>(W, j0, j1);
+                return;
+            }
+            // bf16/f16: convert the block once (exactly) instead of once per group of 4 rows. The f32 GEMV then
+            // does the same arithmetic on the same values, so the result bits do not change.
+            long count = (long)(j1 - j0) * K;
+            float* block = ConvertedBlock(count);
+            var dtype = typeof(TLoad) == typeof(BF16Load) ? Tensors.DType.BF16 : Tensors.DType.F16;
+            Convert.ToSingle(block, (byte*)W + (long)j0 * K * TLoad.ElementSize, dtype, count);
+            RunGroups<F32Load>(block - (long)j0 * K, j0, j1);   // indexed by absolute row j
+        }
+
+        private readonly void RunGroups<TBlockLoad>(void* w, int j0, int j1) where TBlockLoad : struct, IWeightLoad
+        {
             for (int i = 0; i < M; i += MaxRows)
             {
-                var group = new GemvTask<TLoad> { Y = Y + (long)i * N, X = X + (long)i * K, W = W, M = Math.Min(MaxRows, M - i), K = K, N = N, Accumulate = Accumulate, TaskCount = 1 };
+                var group = new GemvTask<TBlockLoad> { Y = Y + (long)i * N, X = X + (long)i * K, W = w, M = Math.Min(MaxRows, M - i), K = K, N = N, Accumulate = Accumulate, TaskCount = 1 };
                 group.RunRange(j0, j1);
             }
         }
+    }
+
+    [ThreadStatic] private static nint t_convertedBlock;
+    [ThreadStatic] private static long t_convertedBlockCount;
+
+    /// <summary>This thread's f32 scratch for one converted W block (grown when a bigger block comes; kept for the thread's life).</summary>
+    private static float* ConvertedBlock(long count)
+    {
+        if (t_convertedBlockCount < count)
+        {
+            if (t_convertedBlock != 0) System.Runtime.InteropServices.NativeMemory.AlignedFree((void*)t_convertedBlock);
+            t_convertedBlock = (nint)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(count * sizeof(float)), 64);
+            t_convertedBlockCount = count;
+        }
+        return (float*)t_convertedBlock;
     }
 
     private struct GemvTask<TLoad> : IParallelTask where TLoad : struct, IWeightLoad
@@ -100,6 +128,7 @@ internal static unsafe class Gemv
             else Range256<TRows>(j0, j1);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private readonly void Range512<TRows>(int j0, int j1) where TRows : struct, IRowCount
         {
             int rows = TRows.Value;
@@ -147,6 +176,7 @@ internal static unsafe class Gemv
             for (; j < j1; j++) SingleRow512(j, kVec);
         }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private readonly void Range256<TRows>(int j0, int j1) where TRows : struct, IRowCount
         {
             int rows = TRows.Value;

@@ -23,7 +23,7 @@ public sealed class RopeTable
     }
 
     public int HeadDim { get; }
-    /// <summary>[Dh/2]</summary>
+    /// <summary>[Dh/2]. Treat as read-only once the table is in use: Rope.Apply caches cos/sin from it.</summary>
     public double[] InverseFrequencies { get; }
 
     /// <summary>Positions whose cos/sin rows are cached at most (16 Ki positions × Dh floats).</summary>

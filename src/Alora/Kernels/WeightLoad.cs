@@ -56,44 +56,63 @@ internal unsafe struct BF16Load : IWeightLoad
 }
 
 /// <summary>
-/// IEEE half → f32 with integer ops, exact for every input: moving the 15 exponent+mantissa bits up by 13
-/// lands them in an f32 whose exponent is short by 127−15 = 112, so one multiply by 2¹¹² rebiases normals
-/// and turns half subnormals (which land as f32 subnormals) into the right normal value. Inf/NaN
-/// (exponent all ones) instead get the f32 all-ones exponent, keeping the NaN payload.
+/// IEEE half → f32, exact for every input, without floating-point arithmetic on subnormal inputs (Zen cores
+/// take a slow microcode assist for those, and f16 checkpoints hold many tiny weights):
+/// normals move their 15 exponent+mantissa bits up by 13 and add the exponent bias difference 127 − 15 = 112
+/// as an integer; zeros and subnormals (exponent 0) are mantissa · 2⁻²⁴, an exact int→float conversion and a
+/// multiply of normal numbers; Inf/NaN (exponent all ones) get the f32 all-ones exponent, keeping the payload.
+/// The scalar path does the same in integer code, so it needs no call (a call in a GEMV loop makes the JIT
+/// keep the vector accumulators in memory).
 /// </summary>
 internal unsafe struct F16Load : IWeightLoad
 {
-    private const float Rebias = 5.192296858534828e33f; // 2^112
+    private const uint ExponentRebias = 112u << 23;
+    private const float SubnormalScale = 5.9604644775390625e-8f; // 2^-24
 
     public static int ElementSize => 2;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static float Scalar(void* data, long index) => Half16.HalfToSingle(((ushort*)data)[index]);
+    public static float Scalar(void* data, long index)
+    {
+        uint h = ((ushort*)data)[index];
+        uint sign = (h & 0x8000u) << 16;
+        uint magnitude = h & 0x7FFFu;
+        uint bits;
+        if (magnitude >= 0x7C00u) bits = (magnitude << 13) | 0x7F800000u;
+        else if (magnitude >= 0x0400u) bits = (magnitude << 13) + ExponentRebias;
+        else bits = BitConverter.SingleToUInt32Bits((int)magnitude * SubnormalScale);
+        return BitConverter.UInt32BitsToSingle(bits | sign);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Load512(void* data, long index)
     {
-        Vector256<ushort> bits = Vector256.Load((ushort*)data + index);
-        Vector512<uint> h = Vector512.WidenLower(bits.ToVector512Unsafe());
+        Vector256<ushort> raw = Vector256.Load((ushort*)data + index);
+        Vector512<uint> h = Vector512.WidenLower(raw.ToVector512Unsafe());
         Vector512<uint> sign = Vector512.ShiftLeft(h & Vector512.Create(0x8000u), 16);
         Vector512<uint> magnitude = h & Vector512.Create(0x7FFFu);
         Vector512<uint> shifted = Vector512.ShiftLeft(magnitude, 13);
-        Vector512<uint> finite = (shifted.AsSingle() * Vector512.Create(Rebias)).AsUInt32();
+        Vector512<uint> normal = shifted + Vector512.Create(ExponentRebias);
         Vector512<uint> special = shifted | Vector512.Create(0x7F800000u);
-        Vector512<uint> isSpecial = Vector512.GreaterThanOrEqual(magnitude, Vector512.Create(0x7C00u));
-        return (Vector512.ConditionalSelect(isSpecial, special, finite) | sign).AsSingle();
+        Vector512<uint> small = (Vector512.ConvertToSingle(magnitude.AsInt32()) * Vector512.Create(SubnormalScale)).AsUInt32();
+        Vector512<uint> bits = Vector512.ConditionalSelect(Vector512.GreaterThanOrEqual(magnitude, Vector512.Create(0x7C00u)), special, normal);
+        bits = Vector512.ConditionalSelect(Vector512.LessThan(magnitude, Vector512.Create(0x0400u)), small, bits);
+        return (bits | sign).AsSingle();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Load256(void* data, long index)
     {
-        Vector128<ushort> bits = Vector128.Load((ushort*)data + index);
-        Vector256<uint> h = Vector256.WidenLower(bits.ToVector256Unsafe());
+        Vector128<ushort> raw = Vector128.Load((ushort*)data + index);
+        Vector256<uint> h = Vector256.WidenLower(raw.ToVector256Unsafe());
         Vector256<uint> sign = Vector256.ShiftLeft(h & Vector256.Create(0x8000u), 16);
         Vector256<uint> magnitude = h & Vector256.Create(0x7FFFu);
         Vector256<uint> shifted = Vector256.ShiftLeft(magnitude, 13);
-        Vector256<uint> finite = (shifted.AsSingle() * Vector256.Create(Rebias)).AsUInt32();
+        Vector256<uint> normal = shifted + Vector256.Create(ExponentRebias);
         Vector256<uint> special = shifted | Vector256.Create(0x7F800000u);
-        Vector256<uint> isSpecial = Vector256.GreaterThanOrEqual(magnitude, Vector256.Create(0x7C00u));
-        return (Vector256.ConditionalSelect(isSpecial, special, finite) | sign).AsSingle();
+        Vector256<uint> small = (Vector256.ConvertToSingle(magnitude.AsInt32()) * Vector256.Create(SubnormalScale)).AsUInt32();
+        Vector256<uint> bits = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(magnitude, Vector256.Create(0x7C00u)), special, normal);
+        bits = Vector256.ConditionalSelect(Vector256.LessThan(magnitude, Vector256.Create(0x0400u)), small, bits);
+        return (bits | sign).AsSingle();
     }
 }

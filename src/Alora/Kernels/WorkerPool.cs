@@ -13,7 +13,9 @@ public interface IParallelTask
 /// A small persistent pool sized to the cores. The caller thread takes part, indices are handed out
 /// with one interlocked counter, and idle workers spin briefly before they block, because decode-sized
 /// work (about a hundred microseconds) is too small for Parallel.For's per-call cost.
-/// Calls must not nest; one caller at a time (the engine loop owns it).
+/// Calls from several threads are serialised. A call made from inside a task (from the caller while it
+/// runs its share, or from a worker) runs inline on that thread: nesting would otherwise overwrite the
+/// job in flight or deadlock on it.
 /// </summary>
 /// <remarks>
 /// A job is published as (task pointer, invoke pointer, count) plus a 64-bit ticket whose high half is
@@ -49,6 +51,9 @@ public sealed unsafe class WorkerPool : IDisposable
     private int _sleepers;         // workers blocked (or about to block) on _wake
     private Exception? _failure;
 
+    /// <summary>True on a thread that is running pool tasks (any pool's worker, or a caller inside For).</summary>
+    [ThreadStatic] private static bool t_insideTasks;
+
     public WorkerPool(int threadCount)
     {
         ThreadCount = Math.Max(1, threadCount);
@@ -68,36 +73,49 @@ public sealed unsafe class WorkerPool : IDisposable
     public void For<T>(int count, ref T task) where T : struct, IParallelTask
     {
         if (count <= 0) return;
-        if (count == 1 || _threads.Length == 0)
+        if (count == 1 || _threads.Length == 0 || t_insideTasks)
         {
             for (int i = 0; i < count; i++) task.Execute(i);
             return;
         }
         lock (_callerGate)
         {
-            int generation = _generation + 1;
-            _task = Unsafe.AsPointer(ref task);
-            _invoke = &Invoke<T>;
-            _count = count;
-            _completed = 0;
-            _failure = null;
-            Interlocked.Exchange(ref _ticket, (long)generation << 32);
-            _generation = generation; // volatile write: publishes the fields above
-            // Full fence between publishing the generation and reading the sleeper count (see WorkerLoop).
-            Interlocked.MemoryBarrier();
-            int sleepers = Volatile.Read(ref _sleepers);
-            if (sleepers > 0) _wake.Release(sleepers);
-
-            Drain(generation, _task, _invoke, count);
-            SpinWait spin = default;
-            while (Volatile.Read(ref _completed) < count) spin.SpinOnce(-1);
-            Interlocked.Exchange(ref _ticket, ((long)generation << 32) | ClosedIndex);
-            _task = null;
-            if (_failure is { } failure)
+            t_insideTasks = true;
+            try
             {
-                _failure = null;
-                ExceptionDispatchInfo.Capture(failure).Throw();
+                RunJob(count, ref task);
             }
+            finally
+            {
+                t_insideTasks = false;
+            }
+        }
+    }
+
+    private void RunJob<T>(int count, ref T task) where T : struct, IParallelTask
+    {
+        int generation = _generation + 1;
+        _task = Unsafe.AsPointer(ref task);
+        _invoke = &Invoke<T>;
+        _count = count;
+        _completed = 0;
+        _failure = null;
+        Interlocked.Exchange(ref _ticket, (long)generation << 32);
+        _generation = generation; // volatile write: publishes the fields above
+        // Full fence between publishing the generation and reading the sleeper count (see WorkerLoop).
+        Interlocked.MemoryBarrier();
+        int sleepers = Volatile.Read(ref _sleepers);
+        if (sleepers > 0) _wake.Release(sleepers);
+
+        Drain(generation, _task, _invoke, count);
+        SpinWait spin = default;
+        while (Volatile.Read(ref _completed) < count) spin.SpinOnce(-1);
+        Interlocked.Exchange(ref _ticket, ((long)generation << 32) | ClosedIndex);
+        _task = null;
+        if (_failure is { } failure)
+        {
+            _failure = null;
+            ExceptionDispatchInfo.Capture(failure).Throw();
         }
     }
 
@@ -132,6 +150,7 @@ public sealed unsafe class WorkerPool : IDisposable
 
     private void WorkerLoop()
     {
+        t_insideTasks = true;
         int seen = 0;
         while (true)
         {

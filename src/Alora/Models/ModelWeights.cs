@@ -276,6 +276,28 @@ public sealed unsafe class ModelWeights : IDisposable
         }
     }
 
+    private readonly HashSet<string> _writableProjections = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// The projection's matrix, first replaced (once) by a writable f32 copy in a slab this ModelWeights owns, so
+    /// adapter merging can change it: the original may be a read-only memory map or bf16. Parameters follows.
+    /// </summary>
+    public ref WeightMatrix WritableProjection(int layer, string module)
+    {
+        ref WeightMatrix matrix = ref Layers[layer].Projection(module);
+        string name = ParameterLayout.ProjectionName(layer, module) + ".weight";
+        if (_writableProjections.Add(name))
+        {
+            long count = (long)matrix.Rows * matrix.Cols;
+            var slab = Own(new NativeSlab(count * sizeof(float), "writable " + name));
+            float* copy = slab.TakeFloats(count, name);   // [out, in]
+            Kernels.Convert.ToSingle(copy, matrix.Data, matrix.DType, count);
+            matrix = new WeightMatrix(copy, DType.F32, matrix.Rows, matrix.Cols);
+            Parameters[name] = new TensorRef(copy, DType.F32, [matrix.Rows, matrix.Cols]);
+        }
+        return ref matrix;
+    }
+
     private T Own<T>(T resource) where T : IDisposable
     {
         _owned.Add(resource);

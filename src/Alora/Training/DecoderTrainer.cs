@@ -86,6 +86,13 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(maxLength, 1);
         if (adapter is not null && adapter.Config.LayerCount != weights.Config.LayerCount)
             throw new ArgumentException($"adapter has {adapter.Config.LayerCount} layers, the model {weights.Config.LayerCount} (wrong base model?)", nameof(adapter));
+        if (adapter is not null)
+            foreach (var module in adapter.Modules)
+            {
+                var projection = weights.Layers[module.Layer].Projection(module.Module);
+                if (projection.Rows != module.OutFeatures || projection.Cols != module.InFeatures)
+                    throw new ArgumentException($"adapter module {module.PeftPrefix} is [{module.OutFeatures}, {module.InFeatures}] (out, in); the model's {module.Module} of layer {module.Layer} is [{projection.Rows}, {projection.Cols}] (wrong base model?)", nameof(adapter));
+            }
         _weights = weights;
         _config = weights.Config;
         _adapter = adapter;

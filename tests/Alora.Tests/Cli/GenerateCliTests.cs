@@ -103,3 +103,92 @@ public sealed class GenerateCliTests
         Assert.NotNull(type);
     }
 }
+
+/// <summary>`--adapter`, `--use` and `--on-missing-invocation` on generate and logits.</summary>
+[Collection("Console")]
+public sealed class GenerateAdapterCliTests
+{
+    private static readonly string Alora = SharedPaths.Path("fixtures", "stories260K", "alora-q-k-v");
+    private static readonly string Lora = SharedPaths.Path("fixtures", "stories260K", "lora-all");
+
+    private static (int ExitCode, string Output) Run(string method, params string[] args)
+    {
+        var type = Type.GetType("Alora.Cli.GenerateCommands, Alora.Cli", throwOnError: true)!;
+        var command = (Command)type.GetMethod(method, BindingFlags.Public | BindingFlags.Static)!.Invoke(null, null)!;
+        var oldOut = Console.Out;
+        var output = new StringWriter();
+        try
+        {
+            Console.SetOut(output);
+            return (command.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }), output.ToString());
+        }
+        finally
+        {
+            Console.SetOut(oldOut);
+        }
+    }
+
+    private static JsonElement Case(string adapter, string name)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(SharedPaths.Path("fixtures", "stories260K", "expected.json")));
+        return doc.RootElement.GetProperty("adapters").GetProperty(adapter).GetProperty("cases").EnumerateArray()
+            .First(c => c.GetProperty("name").GetString() == name).Clone();
+    }
+
+    private static int[] Ints(JsonElement e) => e.EnumerateArray().Select(x => x.GetInt32()).ToArray();
+
+    [Theory]
+    [InlineData("alora-q-k-v", "two_invocations")]
+    [InlineData("lora-all", "with_q_marker")]
+    public void GenerateWithAnAdapterMatchesTheReference(string adapter, string caseName)
+    {
+        var c = Case(adapter, caseName);
+        var (code, output) = Run("Generate", "--model", SharedPaths.Stories260K, "--prompt", c.GetProperty("input_text").GetString()!,
+            "--adapter", $"a={Alora}", "--adapter", $"l={Lora}", "--use", adapter.StartsWith('a') ? "a" : "l", "--temperature", "0", "-n", "30", "--ignore-eos", "--json");
+        Assert.Equal(0, code);
+        var json = JsonDocument.Parse(output).RootElement;
+        Assert.Equal(Ints(c.GetProperty("input_ids")), Ints(json.GetProperty("prompt_ids")));
+        Assert.Equal(Ints(c.GetProperty("greedy_ids")), Ints(json.GetProperty("output_ids")));
+        Assert.Equal(c.GetProperty("first_adapted_position").GetInt32(), json.GetProperty("adapter_activation_start").GetInt32());
+    }
+
+    [Fact]
+    public void MissingInvocationIsAnErrorUnlessBaseIsChosen()
+    {
+        var c = Case("alora-q-k-v", "no_invocation");
+        string prompt = c.GetProperty("input_text").GetString()!;
+        var e = Assert.ThrowsAny<Exception>(() => Run("Generate", "--model", SharedPaths.Stories260K, "--prompt", prompt, "--adapter", Alora, "-n", "5"));
+        Assert.Contains("does not occur", e.Message);
+        var (code, output) = Run("Generate", "--model", SharedPaths.Stories260K, "--prompt", prompt, "--adapter", Alora,
+            "--on-missing-invocation", "base", "--temperature", "0", "-n", "30", "--ignore-eos", "--json");
+        Assert.Equal(0, code);
+        Assert.Equal(Ints(c.GetProperty("base_greedy_ids")), Ints(JsonDocument.Parse(output).RootElement.GetProperty("output_ids")));
+    }
+
+    [Fact]
+    public void SeveralAdaptersNeedUse()
+    {
+        var e = Assert.ThrowsAny<Exception>(() => Run("Generate", "--model", SharedPaths.Stories260K, "--prompt", "Hi", "--adapter", $"a={Alora}", "--adapter", $"l={Lora}"));
+        Assert.Contains("pick one with --use", e.Message);
+        e = Assert.ThrowsAny<Exception>(() => Run("Generate", "--model", SharedPaths.Stories260K, "--prompt", "Hi", "--adapter", $"a={Alora}", "--use", "zzz"));
+        Assert.Contains("--use zzz: no adapter of that name is loaded (loaded: a)", e.Message);
+    }
+
+    [Fact]
+    public void LogitsWithAnAloraMatchTheReference()
+    {
+        using var temp = new TempFolder();
+        var c = Case("alora-q-k-v", "invocation_at_end");
+        var ids = Ints(c.GetProperty("input_ids"));
+        var (code, _) = Run("Logits", "--model", SharedPaths.Stories260K, "--prompt-ids", string.Join(",", ids), "--adapter", Alora, "--out", temp.File("l.safetensors"));
+        Assert.Equal(0, code);
+        using var file = SafeTensorsFile.Open(temp.File("l.safetensors"));
+        float[] logits = file.ReadFloats("logits");
+        var positions = Ints(c.GetProperty("positions"));
+        for (int k = 0; k < positions.Length; k++)
+        {
+            var expected = c.GetProperty("logits_last4")[k].EnumerateArray().Select(x => x.GetSingle()).ToArray();
+            Assert.True(Models.Reference.MaxAbsDiff(expected, logits.AsSpan(positions[k] * 512, 512)) <= 1e-4f);
+        }
+    }
+}

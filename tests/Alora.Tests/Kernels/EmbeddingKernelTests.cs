@@ -27,6 +27,28 @@ public unsafe class EmbeddingKernelTests
         Assert.Equal(expected, actual);
     }
 
+    [Fact]
+    public void Lookup_MatchesReference_ForEveryRowWidth()
+    {
+        foreach (DType dtype in new[] { DType.F32, DType.BF16, DType.F16 })
+        {
+            for (int d = 0; d <= 256; d++)
+            {
+                const int vocab = 5;
+                byte[] table = KernelTestData.Encode(KernelTestData.Random(vocab * d, d + 7), dtype);
+                int[] ids = [4, 1, 1, 0];
+                float[] expected = new float[ids.Length * d], actual = new float[ids.Length * d];
+                fixed (byte* pt = table) fixed (int* pi = ids) fixed (float* pe = expected) fixed (float* pa = actual)
+                {
+                    var weights = new WeightMatrix(pt, dtype, vocab, d);
+                    Embedding.LookupReference(pe, weights, pi, ids.Length);
+                    Embedding.Lookup(pa, weights, pi, ids.Length);
+                }
+                Assert.Equal(expected, actual);
+            }
+        }
+    }
+
     [Theory]
     [InlineData(-1)]
     [InlineData(11)]

@@ -17,13 +17,16 @@ public unsafe class GemmKernelTests
             foreach (int k in ks)
                 foreach (int n in ns)
                     if ((long)m * k * n <= 600_000) data.Add(m, k, n);
-        // Larger shapes: more than one K block (Kc = 256), more than one N chunk (Nc = 512), M past Mc.
+        // Larger shapes: more than one K block (K > MaxKc = 768, split evenly), several N chunks, M past Mc = 96.
         data.Add(1, 511, 257);
         data.Add(4, 257, 511);
         data.Add(65, 511, 33);
         data.Add(257, 65, 129);
         data.Add(17, 33, 1100);
         data.Add(200, 300, 70);
+        data.Add(9, 1000, 40);
+        data.Add(33, 1601, 23);
+        data.Add(3, 1601, 23);
         return data;
     }
 
@@ -118,6 +121,104 @@ public unsafe class GemmKernelTests
             float diff = MathF.Abs(expected[i] - actual[i]);
             if (!(diff <= bound))
                 Assert.Fail($"M={m} K={k} N={n} {dtype} accumulate={accumulate}: y[{i / n},{i % n}] expected {expected[i]:R} got {actual[i]:R} (|diff| {diff:E3} > {bound:E3})");
+        }
+    }
+}
+
+public unsafe class GemmBackwardKernelTests
+{
+    public static TheoryData<int, int, int> Shapes()
+    {
+        var data = new TheoryData<int, int, int>();
+        int[] sizes = [1, 3, 17, 33, 65, 257];
+        foreach (int m in sizes)
+            foreach (int n in sizes)
+                foreach (int k in sizes)
+                    if ((long)m * n * k <= 300_000) data.Add(m, n, k);
+        data.Add(129, 511, 33);
+        data.Add(511, 17, 129);
+        data.Add(5, 600, 70);
+        data.Add(20, 1000, 40);
+        data.Add(1000, 20, 40);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void MatMulNoTranspose_MatchesReference_ForAllDTypes(int m, int n, int k)
+    {
+        foreach (DType dtype in new[] { DType.F32, DType.BF16, DType.F16 })
+        {
+            foreach (bool accumulate in new[] { false, true })
+            {
+                float[] x = KernelTestData.Random(m * n, m + n);
+                float[] wValues = KernelTestData.Random(n * k, n + k + 1);
+                byte[] wBytes = KernelTestData.Encode(wValues, dtype);
+                float[] initial = KernelTestData.Random(m * k, k);
+                float[] expected = (float[])initial.Clone(), actual = (float[])initial.Clone(), magnitude = new float[m * k];
+                float[] xAbs = Array.ConvertAll(x, MathF.Abs);
+                fixed (float* px = x) fixed (float* pxa = xAbs) fixed (byte* pw = wBytes)
+                fixed (float* pe = expected) fixed (float* pa = actual) fixed (float* pm = magnitude)
+                {
+                    var w = new WeightMatrix(pw, dtype, n, k);
+                    Gemm.MatMulNoTransposeReference(pe, px, w, m, accumulate);
+                    Gemm.MatMulNoTranspose(pa, px, w, m, accumulate);
+                    float[] wAbs = new float[n * k];
+                    for (int j = 0; j < n; j++) for (int p = 0; p < k; p++) wAbs[j * k + p] = MathF.Abs(w[j, p]);
+                    fixed (float* pwa = wAbs) Gemm.MatMulNoTransposeReference(pm, pxa, new WeightMatrix(pwa, DType.F32, n, k), m);
+                }
+                AssertWithinSumOfMagnitudes(expected, actual, magnitude, initial, accumulate, $"NoTranspose M={m} N={n} K={k} {dtype} acc={accumulate}");
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void MatMulTransposeA_MatchesReference(int m, int n, int k)
+    {
+        foreach (bool accumulate in new[] { false, true })
+        {
+            float[] a = KernelTestData.Random(m * n, m * 3 + n), b = KernelTestData.Random(m * k, k * 5 + m);
+            float[] initial = KernelTestData.Random(n * k, n);
+            float[] expected = (float[])initial.Clone(), actual = (float[])initial.Clone(), magnitude = new float[n * k];
+            float[] aAbs = Array.ConvertAll(a, MathF.Abs), bAbs = Array.ConvertAll(b, MathF.Abs);
+            fixed (float* pa = a) fixed (float* pb = b) fixed (float* paa = aAbs) fixed (float* pba = bAbs)
+            fixed (float* pe = expected) fixed (float* pr = actual) fixed (float* pm = magnitude)
+            {
+                Gemm.MatMulTransposeAReference(pe, pa, pb, m, n, k, accumulate);
+                Gemm.MatMulTransposeA(pr, pa, pb, m, n, k, accumulate);
+                Gemm.MatMulTransposeAReference(pm, paa, pba, m, n, k);
+            }
+            AssertWithinSumOfMagnitudes(expected, actual, magnitude, initial, accumulate, $"TransposeA M={m} N={n} K={k} acc={accumulate}");
+        }
+    }
+
+    [Fact]
+    public void BackwardProducts_WithEmptyInnerDimension_ClearOrKeepOutput()
+    {
+        float[] y = [1, 2, 3, 4];
+        float[] operand = [0];
+        fixed (float* py = y) fixed (float* po = operand)
+        {
+            Gemm.MatMulTransposeA(py, po, po, 0, 2, 2, accumulate: true);
+            Assert.Equal([1f, 2f, 3f, 4f], y);
+            Gemm.MatMulTransposeA(py, po, po, 0, 2, 2);
+            Assert.Equal([0f, 0f, 0f, 0f], y);
+            y[0] = 7;
+            Gemm.MatMulNoTranspose(py, po, new WeightMatrix(po, DType.F32, 0, 2), 2, accumulate: true);
+            Assert.Equal(7f, y[0]);
+            Gemm.MatMulNoTranspose(py, po, new WeightMatrix(po, DType.F32, 0, 2), 2);
+            Assert.Equal([0f, 0f, 0f, 0f], y);
+        }
+    }
+
+    private static void AssertWithinSumOfMagnitudes(float[] expected, float[] actual, float[] magnitude, float[] initial, bool accumulate, string what)
+    {
+        for (int i = 0; i < expected.Length; i++)
+        {
+            float bound = 1e-5f * (magnitude[i] + (accumulate ? MathF.Abs(initial[i]) : 0)) + 1e-7f;
+            float diff = MathF.Abs(expected[i] - actual[i]);
+            if (!(diff <= bound)) Assert.Fail($"{what}: element {i} expected {expected[i]:R} got {actual[i]:R} (|diff| {diff:E3} > {bound:E3})");
         }
     }
 }

@@ -29,6 +29,29 @@ public unsafe class RopeKernelTests
         Assert.Equal(expected, actual);
     }
 
+    public static TheoryData<int> EvenHeadDims()
+    {
+        var data = new TheoryData<int>();
+        for (int headDim = 2; headDim <= 256; headDim += 2) data.Add(headDim);
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(EvenHeadDims))]
+    public void Apply_IsBitIdenticalToReference_ForEveryEvenHeadSize(int headDim)
+    {
+        var table = RopeTable.Create(headDim, 1e6);
+        int[] positions = [3, 0, 1000, 77];
+        float[] x = KernelTestData.Random(positions.Length * 3 * headDim, headDim, 3f);
+        float[] expected = (float[])x.Clone(), actual = (float[])x.Clone();
+        fixed (int* pp = positions) fixed (float* pe = expected) fixed (float* pa = actual)
+        {
+            Rope.ApplyReference(pe, pp, positions.Length, 3, table);
+            Rope.Apply(pa, pp, positions.Length, 3, table);
+        }
+        Assert.Equal(expected, actual);
+    }
+
     [Fact]
     public void Apply_WithLlama3Scaling_MatchesReference()
     {

@@ -27,17 +27,26 @@ public class WorkerPoolKernelTests
     [Fact]
     public void For_RunsEveryIndexExactlyOnce_AcrossManyBackToBackCalls()
     {
-        // Many short jobs of varying size, so workers wake late, race the caller and see stale jobs.
-        using var pool = new WorkerPool(3);
-        var random = new Random(5);
-        for (int call = 0; call < 20_000; call++)
+        // Many tiny jobs on more threads than cores, so workers get preempted between seeing a job and
+        // claiming an index, wake late, race the caller and see stale jobs. A lost index would hang the
+        // caller, so the loop runs on its own thread with a deadline.
+        using var pool = new WorkerPool(Math.Max(6, Environment.ProcessorCount * 3));
+        string? failure = null;
+        var runner = new Thread(() =>
         {
-            int count = random.Next(0, 9);
-            var task = new CountingTask { Hits = new int[count], Spin = random.Next(0, 3) * 20 };
-            pool.For(count, ref task);
-            for (int i = 0; i < count; i++)
-                Assert.True(task.Hits[i] == 1, $"call {call}: index {i} of {count} ran {task.Hits[i]} times");
-        }
+            var random = new Random(5);
+            for (int call = 0; call < 50_000 && failure is null; call++)
+            {
+                int count = random.Next(2, 9);
+                var task = new CountingTask { Hits = new int[count], Spin = random.Next(0, 4) * 10 };
+                pool.For(count, ref task);
+                for (int i = 0; i < count; i++)
+                    if (task.Hits[i] != 1) failure = $"call {call}: index {i} of {count} ran {task.Hits[i]} times";
+            }
+        }) { IsBackground = true };
+        runner.Start();
+        Assert.True(runner.Join(TimeSpan.FromSeconds(60)), "WorkerPool.For hung: an index was never run");
+        Assert.Null(failure);
     }
 
     [Fact]
@@ -63,5 +72,56 @@ public class WorkerPoolKernelTests
         var task = new CountingTask { Hits = new int[8] };
         pool.For(8, ref task);
         Assert.All(task.Hits, hits => Assert.Equal(1, hits));
+    }
+}
+
+public class WorkerPoolNestingKernelTests
+{
+    private struct InnerTask : IParallelTask
+    {
+        public int[] Hits;
+        public int Offset;
+        public void Execute(int index) => Interlocked.Increment(ref Hits[Offset + index]);
+    }
+
+    private struct OuterTask : IParallelTask
+    {
+        public WorkerPool Pool;
+        public int[] Hits;
+
+        public void Execute(int index)
+        {
+            // A kernel that itself calls For (as Gemm does) from inside a task: runs inline.
+            var inner = new InnerTask { Hits = Hits, Offset = index * 4 };
+            Pool.For(4, ref inner);
+        }
+    }
+
+    [Fact]
+    public void For_CalledFromInsideATask_RunsInline()
+    {
+        using var pool = new WorkerPool(2);
+        var outer = new OuterTask { Pool = pool, Hits = new int[8 * 4] };
+        var runner = new Thread(() => pool.For(8, ref outer)) { IsBackground = true };
+        runner.Start();
+        Assert.True(runner.Join(TimeSpan.FromSeconds(30)), "nested For deadlocked");
+        Assert.All(outer.Hits, hits => Assert.Equal(1, hits));
+    }
+
+    [Fact]
+    public void For_FromSeveralThreadsAtOnce_RunsEveryJobCompletely()
+    {
+        using var pool = new WorkerPool(2);
+        int failures = 0;
+        Parallel.For(0, 4, _ =>
+        {
+            for (int call = 0; call < 2_000; call++)
+            {
+                var task = new InnerTask { Hits = new int[6] };
+                pool.For(6, ref task);
+                if (task.Hits.Any(hits => hits != 1)) Interlocked.Increment(ref failures);
+            }
+        });
+        Assert.Equal(0, failures);
     }
 }

@@ -1,0 +1,229 @@
+using System.Buffers;
+using System.Runtime.CompilerServices;
+using Alora.Formats;
+using Alora.Models;
+using Alora.Tensors;
+
+namespace Alora.Adapters;
+
+// Legend: r = rank, in/out = a projection's input/output features.
+
+/// <summary>
+/// LoRA-only weight operations: W ← W + s·B·A (merge), W ← W − s·B·A (unmerge), and merge-and-unload into a new
+/// Hugging Face folder. An aLoRA cannot be merged (its update applies only after the invocation), as in PEFT.
+/// The update is accumulated in f64 per row and added once, so merge then unmerge restores W to f32 rounding.
+/// </summary>
+public static unsafe class LoraMerge
+{
+    /// <summary>Which adapters are merged into which loaded weights (to refuse double merges and stray unmerges).</summary>
+    private static readonly ConditionalWeakTable<ModelWeights, List<LoraAdapter>> s_merged = [];
+
+    /// <summary>Adds s·B·A to every targeted projection; those projections become writable f32 copies first.</summary>
+    public static void Merge(ModelWeights weights, LoraAdapter adapter)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        ArgumentNullException.ThrowIfNull(adapter);
+        RefuseActivated(adapter, "merge");
+        CheckBaseShapes(weights.Config, adapter, weights.Source);
+        var merged = s_merged.GetOrCreateValue(weights);
+        lock (merged)
+        {
+            if (merged.Contains(adapter))
+                throw new InvalidOperationException($"adapter '{adapter.Name}' is already merged into {weights.Source}; merging it twice would apply it twice");
+            foreach (var module in adapter.Modules)
+            {
+                ref var matrix = ref weights.WritableProjection(module.Layer, module.Module);
+                AddDelta((float*)matrix.Data, module, sign: +1);
+            }
+            merged.Add(adapter);
+        }
+    }
+
+    /// <summary>Subtracts s·B·A again; the adapter must have been merged into these weights.</summary>
+    public static void Unmerge(ModelWeights weights, LoraAdapter adapter)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        ArgumentNullException.ThrowIfNull(adapter);
+        RefuseActivated(adapter, "unmerge");
+        var merged = s_merged.GetOrCreateValue(weights);
+        lock (merged)
+        {
+            if (!merged.Contains(adapter))
+                throw new InvalidOperationException($"adapter '{adapter.Name}' is not merged into {weights.Source}; nothing to unmerge");
+            foreach (var module in adapter.Modules)
+            {
+                ref var matrix = ref weights.WritableProjection(module.Layer, module.Module);
+                AddDelta((float*)matrix.Data, module, sign: -1);
+            }
+            merged.Remove(adapter);
+        }
+    }
+
+    /// <summary>The adapters currently merged into <paramref name="weights"/>, in merge order.</summary>
+    public static IReadOnlyList<LoraAdapter> MergedInto(ModelWeights weights)
+        => s_merged.TryGetValue(weights, out var list) ? [.. list] : [];
+
+    /// <summary>
+    /// Writes a new Hugging Face folder: config.json and the other non-weight files copied, and model.safetensors
+    /// holding every base tensor in its own dtype, the targeted projections with s·B·A added (in f32, rounded once).
+    /// </summary>
+    public static void MergeAndUnload(string baseModelFolder, LoraAdapter adapter, string outputFolder)
+    {
+        ArgumentNullException.ThrowIfNull(baseModelFolder);
+        ArgumentNullException.ThrowIfNull(adapter);
+        ArgumentNullException.ThrowIfNull(outputFolder);
+        RefuseActivated(adapter, "merge-and-unload");
+        if (!Directory.Exists(baseModelFolder))
+            throw new DirectoryNotFoundException($"base model folder not found: {baseModelFolder} (merge-and-unload needs a Hugging Face folder with config.json and safetensors)");
+        string inputFull = Path.TrimEndingDirectorySeparator(Path.GetFullPath(baseModelFolder));
+        string outputFull = Path.TrimEndingDirectorySeparator(Path.GetFullPath(outputFolder));
+        if (string.Equals(inputFull, outputFull, StringComparison.Ordinal))
+            throw new ArgumentException($"the output folder {outputFolder} is the base model folder; write the merged model somewhere else", nameof(outputFolder));
+
+        string configPath = Path.Combine(baseModelFolder, "config.json");
+        var config = ModelConfig.FromFile(configPath);
+        CheckBaseShapes(config, adapter, baseModelFolder);
+        Directory.CreateDirectory(outputFolder);
+
+        using var checkpoint = SafeTensorsCheckpoint.Open(baseModelFolder);
+        var byWeightName = adapter.Modules.ToDictionary(m => LoraConfig.ModuleKey(m.Layer, m.Module) + ".weight", StringComparer.Ordinal);
+        var tensors = new List<SafeTensorToWrite>();
+        var keepAlive = new List<PointerMemory>();
+        foreach (string name in checkpoint.TensorNames.Order(StringComparer.Ordinal))
+        {
+            var (file, info) = checkpoint.Get(name);
+            if (byWeightName.Remove(name, out var module))
+            {
+                var dtype = info.ToWeightDType(file.Path);
+                if (info.Shape.Length != 2 || info.Shape[0] != module.OutFeatures || info.Shape[1] != module.InFeatures)
+                    throw new ModelFormatException(
+                        $"{file.Path}: tensor '{name}' has shape {SafeTensorsFile.FormatShape(info.Shape)}, the adapter expects [{module.OutFeatures}, {module.InFeatures}]: wrong base model?");
+                tensors.Add(new SafeTensorToWrite(name, info.DType, info.Shape, MergedBytes(file.DataPointer(info), dtype, module)));
+            }
+            else
+            {
+                // Unchanged tensors are written straight from the memory map.
+                var memory = new PointerMemory(file.DataPointer(info), checked((int)(info.End - info.Begin)));
+                keepAlive.Add(memory);
+                tensors.Add(new SafeTensorToWrite(name, info.DType, info.Shape, memory.Memory));
+            }
+        }
+        if (byWeightName.Count > 0)
+            throw new ModelFormatException($"{baseModelFolder}: the checkpoint has no tensor '{byWeightName.Keys.First()}', which the adapter changes: wrong base model?");
+
+        SafeTensorsWriter.Write(Path.Combine(outputFolder, "model.safetensors"), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        GC.KeepAlive(keepAlive);
+        foreach (string source in Directory.GetFiles(baseModelFolder))
+        {
+            string fileName = Path.GetFileName(source);
+            if (IsWeightFile(fileName)) continue;
+            File.Copy(source, Path.Combine(outputFolder, fileName), overwrite: true);
+        }
+    }
+
+    /// <summary>Files that hold weights (replaced by the merged model.safetensors) and are therefore not copied.</summary>
+    private static bool IsWeightFile(string fileName)
+        => fileName.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase)
+        || fileName.Equals("model.safetensors.index.json", StringComparison.OrdinalIgnoreCase)
+        || fileName.EndsWith(".bin", StringComparison.OrdinalIgnoreCase)
+        || fileName.EndsWith(".pt", StringComparison.OrdinalIgnoreCase)
+        || fileName.EndsWith(".pth", StringComparison.OrdinalIgnoreCase)
+        || fileName.EndsWith(".ckpt", StringComparison.OrdinalIgnoreCase)
+        || fileName.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>The merged weight in the base dtype: W (converted to f32) + s·B·A, rounded once back.</summary>
+    private static byte[] MergedBytes(byte* source, DType dtype, LoraModule module)
+    {
+        long count = (long)module.OutFeatures * module.InFeatures;
+        var merged = new float[count];   // [out, in]
+        fixed (float* w = merged)
+        {
+            Kernels.Convert.ToSingle(w, source, dtype, count);
+            AddDelta(w, module, sign: +1);
+        }
+        var bytes = new byte[count * dtype.ByteSize()];
+        fixed (byte* b = bytes)
+        {
+            for (long i = 0; i < count; i++)
+            {
+                switch (dtype)
+                {
+                    case DType.F32: ((float*)b)[i] = merged[i]; break;
+                    case DType.BF16: ((ushort*)b)[i] = Half16.SingleToBFloat16(merged[i]); break;
+                    default: ((ushort*)b)[i] = Half16.SingleToHalf(merged[i]); break;
+                }
+            }
+        }
+        return bytes;
+    }
+
+    /// <summary>W[o, :] += sign · Σ_k s·B[o, k]·A[k, :], each row summed in f64 and rounded once. W is [out, in] f32.</summary>
+    internal static void AddDelta(float* weight, LoraModule module, int sign)
+    {
+        int rank = module.Rank, inFeatures = module.InFeatures;
+        float* b = (float*)module.B.Data;   // [out, r]
+        // A in f64 once, so the per-row loop is a plain f64 multiply-add the JIT vectorizes through Vector<double>.
+        var a = new double[(long)rank * inFeatures];   // [r, in]
+        for (long i = 0; i < a.LongLength; i++) a[i] = ((float*)module.A.Data)[i];
+        double scaling = sign * (double)module.Scaling;
+        Parallel.For(0, module.OutFeatures, () => new double[inFeatures], (o, _, row) =>
+        {
+            Array.Clear(row);
+            for (int k = 0; k < rank; k++)
+            {
+                double coefficient = scaling * b[(long)o * rank + k];
+                if (coefficient == 0) continue;
+                MultiplyAdd(row, a.AsSpan(k * inFeatures, inFeatures), coefficient);
+            }
+            float* wRow = weight + (long)o * inFeatures;
+            for (int i = 0; i < inFeatures; i++) wRow[i] = (float)(wRow[i] + row[i]);
+            return row;
+        }, _ => { });
+    }
+
+    /// <summary>accumulator[i] += coefficient · values[i] (f64, vectorized; scalar tail).</summary>
+    private static void MultiplyAdd(Span<double> accumulator, ReadOnlySpan<double> values, double coefficient)
+    {
+        int i = 0;
+        if (System.Numerics.Vector.IsHardwareAccelerated)
+        {
+            var c = new System.Numerics.Vector<double>(coefficient);
+            var acc = System.Runtime.InteropServices.MemoryMarshal.Cast<double, System.Numerics.Vector<double>>(accumulator);
+            var val = System.Runtime.InteropServices.MemoryMarshal.Cast<double, System.Numerics.Vector<double>>(values);
+            for (int v = 0; v < acc.Length; v++) acc[v] += c * val[v];
+            i = acc.Length * System.Numerics.Vector<double>.Count;
+        }
+        for (; i < accumulator.Length; i++) accumulator[i] += coefficient * values[i];
+    }
+
+    internal static void RefuseActivated(LoraAdapter adapter, string operation)
+    {
+        if (adapter.IsActivated)
+            throw new InvalidOperationException(
+                $"adapter '{adapter.Name}' is an aLoRA (invocation tokens [{string.Join(", ", adapter.InvocationTokens!)}]): it cannot {operation}, because its update applies only " +
+                "from the invocation sequence on, which merged weights cannot express (PEFT refuses this too). Serve it unmerged.");
+    }
+
+    /// <summary>The adapter's modules must fit this base model's layer count and projection shapes.</summary>
+    internal static void CheckBaseShapes(ModelConfig config, LoraAdapter adapter, string baseSource)
+    {
+        foreach (var m in adapter.Modules)
+        {
+            if (m.Layer >= config.LayerCount)
+                throw new ModelFormatException($"adapter '{adapter.Name}' has a {m.Module} for layer {m.Layer}, but {baseSource} has {config.LayerCount} layers: wrong base model?");
+            var (outFeatures, inFeatures) = Models.ParameterLayout.ProjectionShape(config, m.Module);
+            if (outFeatures != m.OutFeatures || inFeatures != m.InFeatures)
+                throw new ModelFormatException(
+                    $"adapter '{adapter.Name}': layer {m.Layer} {m.Module} is [{m.OutFeatures}, {m.InFeatures}] (out, in), but in {baseSource} it is [{outFeatures}, {inFeatures}]: wrong base model?");
+        }
+    }
+
+    /// <summary>Memory over a region of a memory map (the map outlives the write).</summary>
+    private sealed class PointerMemory(byte* pointer, int length) : MemoryManager<byte>
+    {
+        public override Span<byte> GetSpan() => new(pointer, length);
+        public override MemoryHandle Pin(int elementIndex = 0) => new(pointer + elementIndex);
+        public override void Unpin() { }
+        protected override void Dispose(bool disposing) { }
+    }
+}

@@ -1,0 +1,117 @@
+using System.CommandLine;
+using System.Reflection;
+using Alora.Adapters;
+using Alora.Formats;
+using Alora.Tests.Adapters;
+
+namespace Alora.Tests.Cli;
+
+/// <summary>`alora adapter inspect | merge | export-gguf` run in-process with stdout captured.</summary>
+[Collection("Console")]
+public sealed class AdapterCliTests
+{
+    private static (int ExitCode, string Output) Run(params string[] args)
+    {
+        var type = Type.GetType("Alora.Cli.AdapterCommands, Alora.Cli", throwOnError: true)!;
+        var command = (Command)type.GetMethod("Adapter", BindingFlags.Public | BindingFlags.Static)!.Invoke(null, null)!;
+        var oldOut = Console.Out;
+        var output = new StringWriter();
+        try
+        {
+            Console.SetOut(output);
+            int code = command.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            return (code, output.ToString());
+        }
+        finally
+        {
+            Console.SetOut(oldOut);
+        }
+    }
+
+    [Fact]
+    public void InspectPrintsKindRankScalingTargetsAndInvocation()
+    {
+        var (code, text) = Run("inspect", "--adapter", AdapterFixtures.AloraQkv, "--model", SharedPaths.Stories260K);
+        Assert.Equal(0, code);
+        Assert.Contains("kind: aLoRA", text, StringComparison.Ordinal);
+        Assert.Contains("r: 8", text, StringComparison.Ordinal);
+        Assert.Contains("invocation_tokens: [13, 473, 467]", text, StringComparison.Ordinal);
+        Assert.Contains("model.layers.4.self_attn.v_proj: r=8 alpha=16 scaling=2", text, StringComparison.Ordinal);
+        Assert.Contains("parameters: 12800", text, StringComparison.Ordinal);   // 15 modules · 8 · (64 + 64 or 32)
+        Assert.Contains("the adapter fits", text, StringComparison.Ordinal);
+
+        (code, text) = Run("inspect", "--adapter", AdapterFixtures.LoraAll);
+        Assert.Equal(0, code);
+        Assert.Contains("kind: LoRA", text, StringComparison.Ordinal);
+        Assert.Contains("use_rslora: true", text, StringComparison.Ordinal);
+        Assert.Contains("scaling: 8", text, StringComparison.Ordinal);
+        Assert.Contains("modules: 35", text, StringComparison.Ordinal);
+        Assert.Contains("not checked", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void InspectWithAWrongBaseModelFails()
+    {
+        using var temp = new TempFolder();
+        string model = temp.File("other");
+        Directory.CreateDirectory(model);
+        string config = File.ReadAllText(Path.Combine(SharedPaths.Stories260K, "config.json")).Replace("\"num_hidden_layers\": 5", "\"num_hidden_layers\": 3", StringComparison.Ordinal);
+        Assert.Contains("\"num_hidden_layers\": 3", config, StringComparison.Ordinal);
+        File.WriteAllText(Path.Combine(model, "config.json"), config);
+        var e = Assert.Throws<ModelFormatException>(() => Run("inspect", "--adapter", AdapterFixtures.LoraAll, "--model", model));
+        Assert.Contains("wrong base model?", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void MergeWritesAFolderAndRefusesAnAlora()
+    {
+        using var temp = new TempFolder();
+        string output = temp.File("merged");
+        var (code, text) = Run("merge", "--model", SharedPaths.Stories260K, "--adapter", AdapterFixtures.LoraAll, "--out", output);
+        Assert.Equal(0, code);
+        Assert.Contains("merged 35 modules", text, StringComparison.Ordinal);
+        Assert.True(File.Exists(Path.Combine(output, "model.safetensors")));
+        Assert.True(File.Exists(Path.Combine(output, "tokenizer.json")));
+
+        var e = Assert.ThrowsAny<Exception>(() => Run("merge", "--model", SharedPaths.Stories260K, "--adapter", AdapterFixtures.AloraQkv, "--out", temp.File("no")));
+        Assert.Contains("aLoRA", e.Message, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(temp.File("no")));
+    }
+
+    [Fact]
+    public void ExportGgufWritesAnAdapterThatReadsBack()
+    {
+        using var temp = new TempFolder();
+        string path = temp.File("alora.gguf");
+        var (code, text) = Run("export-gguf", "--adapter", AdapterFixtures.AloraQkv, "--model", Path.Combine(SharedPaths.Stories260K, "stories260K.gguf"), "--out", path);
+        Assert.Equal(0, code);
+        Assert.Contains("architecture llama", text, StringComparison.Ordinal);
+        using var back = GgufLoraExport.Read(path, AdapterFixtures.BaseConfig());
+        Assert.Equal([13, 473, 467], back.InvocationTokens!);
+        Assert.Equal(15, back.Modules.Count);
+
+        (code, text) = Run("inspect", "--adapter", path, "--model", SharedPaths.Stories260K);
+        Assert.Equal(0, code);
+        Assert.Contains("kind: aLoRA", text, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void CombineWritesAnAdapterThatLoads()
+    {
+        using var temp = new TempFolder();
+        string output = temp.File("mix");
+        var (code, text) = Run("combine", "--model", SharedPaths.Stories260K, "--adapter", AdapterFixtures.LoraAll, "--weight", "0.5",
+            "--adapter", AdapterFixtures.LoraAll, "--weight", "0.25", "--type", "cat", "--out", output);
+        Assert.Equal(0, code);
+        Assert.Contains("r=8", text, StringComparison.Ordinal);
+        var baseConfig = AdapterFixtures.BaseConfig();
+        using var combined = LoraAdapter.Load(output, baseConfig);
+        using var original = LoraAdapter.Load(AdapterFixtures.LoraAll, baseConfig);
+        var m = combined.Get(2, "gate_proj")!;
+        double[] expected = original.Get(2, "gate_proj")!.DeltaWeight(), actual = m.DeltaWeight();
+        for (int i = 0; i < expected.Length; i++) Assert.Equal(0.75 * expected[i], actual[i], 5);
+        // --weight is required: a parse error, not a combination with a guessed weight.
+        Assert.NotEqual(0, Run("combine", "--model", SharedPaths.Stories260K, "--adapter", AdapterFixtures.LoraAll, "--out", temp.File("bad")).ExitCode);
+        Assert.False(Directory.Exists(temp.File("bad")));
+    }
+}
