@@ -178,14 +178,20 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
     /// whose label t + 1 is not −100) and sets the adapter's gradients to d loss / d A and d loss / d B
     /// (added to the existing gradients when <paramref name="accumulateGradients"/>).
     /// </summary>
-    public double ForwardBackward(IReadOnlyList<TrainingRow> rows, bool accumulateGradients = false)
+    /// <param name="meanOver">
+    /// The count the loss sum is divided by; null: this batch's label count. Gradient accumulation over
+    /// micro-batches passes the label count of the whole batch to every micro-batch, so the accumulated gradients
+    /// (and the summed losses) equal those of one pass over the whole batch.
+    /// </param>
+    public double ForwardBackward(IReadOnlyList<TrainingRow> rows, bool accumulateGradients = false, int? meanOver = null)
     {
         if (_adapter is null) throw new InvalidOperationException("this trainer has no adapter to compute gradients for; use Loss for the forward alone");
+        if (meanOver is < 1) throw new ArgumentOutOfRangeException(nameof(meanOver), meanOver, "the loss divisor must be at least 1");
         if (!accumulateGradients) _adapter.ZeroGradients();
         Prepare(rows);
         Forward();
         new Span<float>(_dHidden, checked(_rowCount * _length * _config.HiddenSize)).Clear();
-        double loss = Head(backward: true);
+        double loss = Head(backward: true, meanOver ?? LabelCount);
         Backward();
         return loss;
     }
@@ -195,7 +201,7 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
     {
         Prepare(rows);
         Forward();
-        return Head(backward: false);
+        return Head(backward: false, LabelCount);
     }
 
     public void Dispose() => _slab.Dispose();

@@ -185,6 +185,27 @@ public sealed class DecoderTrainerTests(BatchingTests.Stories stories, ITestOutp
     }
 
     [Fact]
+    public void AccumulatedMicroBatchesEqualOneBatch()
+    {
+        using var weights = TinyModel.Weights();
+        using var lora = TinyModel.Adapter(weights.Config, Invocation);
+        var rows = TinyBatch(lora);
+        using var trainer = new DecoderTrainer(weights, lora, 2, 16);
+        double whole = trainer.ForwardBackward(rows);
+        int total = trainer.LabelCount;
+        var expected = Gradients(lora);
+        double first = trainer.ForwardBackward([rows[0]], meanOver: total);
+        double second = trainer.ForwardBackward([rows[1]], accumulateGradients: true, meanOver: total);
+        Assert.True(Math.Abs(first + second - whole) <= 1e-6 * whole, $"micro-batch losses {first} + {second} vs {whole}");
+        var accumulated = Gradients(lora);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            GradientCheck.AssertClose(expected[i].A, accumulated[i].A, 1e-5, 1e-8, $"module {i} dA");
+            GradientCheck.AssertClose(expected[i].B, accumulated[i].B, 1e-5, 1e-8, $"module {i} dB");
+        }
+    }
+
+    [Fact]
     public void AnAdapterForAnotherModelIsRefused()
     {
         using var weights = TinyModel.Weights();
