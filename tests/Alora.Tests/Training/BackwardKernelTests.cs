@@ -254,6 +254,20 @@ public sealed unsafe class BackwardKernelTests
             GradientGemm.WeightGradientReference(pdwr, pdy, px, m, n, k, 0.5f);
         }
         AssertClose(dxRef, dx, 1e-5, 1e-5, "dx = dy·W vs reference twin");
+        // The frozen linear map y = x·Wᵀ is linear, so its finite-difference gradient is exact: the adjoint
+        // identity Σ (x·Wᵀ)⊙dy = Σ x⊙(dy·W) is the gradient check.
+        float[] y = new float[m * n], fresh = new float[m * k];
+        fixed (byte* pw = stored)
+        fixed (float* px = x, py = y, pdy = dy, pf = fresh)
+        {
+            var weight = new WeightMatrix(pw, dtype, n, k);
+            Gemm.MatMul(py, px, weight, m);
+            GradientGemm.InputGradient(pf, pdy, weight, m, accumulate: false);
+        }
+        double forwardSide = 0, backwardSide = 0, magnitude = 0;
+        for (int i = 0; i < y.Length; i++) { forwardSide += (double)y[i] * dy[i]; magnitude += Math.Abs((double)y[i] * dy[i]); }
+        for (int i = 0; i < x.Length; i++) backwardSide += (double)x[i] * fresh[i];
+        Assert.True(Math.Abs(forwardSide - backwardSide) <= 1e-5 * magnitude + 1e-6, $"<x·Wᵀ, dy> {forwardSide:R} vs <x, dy·W> {backwardSide:R}");
         AssertClose(dwRef, dw, 1e-5, 1e-5, "dW += dyᵀ·x vs reference twin");
         float[] overwritten = new float[m * k];
         Array.Fill(overwritten, float.NaN);
