@@ -160,11 +160,15 @@ public sealed unsafe class BackwardKernelTests
     }
 
     [Theory]
-    [InlineData(1, 5, 2, 1, 4, 0)]
-    [InlineData(2, 7, 4, 2, 8, 0)]
-    [InlineData(2, 9, 6, 3, 5, 0)]
-    [InlineData(1, 8, 4, 2, 4, 3)]
-    public void AttentionGradientsMatchFiniteDifferences(int sequences, int length, int heads, int kvHeads, int dh, int window)
+    [InlineData(1, 5, 2, 1, 4, 0, false)]
+    [InlineData(1, 5, 2, 1, 4, 0, true)]
+    [InlineData(2, 7, 4, 2, 8, 0, false)]
+    [InlineData(2, 7, 4, 2, 8, 0, true)]
+    [InlineData(2, 9, 6, 3, 5, 0, false)]
+    [InlineData(1, 8, 4, 2, 4, 3, false)]
+    [InlineData(1, 8, 4, 2, 4, 3, true)]
+    [InlineData(1, 40, 2, 1, 16, 7, true)]
+    public void AttentionGradientsMatchFiniteDifferences(int sequences, int length, int heads, int kvHeads, int dh, int window, bool split)
     {
         var shape = new CausalAttention.Shape
         {
@@ -191,7 +195,7 @@ public sealed unsafe class BackwardKernelTests
         fixed (float* por = outRef, pdqr = dqRef, pdkr = dkRef, pdvr = dvRef)
         {
             CausalAttention.Forward(po, pl, pq, pk, pv, shape);
-            CausalAttention.Backward(pdq, pdk, pdv, pr, po, pl, pq, pk, pv, shape);
+            CausalAttention.Backward(pdq, pdk, pdv, pr, po, pl, pq, pk, pv, shape, split);
             CausalAttention.Reference(por, pq, pk, pv, pdqr, pdkr, pdvr, pr, shape);
         }
         AssertClose(AttentionInDouble(q, k, v, shape), output, 1e-5, 1e-6, "output vs double forward");
