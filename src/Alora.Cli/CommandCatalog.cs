@@ -13,5 +13,6 @@ internal static class CommandCatalog
         yield return TokenizeCommands.Detokenize();
         yield return TemplateCommands.Template();
         yield return AdapterCommands.Adapter();
+        yield return TrainingCommands.Grad();
     }
 }

@@ -1,4 +1,3 @@
-using System.Buffers;
 using Alora.Kernels;
 
 namespace Alora.Training;
@@ -11,9 +10,12 @@ namespace Alora.Training;
 /// Causal grouped-query attention over whole contiguous sequences, as training runs them (no KV cache).
 /// The forward keeps only the output and each (row, head)'s log-sum-exp of the scores; the backward
 /// recomputes the probabilities from them, so no [T, T] matrix is stored per head.
-/// Work is split over (sequence, KV head): one task owns the dk/dv of its group, so tasks never share writes.
+/// The forward splits work over (sequence, query head, query range). The backward runs fused over
+/// (sequence, KV head), one task owning the dk/dv of its group, when that gives every thread work; otherwise
+/// (few sequences and KV heads for the cores) in two passes that recompute the probabilities: dq over
+/// (sequence, query head, query range), then dk and dv over (sequence, KV head, key range). Tasks never share writes.
 /// </summary>
-public static unsafe class CausalAttention
+public static unsafe partial class CausalAttention
 {
     public struct Shape
     {
@@ -40,8 +42,8 @@ public static unsafe class CausalAttention
     public static void Forward(float* output, float* logSumExp, float* q, float* k, float* v, in Shape shape)
     {
         shape.Validate();
-        var task = new Task { Output = output, LogSumExp = logSumExp, Q = q, K = k, V = v, S = shape };
-        WorkerPool.Shared.For(shape.SequenceCount * shape.KeyValueHeadCount, ref task);
+        var task = new QueryTask { Output = output, LogSumExp = logSumExp, Q = q, K = k, V = v, S = shape };
+        RunOverQueries(ref task, shape);
     }
 
     /// <summary>
@@ -49,70 +51,43 @@ public static unsafe class CausalAttention
     /// </summary>
     public static void Backward(float* dq, float* dk, float* dv, float* doutput, float* output, float* logSumExp,
         float* q, float* k, float* v, in Shape shape)
+        => Backward(dq, dk, dv, doutput, output, logSumExp, q, k, v, shape, split: null);
+
+    /// <summary>As the public Backward, with the fused (false) or two-pass (true) schedule forced for tests; null picks.</summary>
+    internal static void Backward(float* dq, float* dk, float* dv, float* doutput, float* output, float* logSumExp,
+        float* q, float* k, float* v, in Shape shape, bool? split)
     {
         shape.Validate();
-        var task = new Task
+        int groups = shape.SequenceCount * shape.KeyValueHeadCount;
+        if (groups == 0 || shape.Length == 0) return;
+        if (!(split ?? (groups < 2 * WorkerPool.Shared.ThreadCount && shape.Length >= 2)))
         {
-            Backward = true, Dq = dq, Dk = dk, Dv = dv, DOutput = doutput,
-            Output = output, LogSumExp = logSumExp, Q = q, K = k, V = v, S = shape,
+            var task = new Task
+            {
+                Dq = dq, Dk = dk, Dv = dv, DOutput = doutput,
+                Output = output, LogSumExp = logSumExp, Q = q, K = k, V = v, S = shape,
+            };
+            WorkerPool.Shared.For(groups, ref task);
+            return;
+        }
+        var queries = new QueryTask
+        {
+            Backward = true, Dq = dq, DOutput = doutput, Output = output, LogSumExp = logSumExp, Q = q, K = k, V = v, S = shape,
         };
-        WorkerPool.Shared.For(shape.SequenceCount * shape.KeyValueHeadCount, ref task);
+        RunOverQueries(ref queries, shape);
+        var keys = new KeyTask { Dk = dk, Dv = dv, DOutput = doutput, Output = output, LogSumExp = logSumExp, Q = q, K = k, V = v, S = shape };
+        keys.Chunks = Math.Clamp(2 * WorkerPool.Shared.ThreadCount / groups, 1, shape.Length);
+        WorkerPool.Shared.For(groups * keys.Chunks, ref keys);
     }
 
+    /// <summary>The fused backward: one task per (sequence, KV head) computes dq of its query heads and its dk, dv.</summary>
     private struct Task : IParallelTask
     {
-        public bool Backward;
         public float* Output, LogSumExp, Q, K, V;
         public float* Dq, Dk, Dv, DOutput;
         public Shape S;
 
-        public void Execute(int index)
-        {
-            int b = index / S.KeyValueHeadCount, kvHead = index % S.KeyValueHeadCount;
-            if (Backward)
-            {
-                RunBackward(b, kvHead);
-                return;
-            }
-            float[] rented = ArrayPool<float>.Shared.Rent(Math.Max(1, S.Length));
-            try
-            {
-                fixed (float* scores = rented)   // [T] one query's scores, then probabilities
-                {
-                    RunForward(b, kvHead, scores);
-                }
-            }
-            finally
-            {
-                ArrayPool<float>.Shared.Return(rented);
-            }
-        }
-
-        private readonly void RunForward(int b, int kvHead, float* scores)
-        {
-            int t0 = b * S.Length, dh = S.HeadDim, group = S.HeadCount / S.KeyValueHeadCount;
-            for (int h = kvHead * group; h < (kvHead + 1) * group; h++)
-                for (int t = 0; t < S.Length; t++)
-                {
-                    long row = t0 + t;
-                    float* qi = Q + row * S.QueryStride + h * dh;
-                    float* oi = Output + row * S.QueryStride + h * dh;
-                    int first = S.FirstKey(t);
-                    float max = float.NegativeInfinity;
-                    for (int j = first; j <= t; j++)
-                    {
-                        float s = S.Scale * Elementwise.Dot(qi, K + (t0 + j) * (long)S.KeyStride + kvHead * dh, dh);
-                        scores[j] = s;
-                        max = MathF.Max(max, s);
-                    }
-                    float sum = 0;
-                    for (int j = first; j <= t; j++) { scores[j] = MathF.Exp(scores[j] - max); sum += scores[j]; }
-                    float inv = 1f / sum;
-                    new Span<float>(oi, dh).Clear();
-                    for (int j = first; j <= t; j++) Elementwise.Axpy(oi, scores[j] * inv, V + (t0 + j) * (long)S.KeyStride + kvHead * dh, dh);
-                    LogSumExp[row * S.HeadCount + h] = max + MathF.Log(sum);
-                }
-        }
+        public readonly void Execute(int index) => RunBackward(index / S.KeyValueHeadCount, index % S.KeyValueHeadCount);
 
         private readonly void RunBackward(int b, int kvHead)
         {

@@ -132,15 +132,15 @@ public sealed unsafe partial class DecoderTrainer
 
     /// <summary>
     /// Final norm, LM head and cross-entropy over the label rows, C at a time; with <paramref name="backward"/>,
-    /// d loss / d (final hidden) is written into the label rows of _dHidden. Returns the mean loss.
+    /// d loss / d (final hidden) is written into the label rows of _dHidden. Returns the loss sum / <paramref name="divisor"/>.
     /// </summary>
-    private double Head(bool backward)
+    private double Head(bool backward, int divisor)
     {
         var c = _config;
         int d = c.HiddenSize, v = c.VocabSize;
         float* final = _layerInputs[c.LayerCount];
         double total = 0;
-        float gradientScale = 1f / (LabelCount * c.LogitsScaling);   // mean over labels, through logits / scaling
+        float gradientScale = (float)(1.0 / ((double)divisor * c.LogitsScaling));   // mean over labels, through logits / scaling
         for (int begin = 0; begin < _labelRows.Count; begin += _logitChunkRows)
         {
             int count = Math.Min(_logitChunkRows, _labelRows.Count - begin);
@@ -163,7 +163,7 @@ public sealed unsafe partial class DecoderTrainer
             for (int i = 0; i < count; i++)
                 Elementwise.Add(_dHidden + (long)_sourceRows[i] * d, _dHeadHidden + (long)i * d, d);
         }
-        return total / LabelCount;
+        return total / divisor;
     }
 
     private void Backward()

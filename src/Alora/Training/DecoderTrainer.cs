@@ -86,6 +86,13 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(maxLength, 1);
         if (adapter is not null && adapter.Config.LayerCount != weights.Config.LayerCount)
             throw new ArgumentException($"adapter has {adapter.Config.LayerCount} layers, the model {weights.Config.LayerCount} (wrong base model?)", nameof(adapter));
+        if (adapter is not null)
+            foreach (var module in adapter.Modules)
+            {
+                var projection = weights.Layers[module.Layer].Projection(module.Module);
+                if (projection.Rows != module.OutFeatures || projection.Cols != module.InFeatures)
+                    throw new ArgumentException($"adapter module {module.PeftPrefix} is [{module.OutFeatures}, {module.InFeatures}] (out, in); the model's {module.Module} of layer {module.Layer} is [{projection.Rows}, {projection.Cols}] (wrong base model?)", nameof(adapter));
+            }
         _weights = weights;
         _config = weights.Config;
         _adapter = adapter;
@@ -171,14 +178,20 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
     /// whose label t + 1 is not −100) and sets the adapter's gradients to d loss / d A and d loss / d B
     /// (added to the existing gradients when <paramref name="accumulateGradients"/>).
     /// </summary>
-    public double ForwardBackward(IReadOnlyList<TrainingRow> rows, bool accumulateGradients = false)
+    /// <param name="meanOver">
+    /// The count the loss sum is divided by; null: this batch's label count. Gradient accumulation over
+    /// micro-batches passes the label count of the whole batch to every micro-batch, so the accumulated gradients
+    /// (and the summed losses) equal those of one pass over the whole batch.
+    /// </param>
+    public double ForwardBackward(IReadOnlyList<TrainingRow> rows, bool accumulateGradients = false, int? meanOver = null)
     {
         if (_adapter is null) throw new InvalidOperationException("this trainer has no adapter to compute gradients for; use Loss for the forward alone");
+        if (meanOver is < 1) throw new ArgumentOutOfRangeException(nameof(meanOver), meanOver, "the loss divisor must be at least 1");
         if (!accumulateGradients) _adapter.ZeroGradients();
         Prepare(rows);
         Forward();
         new Span<float>(_dHidden, checked(_rowCount * _length * _config.HiddenSize)).Clear();
-        double loss = Head(backward: true);
+        double loss = Head(backward: true, meanOver ?? LabelCount);
         Backward();
         return loss;
     }
@@ -188,7 +201,7 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
     {
         Prepare(rows);
         Forward();
-        return Head(backward: false);
+        return Head(backward: false, LabelCount);
     }
 
     public void Dispose() => _slab.Dispose();

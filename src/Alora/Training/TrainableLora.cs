@@ -1,5 +1,4 @@
-using System.Text.Json.Nodes;
-using Alora.Formats;
+using Alora.Adapters;
 using Alora.Inference;
 using Alora.Kernels;
 using Alora.Models;
@@ -50,9 +49,10 @@ public sealed unsafe class TrainableModule
 }
 
 /// <summary>
-/// The f32 LoRA/aLoRA factors being trained, per (layer, projection), and their gradients. Factors and
-/// gradients live in one slab; <see cref="ToForwardAdapter"/> gives the inference forward a view of the same
-/// memory, so an optimizer step is seen by generation at once.
+/// The f32 LoRA/aLoRA factors being trained, per (layer, projection), and their gradients. Built from an
+/// <see cref="LoraAdapter"/> it shares the adapter's A and B memory (an optimizer step updates the adapter in
+/// place, ready to save or serve) and owns only the gradients; built from a shape it owns both.
+/// <see cref="ToForwardAdapter"/> gives the inference forward a view of the same factors.
 /// </summary>
 public sealed unsafe class TrainableLora : IDisposable
 {
@@ -60,39 +60,70 @@ public sealed unsafe class TrainableLora : IDisposable
     private readonly TrainableModule?[,] _modules;   // [layers, 7]
     private readonly List<TrainableModule> _list = [];
 
+    private readonly record struct ModuleSpec(int Layer, int ModuleIndex, int Rank, float Scaling, nint A, nint B);
+
+    /// <summary>New zero factors (A and B owned here) on <paramref name="modules"/> of every layer.</summary>
     /// <param name="modules">Projection names to adapt in every layer (q_proj … down_proj).</param>
     /// <param name="invocationTokens">An aLoRA's invocation ids; null for a plain LoRA.</param>
     public TrainableLora(ModelConfig config, IReadOnlyList<string> modules, int rank, float scaling, int[]? invocationTokens = null)
+        : this(config, invocationTokens, 0, EveryLayer(config, modules, rank, scaling))
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(rank, 1);
+    }
+
+    /// <summary>Trains <paramref name="adapter"/> in place: its A and B are used (not copied); gradients are allocated here.</summary>
+    public TrainableLora(LoraAdapter adapter)
+        : this(adapter.BaseConfig, adapter.InvocationTokens, adapter.ActivationShift, adapter.Modules.Select(m =>
+            new ModuleSpec(m.Layer, ForwardAdapter.ModuleIndex(m.Module), m.Rank, m.Scaling, (nint)m.A.Data, (nint)m.B.Data)).ToList())
+    {
+    }
+
+    private TrainableLora(ModelConfig config, int[]? invocationTokens, int activationShift, IReadOnlyList<ModuleSpec> specs)
+    {
         if (invocationTokens is { Length: 0 }) throw new ArgumentException("the aLoRA invocation token list is empty; it needs at least one id", nameof(invocationTokens));
         Config = config;
         InvocationTokens = invocationTokens;
+        ActivationShift = activationShift;
         _modules = new TrainableModule?[config.LayerCount, ForwardAdapter.Modules.Length];
-        var indices = modules.Select(ForwardAdapter.ModuleIndex).Distinct().Order().ToArray();
         long bytes = 0;
-        for (int layer = 0; layer < config.LayerCount; layer++)
-            foreach (int index in indices)
-            {
-                var (outFeatures, inFeatures) = ProjectionShape(config, index);
-                bytes += 2 * NativeSlab.Align((long)rank * inFeatures * 4) + 2 * NativeSlab.Align((long)outFeatures * rank * 4);
-            }
+        foreach (var spec in specs)
+        {
+            var (outFeatures, inFeatures) = ProjectionShape(config, spec.ModuleIndex);
+            long factors = NativeSlab.Align((long)spec.Rank * inFeatures * 4) + NativeSlab.Align((long)outFeatures * spec.Rank * 4);
+            bytes += spec.A == 0 ? 2 * factors : factors;
+        }
         _slab = new NativeSlab(bytes, "trainable lora");
+        foreach (var spec in specs)
+        {
+            if ((uint)spec.Layer >= (uint)config.LayerCount)
+                throw new ArgumentException($"adapter module {ForwardAdapter.Modules[spec.ModuleIndex]} is on layer {spec.Layer}; the model has {config.LayerCount} layers (wrong base model?)", nameof(config));
+            if (_modules[spec.Layer, spec.ModuleIndex] is not null)
+                throw new ArgumentException($"module {ForwardAdapter.Modules[spec.ModuleIndex]} of layer {spec.Layer} is listed twice", nameof(config));
+            ArgumentOutOfRangeException.ThrowIfLessThan(spec.Rank, 1, "rank");
+            var (outFeatures, inFeatures) = ProjectionShape(config, spec.ModuleIndex);
+            string name = $"layer {spec.Layer} {ForwardAdapter.Modules[spec.ModuleIndex]}";
+            float* a = spec.A != 0 ? (float*)spec.A : _slab.TakeFloats((long)spec.Rank * inFeatures, name + " A");
+            float* b = spec.B != 0 ? (float*)spec.B : _slab.TakeFloats((long)outFeatures * spec.Rank, name + " B");
+            var module = new TrainableModule(spec.Layer, spec.ModuleIndex, spec.Rank, inFeatures, outFeatures, spec.Scaling, a, b,
+                _slab.TakeFloats((long)spec.Rank * inFeatures, name + " dA"), _slab.TakeFloats((long)outFeatures * spec.Rank, name + " dB"));
+            _modules[spec.Layer, spec.ModuleIndex] = module;
+            _list.Add(module);
+        }
+    }
+
+    private static List<ModuleSpec> EveryLayer(ModelConfig config, IReadOnlyList<string> modules, int rank, float scaling)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(rank, 1);
+        var indices = modules.Select(ForwardAdapter.ModuleIndex).Distinct().Order().ToArray();
+        var specs = new List<ModuleSpec>();
         for (int layer = 0; layer < config.LayerCount; layer++)
-            foreach (int index in indices)
-            {
-                var (outFeatures, inFeatures) = ProjectionShape(config, index);
-                string name = $"layer {layer} {ForwardAdapter.Modules[index]}";
-                var module = new TrainableModule(layer, index, rank, inFeatures, outFeatures, scaling,
-                    _slab.TakeFloats((long)rank * inFeatures, name + " A"), _slab.TakeFloats((long)outFeatures * rank, name + " B"),
-                    _slab.TakeFloats((long)rank * inFeatures, name + " dA"), _slab.TakeFloats((long)outFeatures * rank, name + " dB"));
-                _modules[layer, index] = module;
-                _list.Add(module);
-            }
+            foreach (int index in indices) specs.Add(new ModuleSpec(layer, index, rank, scaling, 0, 0));
+        return specs;
     }
 
     public ModelConfig Config { get; }
     public int[]? InvocationTokens { get; }
+    /// <summary>Positions after the invocation start at which activation begins (1 for legacy IBM aLoRAs).</summary>
+    public int ActivationShift { get; }
     public bool IsActivated => InvocationTokens is not null;
     public IReadOnlyList<TrainableModule> Modules => _list;
     public int MaxRank => _list.Count == 0 ? 0 : _list.Max(m => m.Rank);
@@ -112,13 +143,14 @@ public sealed unsafe class TrainableLora : IDisposable
 
     /// <summary>
     /// First adapted position of a training row: 0 for a LoRA; for an aLoRA the start of the last occurrence of
-    /// the invocation in the row's full ids (PEFT's rule); null when the invocation is absent (never adapted).
+    /// the invocation in the row's full ids (PEFT's rule, plus the legacy shift); null when the invocation is
+    /// absent (never adapted).
     /// </summary>
     public int? ActivationStart(ReadOnlySpan<int> inputIds)
     {
         if (InvocationTokens is null) return 0;
         int s = AdapterActivation.LastOccurrence(inputIds, InvocationTokens);
-        return s < 0 ? null : s;
+        return s < 0 ? null : s + ActivationShift;
     }
 
     public void ZeroGradients()
@@ -145,58 +177,11 @@ public sealed unsafe class TrainableLora : IDisposable
     /// <summary>A forward-pass view of the current factors (the same memory).</summary>
     public ForwardAdapter ToForwardAdapter(string name)
     {
-        var adapter = new ForwardAdapter(name, Config.LayerCount, InvocationTokens);
+        var adapter = new ForwardAdapter(name, Config.LayerCount, InvocationTokens, ActivationShift);
         foreach (var m in _list)
             adapter.Set(m.Layer, m.Module, new LowRankDelta(
                 new WeightMatrix(m.A, DType.F32, m.Rank, m.InFeatures), new WeightMatrix(m.B, DType.F32, m.OutFeatures, m.Rank), m.Scaling));
         return adapter;
-    }
-
-    /// <summary>
-    /// Reads a PEFT adapter folder (adapter_config.json + adapter_model.safetensors) with one rank and alpha for
-    /// every module. Per-module rank/alpha patterns, DoRA and bias training are refused with the field named.
-    /// </summary>
-    public static TrainableLora LoadPeft(string folder, ModelConfig config)
-    {
-        string configPath = Path.Combine(folder, "adapter_config.json");
-        var json = JsonNode.Parse(File.ReadAllText(configPath)) as JsonObject
-            ?? throw new ModelFormatException($"{configPath}: expected a JSON object");
-        int rank = json["r"]?.GetValue<int>() ?? throw new ModelFormatException($"{configPath}: required field 'r' is missing");
-        double alpha = json["lora_alpha"]?.GetValue<double>() ?? throw new ModelFormatException($"{configPath}: required field 'lora_alpha' is missing");
-        bool rslora = json["use_rslora"]?.GetValue<bool>() ?? false;
-        foreach (string field in new[] { "rank_pattern", "alpha_pattern" })
-            if (json[field] is JsonObject pattern && pattern.Count > 0)
-                throw new ModelFormatException($"{configPath}: '{field}' has {pattern.Count} entries; this loader takes one rank and alpha for every module");
-        if (json["use_dora"]?.GetValue<bool>() == true) throw new ModelFormatException($"{configPath}: 'use_dora' is true; DoRA is not supported");
-        if (json["target_modules"] is not JsonArray targets)
-            throw new ModelFormatException($"{configPath}: 'target_modules' must be a list of projection names, found {json["target_modules"]?.ToJsonString() ?? "nothing"}");
-        int[]? invocation = json["alora_invocation_tokens"] is JsonArray ids ? ids.Select(x => x!.GetValue<int>()).ToArray() : null;
-        float scaling = (float)(rslora ? alpha / Math.Sqrt(rank) : alpha / rank);
-        var lora = new TrainableLora(config, targets.Select(t => t!.GetValue<string>()).ToArray(), rank, scaling, invocation);
-        try
-        {
-            string weightsPath = Path.Combine(folder, "adapter_model.safetensors");
-            using var file = SafeTensorsFile.Open(weightsPath);
-            foreach (var m in lora.Modules)
-            {
-                Copy(file, weightsPath, m.PeftPrefix + ".lora_A.weight", m.Rank, m.InFeatures, m.A);
-                Copy(file, weightsPath, m.PeftPrefix + ".lora_B.weight", m.OutFeatures, m.Rank, m.B);
-            }
-            return lora;
-        }
-        catch
-        {
-            lora.Dispose();
-            throw;
-        }
-    }
-
-    private static void Copy(SafeTensorsFile file, string path, string key, int rows, int cols, float* destination)
-    {
-        if (!file.Tensors.TryGetValue(key, out var info)) throw new ModelFormatException($"{path}: tensor '{key}' is missing");
-        if (info.Shape.Length != 2 || info.Shape[0] != rows || info.Shape[1] != cols)
-            throw new ModelFormatException($"{path}: tensor '{key}' has shape [{string.Join(", ", info.Shape)}], expected [{rows}, {cols}] (wrong base model?)");
-        Kernels.Convert.ToSingle(destination, file.DataPointer(info), info.ToWeightDType(path), (long)rows * cols);
     }
 
     public void Dispose() => _slab.Dispose();

@@ -160,11 +160,15 @@ public sealed unsafe class BackwardKernelTests
     }
 
     [Theory]
-    [InlineData(1, 5, 2, 1, 4, 0)]
-    [InlineData(2, 7, 4, 2, 8, 0)]
-    [InlineData(2, 9, 6, 3, 5, 0)]
-    [InlineData(1, 8, 4, 2, 4, 3)]
-    public void AttentionGradientsMatchFiniteDifferences(int sequences, int length, int heads, int kvHeads, int dh, int window)
+    [InlineData(1, 5, 2, 1, 4, 0, false)]
+    [InlineData(1, 5, 2, 1, 4, 0, true)]
+    [InlineData(2, 7, 4, 2, 8, 0, false)]
+    [InlineData(2, 7, 4, 2, 8, 0, true)]
+    [InlineData(2, 9, 6, 3, 5, 0, false)]
+    [InlineData(1, 8, 4, 2, 4, 3, false)]
+    [InlineData(1, 8, 4, 2, 4, 3, true)]
+    [InlineData(1, 40, 2, 1, 16, 7, true)]
+    public void AttentionGradientsMatchFiniteDifferences(int sequences, int length, int heads, int kvHeads, int dh, int window, bool split)
     {
         var shape = new CausalAttention.Shape
         {
@@ -191,7 +195,7 @@ public sealed unsafe class BackwardKernelTests
         fixed (float* por = outRef, pdqr = dqRef, pdkr = dkRef, pdvr = dvRef)
         {
             CausalAttention.Forward(po, pl, pq, pk, pv, shape);
-            CausalAttention.Backward(pdq, pdk, pdv, pr, po, pl, pq, pk, pv, shape);
+            CausalAttention.Backward(pdq, pdk, pdv, pr, po, pl, pq, pk, pv, shape, split);
             CausalAttention.Reference(por, pq, pk, pv, pdqr, pdkr, pdvr, pr, shape);
         }
         AssertClose(AttentionInDouble(q, k, v, shape), output, 1e-5, 1e-6, "output vs double forward");
@@ -254,6 +258,20 @@ public sealed unsafe class BackwardKernelTests
             GradientGemm.WeightGradientReference(pdwr, pdy, px, m, n, k, 0.5f);
         }
         AssertClose(dxRef, dx, 1e-5, 1e-5, "dx = dy·W vs reference twin");
+        // The frozen linear map y = x·Wᵀ is linear, so its finite-difference gradient is exact: the adjoint
+        // identity Σ (x·Wᵀ)⊙dy = Σ x⊙(dy·W) is the gradient check.
+        float[] y = new float[m * n], fresh = new float[m * k];
+        fixed (byte* pw = stored)
+        fixed (float* px = x, py = y, pdy = dy, pf = fresh)
+        {
+            var weight = new WeightMatrix(pw, dtype, n, k);
+            Gemm.MatMul(py, px, weight, m);
+            GradientGemm.InputGradient(pf, pdy, weight, m, accumulate: false);
+        }
+        double forwardSide = 0, backwardSide = 0, magnitude = 0;
+        for (int i = 0; i < y.Length; i++) { forwardSide += (double)y[i] * dy[i]; magnitude += Math.Abs((double)y[i] * dy[i]); }
+        for (int i = 0; i < x.Length; i++) backwardSide += (double)x[i] * fresh[i];
+        Assert.True(Math.Abs(forwardSide - backwardSide) <= 1e-5 * magnitude + 1e-6, $"<x·Wᵀ, dy> {forwardSide:R} vs <x, dy·W> {backwardSide:R}");
         AssertClose(dwRef, dw, 1e-5, 1e-5, "dW += dyᵀ·x vs reference twin");
         float[] overwritten = new float[m * k];
         Array.Fill(overwritten, float.NaN);

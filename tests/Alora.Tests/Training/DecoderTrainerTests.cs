@@ -73,7 +73,8 @@ public sealed class DecoderTrainerTests(BatchingTests.Stories stories, ITestOutp
     [Fact]
     public void LossEqualsTheInferenceForwardOnStories260K()
     {
-        using var lora = GradientFixtureTests.LoadAdapter(stories.Weights.Config);
+        using var fixture = new GradientFixtureTests.FixtureLora(stories.Weights.Config);
+        var lora = fixture.Lora;
         var (rows, expected, _) = GradientFixtureTests.LoadBatch(lora);
         using var trainer = new DecoderTrainer(stories.Weights, null, 2, 64);
         using var withAdapter = new DecoderTrainer(stories.Weights, lora, 2, 64);
@@ -181,6 +182,37 @@ public sealed class DecoderTrainerTests(BatchingTests.Stories stories, ITestOutp
             GradientCheck.AssertClose(gradients[i].A, paddedGradients[i].A, 1e-5, 1e-8, $"module {i} dA");
             GradientCheck.AssertClose(gradients[i].B, paddedGradients[i].B, 1e-5, 1e-8, $"module {i} dB");
         }
+    }
+
+    [Fact]
+    public void AccumulatedMicroBatchesEqualOneBatch()
+    {
+        using var weights = TinyModel.Weights();
+        using var lora = TinyModel.Adapter(weights.Config, Invocation);
+        var rows = TinyBatch(lora);
+        using var trainer = new DecoderTrainer(weights, lora, 2, 16);
+        double whole = trainer.ForwardBackward(rows);
+        int total = trainer.LabelCount;
+        var expected = Gradients(lora);
+        double first = trainer.ForwardBackward([rows[0]], meanOver: total);
+        double second = trainer.ForwardBackward([rows[1]], accumulateGradients: true, meanOver: total);
+        Assert.True(Math.Abs(first + second - whole) <= 1e-6 * whole, $"micro-batch losses {first} + {second} vs {whole}");
+        var accumulated = Gradients(lora);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            GradientCheck.AssertClose(expected[i].A, accumulated[i].A, 1e-5, 1e-8, $"module {i} dA");
+            GradientCheck.AssertClose(expected[i].B, accumulated[i].B, 1e-5, 1e-8, $"module {i} dB");
+        }
+    }
+
+    [Fact]
+    public void AnAdapterForAnotherModelIsRefused()
+    {
+        using var weights = TinyModel.Weights();
+        using var wide = new TrainableLora(TinyModel.Config() with { IntermediateSize = 32 }, ["up_proj"], 2, 1f);
+        var error = Assert.Throws<ArgumentException>(() => new DecoderTrainer(weights, wide, 1, 8));
+        Assert.Contains("layers.0.mlp.up_proj is [32, 16]", error.Message);
+        Assert.Contains("[24, 16]", error.Message);
     }
 
     [Fact]

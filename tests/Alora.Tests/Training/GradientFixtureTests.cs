@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Alora.Adapters;
 using Alora.Formats;
 using Alora.Models;
 using Alora.Tests.Models;
@@ -31,15 +32,32 @@ public sealed class GradientFixtureTests(BatchingTests.Stories stories, ITestOut
         return (rows, root.GetProperty("loss").GetDouble(), root.GetProperty("n_loss_tokens").GetInt32());
     }
 
-    internal static TrainableLora LoadAdapter(ModelConfig config)
-        => TrainableLora.LoadPeft(SharedPaths.Path("fixtures", "stories260K", "alora-q-k-v"), config);
+    /// <summary>The fixture adapter (the adapter library's loader) and a trainable view of its memory.</summary>
+    internal sealed class FixtureLora : IDisposable
+    {
+        public FixtureLora(ModelConfig config)
+        {
+            Adapter = LoraAdapter.Load(SharedPaths.Path("fixtures", "stories260K", "alora-q-k-v"), config);
+            Lora = new TrainableLora(Adapter);
+        }
+
+        public LoraAdapter Adapter { get; }
+        public TrainableLora Lora { get; }
+
+        public void Dispose()
+        {
+            Lora.Dispose();
+            Adapter.Dispose();
+        }
+    }
 
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
     public void LossAndEveryGradientMatchTheReference(bool checkpointing)
     {
-        using var lora = LoadAdapter(_weights.Config);
+        using var fixture = new FixtureLora(_weights.Config);
+        var lora = fixture.Lora;
         var (rows, expectedLoss, labelCount) = LoadBatch(lora);
         using var trainer = new DecoderTrainer(_weights, lora, maxRows: 2, maxLength: 64, checkpointing);
         double loss = trainer.ForwardBackward(rows);
@@ -74,5 +92,23 @@ public sealed class GradientFixtureTests(BatchingTests.Stories stories, ITestOut
         }
         output.WriteLine($"worst max |diff| over all tensors: {worstAbs:E2}");
         Assert.True(failures.Count == 0, "gradients outside tolerance:\n" + string.Join("\n", failures));
+    }
+
+    [Fact]
+    public unsafe void TheTrainableViewSharesTheAdaptersFactors()
+    {
+        using var fixture = new FixtureLora(_weights.Config);
+        Assert.Equal(fixture.Adapter.Modules.Count, fixture.Lora.Modules.Count);
+        foreach (var module in fixture.Adapter.Modules)
+        {
+            var trainable = fixture.Lora.Get(module.Layer, Alora.Models.ForwardAdapter.ModuleIndex(module.Module))!;
+            Assert.Equal(module.PeftPrefix, trainable.PeftPrefix);
+            Assert.Equal((nint)module.A.Data, (nint)trainable.A);
+            Assert.Equal((nint)module.B.Data, (nint)trainable.B);
+            Assert.Equal(module.Scaling, trainable.Scaling);
+        }
+        // An update through the trainable view is the adapter's own value.
+        fixture.Lora.Modules[0].BValues[0] += 1f;
+        Assert.Equal(fixture.Lora.Modules[0].BValues[0], fixture.Adapter.Modules.First(m => m.Layer == fixture.Lora.Modules[0].Layer && m.Module == fixture.Lora.Modules[0].Module).BValues[0]);
     }
 }
