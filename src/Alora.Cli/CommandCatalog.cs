@@ -9,6 +9,7 @@ internal static class CommandCatalog
     {
         yield return GenerateCommands.Generate();
         yield return GenerateCommands.Logits();
+        yield return TrainCommands.Train();
         yield return TokenizeCommands.Tokenize();
         yield return TokenizeCommands.Detokenize();
         yield return TemplateCommands.Template();

@@ -52,6 +52,7 @@ public static class TrainingDataLoader
     {
         int[] ids;
         int[]? labels = null;
+        string? text = null;  // the text that was tokenized, for boundary hints
         int responseStart;   // first position of the completion when there is no invocation
         if (line["input_ids"] is JsonNode idsNode)
         {
@@ -79,6 +80,7 @@ public static class TrainingDataLoader
                 if (line[key] is JsonNode value) extra[key] = value.DeepClone();
             string rendered = chat.Apply((JsonArray)messages.DeepClone(), addGenerationPrompt: false, extra, options.TemplateNow);
             ids = tokenizer.Encode(rendered, addSpecialTokens: false);
+            text = rendered;
             // Without an invocation, the completion is the last message: its content's tokens.
             string prefix = chat.Apply(new JsonArray(messages.Take(messages.Count - 1).Select(m => m!.DeepClone()).ToArray()), addGenerationPrompt: true, extra, options.TemplateNow);
             responseStart = rendered.StartsWith(prefix, StringComparison.Ordinal)
@@ -91,6 +93,7 @@ public static class TrainingDataLoader
             int[] promptIds = tokenizer.Encode(prompt, addSpecialTokens: true);
             int[] completionIds = tokenizer.Encode(completion, addSpecialTokens: false);
             ids = [.. promptIds, .. completionIds, .. tokenizer.EosTokenId is int eos ? new[] { eos } : []];
+            text = prompt + completion;
             responseStart = promptIds.Length;
         }
         else
@@ -105,9 +108,11 @@ public static class TrainingDataLoader
         {
             int s = Inference.AdapterActivation.LastOccurrence(ids, invocation);
             if (s < 0)
+            {
+                string hint = text is null ? "" : " " + string.Join(" ", InvocationTokens.CheckInConversation(tokenizer, invocation, text));
                 throw new TrainingDataException(
-                    $"{where}: the invocation [{string.Join(", ", invocation)}] does not occur in this example's {ids.Length} tokens " +
-                    "(check that the invocation string appears in the text and tokenizes the same way in context)");
+                    $"{where}: the invocation [{string.Join(", ", invocation)}] does not occur in this example's {ids.Length} tokens.{hint}");
+            }
             activationStart = s;
             responseStart = s + invocation.Length;
         }

@@ -1,0 +1,284 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Alora.Adapters;
+using Alora.Formats;
+using Alora.Models;
+using Alora.Tokenization;
+using Alora.Tokenization.Templates;
+using Alora.Training.Data;
+using Alora.Training.Optimization;
+
+namespace Alora.Training;
+
+/// <summary>
+/// A LoRA/aLoRA training run: data → batches → forward/backward (DecoderTrainer) → clipping → optimizer step,
+/// with evaluation every EvalStep steps, checkpoints every SaveStep steps (resumable: adapter, optimizer
+/// state, position), the best adapter by validation loss kept in OutputDir/best, and the final adapter in
+/// PEFT's format in OutputDir. All input is checked before anything is written.
+/// </summary>
+public sealed class Trainer(TrainerOptions options)
+{
+    public TrainerOptions Options { get; } = options;
+
+    public TrainingResult Run(IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        var o = Options;
+        Validate(o);
+        string modelPath = LanguageModel.ResolveModelPath(o.BaseModel);
+        using var weights = ModelWeights.Load(modelPath);
+        var tokenizer = Tokenizer.Load(modelPath);
+        var chat = Directory.Exists(modelPath) ? TryLoadChatTemplates(modelPath) : null;
+
+        // The adapter to train: fresh (PEFT's init), or from --init_adapter / a checkpoint.
+        string? startFrom = o.ResumeFromCheckpoint ?? o.InitAdapter;
+        using var adapter = startFrom is not null
+            ? LoraAdapter.Load(startFrom, weights.Config, "train", tokenizer)
+            : LoraAdapter.Create("train", NewConfig(o, tokenizer, modelPath), weights.Config, o.Seed);
+        if (o.AdapterKind == "alora" && !adapter.IsActivated)
+            throw new TrainingDataException($"{startFrom}: --adapter alora, but this adapter has no alora_invocation_tokens");
+        int[]? invocation = adapter.InvocationTokens;
+
+        // Data: every line is checked before anything is written.
+        var examples = TrainingDataLoader.Load(o.DataPath, tokenizer, chat,
+            new TrainingDataOptions { CutoffLength = o.CutoffLength, InvocationTokens = invocation, TrainOnAllTokens = o.TrainOnAllTokens });
+        var (train, validation) = TrainingBatches.Split(examples, o.ValSetSize, o.Seed);
+        if (train.Count == 0) throw new TrainingDataException($"{o.DataPath}: no training examples remain after the validation split");
+
+        bool createdOutput = !Directory.Exists(o.OutputDir);
+        EnsureWritable(o.OutputDir);
+        try
+        {
+            return Train(o, weights, adapter, train, validation, progress, cancellationToken);
+        }
+        catch when (createdOutput && !Directory.EnumerateFileSystemEntries(o.OutputDir).Any())
+        {
+            Directory.Delete(o.OutputDir);
+            throw;
+        }
+    }
+
+    private static TrainingResult Train(TrainerOptions o, ModelWeights weights, LoraAdapter adapter, IReadOnlyList<TrainingExample> train,
+        IReadOnlyList<TrainingExample> validation, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
+        var ranks = adapter.Modules.Select(m => m.Rank).Distinct().ToList();
+        var scalings = adapter.Modules.Select(m => m.Scaling).Distinct().ToList();
+        if (ranks.Count != 1 || scalings.Count != 1)
+            throw new TrainingDataException("training needs one rank and one scaling for every module; this adapter has rank_pattern/alpha_pattern entries");
+        using var trainable = new TrainableLora(weights.Config, adapter.Modules.Select(m => m.Module).Distinct().ToList(), ranks[0], scalings[0], adapter.InvocationTokens);
+        if (trainable.Modules.Count != adapter.Modules.Count)
+            throw new TrainingDataException("training needs the same projections in every layer; this adapter targets a subset of layers");
+        CopyFactors(adapter, trainable, toTrainable: true);
+
+        int maxLength = Math.Max(train.Max(e => e.InputIds.Length), validation.Count == 0 ? 0 : validation.Max(e => e.InputIds.Length));
+        using var model = new DecoderTrainer(weights, trainable, o.BatchSize, maxLength, o.GradientCheckpointing);
+        var parameters = trainable.TrainableTensors();
+        var optimizer = Optimizer.Create(parameters, new OptimizerOptions
+        {
+            Kind = o.Optimizer, LearningRate = o.LearningRate, WeightDecay = o.WeightDecay, LoraPlusRatio = o.LoraPlusRatio,
+        });
+
+        int microBatchesPerEpoch = (train.Count + o.BatchSize - 1) / o.BatchSize;
+        int stepsPerEpoch = (microBatchesPerEpoch + o.GradientAccumulationSteps - 1) / o.GradientAccumulationSteps;
+        long totalSteps = o.MaxSteps ?? (long)stepsPerEpoch * o.NumEpochs;
+        var log = new TrainingLog();
+        long step = 0;
+        int startEpoch = 0, skipMicroBatches = 0;
+        double? bestValidation = null;
+        long? bestStep = null;
+        if (o.ResumeFromCheckpoint is { } checkpoint)
+            (step, startEpoch, skipMicroBatches, bestValidation, bestStep) = Resume(checkpoint, optimizer, log);
+
+        var clock = Stopwatch.StartNew();
+        long tokens = 0;
+        double lastLoss = double.NaN;
+        for (int epoch = startEpoch; step < totalSteps; epoch++)
+        {
+            var microBatches = TrainingBatches.Epoch(train, o.BatchSize, o.Seed, epoch).ToList();
+            int index = epoch == startEpoch ? skipMicroBatches : 0;
+            while (index < microBatches.Count && step < totalSteps)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var group = microBatches.Skip(index).Take(o.GradientAccumulationSteps).ToList();
+                index += group.Count;
+                // One pooled mean over every label of the accumulated batch, as one big batch would give.
+                int labels = group.Sum(b => b.LossTokenCount);
+                if (labels == 0) continue;
+                double loss = 0;
+                for (int g = 0; g < group.Count; g++)
+                {
+                    var rows = TrainingRow.FromBatch(group[g], trainable);
+                    loss += model.ForwardBackward(rows, accumulateGradients: g > 0, meanOver: labels) ;
+                    tokens += group[g].Lengths.Sum();
+                }
+                GradientClipping.ClipByGlobalNorm(parameters, o.MaxGradNorm);
+                double rate = LearningRateSchedule.At(o.Scheduler, o.LearningRate, step, totalSteps, o.WarmupSteps);
+                optimizer.Apply(rate);
+                step++;
+                lastLoss = loss;
+
+                double? validationLoss = null;
+                if (validation.Count > 0 && (step % o.EvalStep == 0 || step == totalSteps))
+                {
+                    validationLoss = Evaluate(model, trainable, validation, o.BatchSize);
+                    if (bestValidation is null || validationLoss < bestValidation)
+                    {
+                        bestValidation = validationLoss;
+                        bestStep = step;
+                        CopyFactors(adapter, trainable, toTrainable: false);
+                        SaveAdapter(adapter, Path.Combine(o.OutputDir, "best"));
+                    }
+                }
+                log.Add(step, epoch, loss, rate, validationLoss);
+                if (step % o.SaveStep == 0 && step < totalSteps)
+                {
+                    CopyFactors(adapter, trainable, toTrainable: false);
+                    SaveCheckpoint(Path.Combine(o.OutputDir, $"checkpoint-{step}"), adapter, optimizer, log, step, epoch, index, bestValidation, bestStep);
+                }
+                progress?.Report(new TrainingProgress(step, totalSteps, epoch, loss, rate, tokens / Math.Max(1e-9, clock.Elapsed.TotalSeconds), clock.Elapsed, validationLoss));
+            }
+        }
+
+        CopyFactors(adapter, trainable, toTrainable: false);
+        SaveAdapter(adapter, o.OutputDir);
+        log.Write(o.OutputDir);
+        return new TrainingResult(step, lastLoss, bestValidation, bestStep, o.OutputDir, tokens / Math.Max(1e-9, clock.Elapsed.TotalSeconds));
+    }
+
+    /// <summary>The pooled mean loss over every label of the validation set.</summary>
+    private static double Evaluate(DecoderTrainer model, TrainableLora trainable, IReadOnlyList<TrainingExample> validation, int batchSize)
+    {
+        double total = 0;
+        long count = 0;
+        foreach (var batch in TrainingBatches.Epoch(validation, batchSize, seed: 0, epoch: 0, shuffle: false))
+        {
+            double loss = model.Loss(TrainingRow.FromBatch(batch, trainable));
+            total += loss * model.LabelCount;
+            count += model.LabelCount;
+        }
+        return count == 0 ? double.NaN : total / count;
+    }
+
+    private static unsafe void CopyFactors(LoraAdapter adapter, TrainableLora trainable, bool toTrainable)
+    {
+        foreach (var m in adapter.Modules)
+        {
+            var t = trainable.Get(m.Layer, ForwardAdapter.ModuleIndex(m.Module))
+                ?? throw new InvalidOperationException($"layer {m.Layer} {m.Module} is not trainable");
+            if (toTrainable) { m.AValues.CopyTo(t.AValues); m.BValues.CopyTo(t.BValues); }
+            else { t.AValues.CopyTo(m.AValues); t.BValues.CopyTo(m.BValues); }
+        }
+    }
+
+    /// <summary>Writes the adapter next to its final place, then swaps it in, so a crash never leaves half a folder.</summary>
+    private static void SaveAdapter(LoraAdapter adapter, string folder)
+    {
+        Directory.CreateDirectory(folder);
+        adapter.Save(folder);
+    }
+
+    private static void SaveCheckpoint(string folder, LoraAdapter adapter, Optimizer optimizer, TrainingLog log, long step, int epoch, int nextMicroBatch,
+        double? bestValidation, long? bestStep)
+    {
+        string temporary = folder + ".tmp";
+        if (Directory.Exists(temporary)) Directory.Delete(temporary, recursive: true);
+        Directory.CreateDirectory(temporary);
+        adapter.Save(temporary);
+        var state = optimizer.State().Select(s => SafeTensorToWrite.FromFloats(s.Name, [s.Values.Length], s.Values)).ToList();
+        SafeTensorsWriter.Write(Path.Combine(temporary, "optimizer.safetensors"), state);
+        log.Write(temporary);
+        var trainerState = new JsonObject
+        {
+            ["global_step"] = step,
+            ["epoch"] = epoch,
+            ["next_micro_batch"] = nextMicroBatch,
+            ["optimizer"] = optimizer.Options.Kind,
+            ["best_metric"] = bestValidation,
+            ["best_step"] = bestStep,
+        };
+        AtomicFile.WriteAllText(Path.Combine(temporary, "trainer_state.json"), trainerState.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
+        Directory.Move(temporary, folder);
+    }
+
+    private static (long Step, int Epoch, int NextMicroBatch, double? Best, long? BestStep) Resume(string checkpoint, Optimizer optimizer, TrainingLog log)
+    {
+        string statePath = Path.Combine(checkpoint, "trainer_state.json");
+        if (!File.Exists(statePath)) throw new TrainingDataException($"{checkpoint}: not a checkpoint (no trainer_state.json)");
+        var state = JsonNode.Parse(File.ReadAllText(statePath))!.AsObject();
+        long step = state["global_step"]!.GetValue<long>();
+        using (var file = SafeTensorsFile.Open(Path.Combine(checkpoint, "optimizer.safetensors")))
+            optimizer.LoadState(file.Tensors.Keys.ToDictionary(k => k, k => file.ReadFloats(k)), step);
+        string csv = Path.Combine(checkpoint, "loss_curve.csv");
+        if (File.Exists(csv)) log.Restore(TrainingLog.ReadCsv(csv));
+        return (step, state["epoch"]!.GetValue<int>(), state["next_micro_batch"]!.GetValue<int>(), state["best_metric"]?.GetValue<double>(), state["best_step"]?.GetValue<long>());
+    }
+
+    private static LoraConfig NewConfig(TrainerOptions o, Tokenizer tokenizer, string modelPath)
+    {
+        int[]? invocation = null;
+        if (o.AdapterKind == "alora" && o.InvocationTokenIds is { } ids)
+        {
+            invocation = ids;
+            foreach (int id in ids)
+                if ((uint)id >= (uint)tokenizer.VocabSize) throw new TrainingDataException($"--invocation_tokens: id {id} is outside the vocabulary [0, {tokenizer.VocabSize})");
+        }
+        else if (o.AdapterKind == "alora")
+        {
+            invocation = InvocationTokens.Encode(tokenizer, o.InvocationString!);
+            if (invocation.Length == 0) throw new TrainingDataException($"--invocation_string \"{o.InvocationString}\" tokenizes to no ids");
+        }
+        return new LoraConfig
+        {
+            R = o.LoraR,
+            LoraAlpha = o.LoraAlpha,
+            UseRslora = o.UseRslora,
+            LoraDropout = o.LoraDropout,
+            TargetModules = o.TargetModules,
+            InitLoraWeights = o.InitLoraWeights,
+            AloraInvocationTokens = invocation,
+            BaseModelNameOrPath = o.BaseModel,
+        };
+    }
+
+    private static ChatTemplateConfig? TryLoadChatTemplates(string folder)
+    {
+        var config = ChatTemplateConfig.Load(folder);
+        return config.Templates.Count > 0 ? config : null;
+    }
+
+    private static void EnsureWritable(string folder)
+    {
+        try
+        {
+            Directory.CreateDirectory(folder);
+            string probe = Path.Combine(folder, $".alora-write-test-{Guid.NewGuid():N}");
+            File.WriteAllText(probe, "");
+            File.Delete(probe);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new TrainingDataException($"the output folder {folder} cannot be written: {e.Message}");
+        }
+    }
+
+    private static void Validate(TrainerOptions o)
+    {
+        void Require(bool condition, string message) { if (!condition) throw new ArgumentException(message); }
+        Require(o.AdapterKind is "alora" or "lora", $"--adapter must be alora or lora, got '{o.AdapterKind}'");
+        Require(o.AdapterKind != "alora" || o.InitAdapter is not null || o.ResumeFromCheckpoint is not null || !string.IsNullOrEmpty(o.InvocationString) || o.InvocationTokenIds is { Length: > 0 },
+            "--adapter alora needs --invocation_string (the text that switches the adapter on) or --invocation_tokens");
+        Require(o.BatchSize >= 1, $"--batch_size must be ≥ 1, got {o.BatchSize}");
+        Require(o.GradientAccumulationSteps >= 1, $"--gradient_accumulation_steps must be ≥ 1, got {o.GradientAccumulationSteps}");
+        Require(o.NumEpochs >= 1 || o.MaxSteps is > 0, $"--num_epochs must be ≥ 1, got {o.NumEpochs}");
+        Require(o.MaxSteps is null or > 0, $"--max_steps must be > 0, got {o.MaxSteps}");
+        Require(o.CutoffLength >= 2, $"--cutoff_len must be ≥ 2, got {o.CutoffLength}");
+        Require(o.EvalStep >= 1 && o.SaveStep >= 1, "--eval_step and --save_step must be ≥ 1");
+        Require(o.LoraR >= 1, $"--lora_r must be ≥ 1, got {o.LoraR}");
+        Require(o.MaxGradNorm >= 0, $"--max_grad_norm must be ≥ 0 (0 turns clipping off), got {o.MaxGradNorm}");
+        Require(o.LoraDropout == 0,
+            $"--lora_dropout {o.LoraDropout}: dropout on the LoRA input is not applied by this trainer yet; pass --lora_dropout 0");
+        Require(o.InitLoraWeights is "true" or "gaussian", $"--init_lora_weights '{o.InitLoraWeights}': expected true or gaussian (pissa and olora are not available yet)");
+        _ = LearningRateSchedule.Multiplier(o.Scheduler, 0, 1, 0);
+    }
+}
