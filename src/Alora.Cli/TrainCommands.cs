@@ -87,8 +87,11 @@ internal static class TrainCommands
                 ResumeFromCheckpoint = parse.GetValue(resume),
             };
             var bar = new ProgressBar(Console.Error);
-            var result = new Trainer(options).Run(bar, cancellationToken);
+            var trainer = new Trainer(options);
+            var result = trainer.Run(bar, cancellationToken);
             bar.Finish();
+            if (trainer.SkippedExamples.Count > 0)
+                Console.Error.WriteLine($"skipped {trainer.SkippedExamples.Count} example(s) with nothing to learn within --cutoff_len, e.g. {trainer.SkippedExamples[0]}");
             string best = result.BestValidationLoss is double b
                 ? string.Create(CultureInfo.InvariantCulture, $" (best validation loss {b:F4} at step {result.BestStep}, in {Path.Combine(result.OutputDir, "best")})")
                 : "";

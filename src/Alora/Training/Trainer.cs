@@ -20,6 +20,8 @@ namespace Alora.Training;
 public sealed class Trainer(TrainerOptions options)
 {
     public TrainerOptions Options { get; } = options;
+    /// <summary>Examples the last run dropped because the cutoff left them nothing to learn.</summary>
+    public IReadOnlyList<string> SkippedExamples { get; private set; } = [];
 
     public TrainingResult Run(IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
@@ -40,8 +42,10 @@ public sealed class Trainer(TrainerOptions options)
         int[]? invocation = adapter.InvocationTokens;
 
         // Data: every line is checked before anything is written.
+        var skipped = new List<string>();
         var examples = TrainingDataLoader.Load(o.DataPath, tokenizer, chat,
-            new TrainingDataOptions { CutoffLength = o.CutoffLength, InvocationTokens = invocation, TrainOnAllTokens = o.TrainOnAllTokens });
+            new TrainingDataOptions { CutoffLength = o.CutoffLength, InvocationTokens = invocation, TrainOnAllTokens = o.TrainOnAllTokens }, skipped);
+        SkippedExamples = skipped;
         var (train, validation) = TrainingBatches.Split(examples, o.ValSetSize, o.Seed);
         if (train.Count == 0) throw new TrainingDataException($"{o.DataPath}: no training examples remain after the validation split");
 

@@ -54,6 +54,16 @@ public sealed class TrainingDataTests
         Assert.Equal([1, 5, 6, 7], examples[0].InputIds);
         Assert.Equal([-100, -100, 6, 7], examples[0].Labels);
         Assert.Equal([1, 9, 10], examples[1].Labels);
+
+        // A cutoff that leaves an example nothing to learn drops it (and says so); if none is left, an error.
+        File.WriteAllText(temp.File("e.jsonl"), "{\"input_ids\": [1, 5, 6], \"labels\": [-100, -100, 6]}\n{\"input_ids\": [1, 7, 8]}\n");
+        var skipped = new List<string>();
+        examples = TrainingDataLoader.Load(temp.File("e.jsonl"), tokenizer, null, new TrainingDataOptions { CutoffLength = 2 }, skipped);
+        Assert.Single(examples);
+        Assert.Contains("e.jsonl:1: nothing left to learn", Assert.Single(skipped));
+        File.WriteAllText(temp.File("f.jsonl"), "{\"input_ids\": [1, 5, 6], \"labels\": [-100, -100, 6]}\n");
+        var e = Assert.Throws<TrainingDataException>(() => TrainingDataLoader.Load(temp.File("f.jsonl"), tokenizer, null, new TrainingDataOptions { CutoffLength = 2 }, []));
+        Assert.Contains("raise --cutoff_len", e.Message);
     }
 
     [Theory]

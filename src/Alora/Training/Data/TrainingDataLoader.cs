@@ -21,7 +21,9 @@ namespace Alora.Training.Data;
 /// </summary>
 public static class TrainingDataLoader
 {
-    public static IReadOnlyList<TrainingExample> Load(string path, Tokenizer tokenizer, ChatTemplateConfig? chat, TrainingDataOptions options)
+    /// <param name="skipped">Receives one message per example dropped because the cutoff left it nothing to learn
+    /// (as in Hugging Face training, where such a row has no labels).</param>
+    public static IReadOnlyList<TrainingExample> Load(string path, Tokenizer tokenizer, ChatTemplateConfig? chat, TrainingDataOptions options, List<string>? skipped = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"training data not found: {path}", path);
         if (options.InvocationTokens is { Length: 0 })
@@ -42,9 +44,18 @@ public static class TrainingDataLoader
             {
                 throw new TrainingDataException($"{path}:{lineNumber}: not valid JSON ({e.Message})");
             }
-            examples.Add(Tokenize(line, tokenizer, chat, options, $"{path}:{lineNumber}", lineNumber));
+            var example = Tokenize(line, tokenizer, chat, options, $"{path}:{lineNumber}", lineNumber);
+            if (example.Labels.AsSpan(1).IndexOfAnyExcept(TrainingExample.IgnoreIndex) < 0)
+            {
+                skipped?.Add($"{path}:{lineNumber}: nothing left to learn after the cutoff length {options.CutoffLength}; skipped");
+                continue;
+            }
+            examples.Add(example);
         }
-        if (examples.Count == 0) throw new TrainingDataException($"{path}: the data set is empty (no JSON lines)");
+        if (examples.Count == 0)
+            throw new TrainingDataException(lineNumber == 0 || skipped is null || skipped.Count == 0
+                ? $"{path}: the data set is empty (no JSON lines)"
+                : $"{path}: no example has anything left to learn within the cutoff length {options.CutoffLength}; raise --cutoff_len");
         return examples;
     }
 
@@ -130,11 +141,8 @@ public static class TrainingDataLoader
             if (activationStart >= options.CutoffLength)
                 throw new TrainingDataException($"{where}: the invocation starts at token {activationStart}, past the cutoff length {options.CutoffLength}; raise --cutoff_len");
         }
-        var example = new TrainingExample(ids, labels, activationStart, lineNumber);
-        // Labels at position 0 never count (nothing predicts them), so a usable example needs one after it.
-        if (!labels.Skip(1).Any(l => l != TrainingExample.IgnoreIndex))
-            throw new TrainingDataException($"{where}: no token is left to learn (the response is empty or cut off by the cutoff length {options.CutoffLength})");
-        return example;
+        // Labels at position 0 never count (nothing predicts them); the caller drops an example with none after it.
+        return new TrainingExample(ids, labels, activationStart, lineNumber);
     }
 
     private static bool TryPair(JsonObject line, string first, string second, string where, out string a, out string b)

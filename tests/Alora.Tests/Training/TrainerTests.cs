@@ -1,0 +1,112 @@
+using Alora.Adapters;
+using Alora.Models;
+using Alora.Training;
+using Alora.Training.Data;
+
+namespace Alora.Tests.Training;
+
+/// <summary>Whole training runs on stories260K: the loss falls, the adapter reloads and generates, resume is exact, bad input writes nothing.</summary>
+public sealed class TrainerTests
+{
+    private static TrainerOptions Options(string data, string output) => new()
+    {
+        BaseModel = SharedPaths.Stories260K,
+        DataPath = data,
+        OutputDir = output,
+        AdapterKind = "lora",
+        LoraR = 4,
+        LoraAlpha = 8,
+        TargetModules = ["q_proj", "v_proj", "down_proj"],
+        BatchSize = 4,
+        LearningRate = 0.01,
+        MaxSteps = 24,
+        CutoffLength = 96,
+        SaveStep = 1000,
+        EvalStep = 1000,
+    };
+
+    [Fact]
+    public async Task ARealRunLowersTheLossAndTheAdapterReloadsAndGenerates()
+    {
+        using var temp = new TempFolder();
+        string output = temp.File("out");
+        var options = Options(SharedPaths.Path("data", "fms-hf-tuning", "twitter_complaints_input_output.jsonl"), output) with { ValSetSize = 8, EvalStep = 8 };
+        var reports = new List<TrainingProgress>();
+        var result = new Trainer(options).Run(new Progress(reports));
+        Assert.Equal(24, result.Steps);
+        double first = reports.Take(3).Average(r => r.Loss), last = reports.TakeLast(3).Average(r => r.Loss);
+        Assert.True(last < 0.7 * first, $"loss should fall: first steps {first:F3}, last steps {last:F3}");
+        Assert.NotNull(result.BestValidationLoss);
+        foreach (var file in new[] { "adapter_config.json", "adapter_model.safetensors", "loss_curve.csv", "loss_curve.svg", "best/adapter_model.safetensors" })
+            Assert.True(File.Exists(Path.Combine(output, file)), file);
+        Assert.Equal(25, File.ReadAllLines(Path.Combine(output, "loss_curve.csv")).Length);
+
+        using var model = LanguageModel.Load(SharedPaths.Stories260K, cacheTokens: 512);
+        var adapter = model.LoadAdapter("trained", output);
+        Assert.Equal(3 * 5, adapter.Modules.Count);
+        var generator = model.CreateGenerator();
+        using var sequence = model.NewSequence();
+        int[] prompt = model.Encode("@HMRCcustomers No this is my first job");
+        var (withAdapter, _) = await Adapters.AdapterForwardTests.CollectWithStats(generator,
+            new Alora.Inference.GenerationRequest { PromptIds = prompt, MaxTokens = 8, Adapter = model.Adapter("trained") }, sequence);
+        Assert.NotEmpty(withAdapter);
+    }
+
+    [Fact]
+    public void ResumingFromACheckpointGivesTheSameAdapterAsAnUninterruptedRun()
+    {
+        using var temp = new TempFolder();
+        string data = SharedPaths.Path("data", "fms-hf-tuning", "twitter_complaints_input_output.jsonl");
+        var whole = Options(data, temp.File("whole")) with { MaxSteps = 10, SaveStep = 4 };
+        new Trainer(whole).Run();
+        var resumed = Options(data, temp.File("whole")) with { MaxSteps = 10, SaveStep = 4, ResumeFromCheckpoint = temp.File("whole/checkpoint-4"), OutputDir = temp.File("resumed") };
+        new Trainer(resumed).Run();
+        using var a = Alora.Formats.SafeTensorsFile.Open(temp.File("whole/adapter_model.safetensors"));
+        using var b = Alora.Formats.SafeTensorsFile.Open(temp.File("resumed/adapter_model.safetensors"));
+        foreach (var name in a.Tensors.Keys) Assert.Equal(a.ReadFloats(name), b.ReadFloats(name));
+    }
+
+    [Fact]
+    public void AnAloraRunLearnsOnlyAfterTheInvocation()
+    {
+        using var temp = new TempFolder();
+        File.WriteAllText(temp.File("qa.jsonl"), string.Join("\n", Enumerable.Range(0, 8).Select(i =>
+            $"{{\"prompt\": \"{(i % 2 == 0 ? "Lily had a red ball." : "Tom ran to the tree.")}\\nQ: Does a ball appear?\\nA:\", \"completion\": \"{(i % 2 == 0 ? " yes" : " no")}\"}}")));
+        var options = Options(temp.File("qa.jsonl"), temp.File("out")) with { AdapterKind = "alora", InvocationTokenIds = [13, 473, 467], MaxSteps = 12, BatchSize = 2 };
+        new Trainer(options).Run();
+        var config = LoraConfig.Load(temp.File("out/adapter_config.json"));
+        Assert.Equal([13, 473, 467], config.AloraInvocationTokens!);
+    }
+
+    [Fact]
+    public void BadInputGetsAClearErrorAndWritesNothing()
+    {
+        using var temp = new TempFolder();
+        string output = temp.File("out");
+        File.WriteAllText(temp.File("bad.jsonl"), "{\"prompt\": \"a\", \"completion\": \"b\"}\n{broken\n");
+        var e = Assert.Throws<TrainingDataException>(() => new Trainer(Options(temp.File("bad.jsonl"), output)).Run());
+        Assert.Contains("bad.jsonl:2", e.Message);
+        Assert.False(Directory.Exists(output));
+
+        File.WriteAllText(temp.File("empty.jsonl"), "\n");
+        e = Assert.Throws<TrainingDataException>(() => new Trainer(Options(temp.File("empty.jsonl"), output)).Run());
+        Assert.Contains("empty", e.Message);
+        Assert.False(Directory.Exists(output));
+
+        File.WriteAllText(temp.File("noinv.jsonl"), "{\"prompt\": \"Tom ran.\", \"completion\": \" yes\"}\n");
+        var alora = Options(temp.File("noinv.jsonl"), output) with { AdapterKind = "alora", InvocationTokenIds = [13, 473, 467] };
+        e = Assert.Throws<TrainingDataException>(() => new Trainer(alora).Run());
+        Assert.Contains("noinv.jsonl:1: the invocation [13, 473, 467] does not occur", e.Message);
+        Assert.False(Directory.Exists(output));
+
+        File.WriteAllText(temp.File("blocker"), "a file where the output folder should be");
+        var unwritable = Options(SharedPaths.Path("data", "fms-hf-tuning", "twitter_complaints_input_output.jsonl"), Path.Combine(temp.File("blocker"), "out"));
+        e = Assert.Throws<TrainingDataException>(() => new Trainer(unwritable).Run());
+        Assert.Contains("cannot be written", e.Message);
+    }
+
+    private sealed class Progress(List<TrainingProgress> reports) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => reports.Add(value);
+    }
+}
