@@ -336,4 +336,51 @@ public sealed unsafe class BackwardKernelTests
             AssertClose(dxRef, dx, 1e-5, 1e-6, "dx vs reference twin");
         }
     }
+
+    [Fact]
+    public void ElementwiseBackwardsMatchTheirTwinsAtEveryLengthUpTo256()
+    {
+        for (int n = 0; n <= 256; n++)
+        {
+            float[] x = Kernels.KernelTestData.Random(2 * n, n + 1, 3), gamma = Kernels.KernelTestData.Random(n, n + 2), dy = Kernels.KernelTestData.Random(2 * n, n + 3);
+            float[] dgate = new float[2 * n], dup = new float[2 * n], dgateRef = new float[2 * n], dupRef = new float[2 * n];
+            float[] dx = new float[2 * n], dxRef = new float[2 * n], dgamma = new float[n], dgammaRef = new float[n], y = new float[2 * n], inv = new float[2];
+            fixed (float* px = x, pg = gamma, pdy = dy, pdg = dgate, pdu = dup, pdgr = dgateRef, pdur = dupRef)
+            fixed (float* pdx = dx, pdxr = dxRef, pgam = dgamma, pgamr = dgammaRef, py = y, pinv = inv)
+            {
+                SiluMulTraining.Backward(pdg, pdu, pdy, px, pg, n);
+                SiluMulTraining.BackwardReference(pdgr, pdur, pdy, px, pg, n);
+                if (n > 0)
+                {
+                    RmsNormTraining.Forward(py, pinv, px, pg, 2, n, 1e-5f);
+                    RmsNormTraining.Backward(pdx, pgam, pdy, px, pg, pinv, 2, n);
+                    RmsNormTraining.BackwardReference(pdxr, pgamr, pdy, px, pg, 2, n, 1e-5f);
+                }
+            }
+            AssertClose(dgateRef, dgate, 1e-5, 1e-6, $"dgate at n {n}");
+            AssertClose(dupRef, dup, 1e-5, 1e-6, $"dup at n {n}");
+            AssertClose(dxRef, dx, 1e-4, 1e-5, $"RMSNorm dx at d {n}");
+            AssertClose(dgammaRef, dgamma, 1e-4, 1e-5, $"RMSNorm dγ at d {n}");
+        }
+    }
+
+    [Fact]
+    public void CrossEntropyMatchesItsTwinAtEveryVocabularySizeUpTo256()
+    {
+        for (int v = 1; v <= 256; v++)
+        {
+            float[] logits = Kernels.KernelTestData.Random(3 * v, v, 5), losses = new float[3], lse = new float[3], dlogits = new float[3 * v];
+            float[] lossesRef = new float[3], dlogitsRef = new float[3 * v];
+            int[] targets = [v - 1, -100, v / 2];
+            fixed (float* pl = logits, pls = losses, plse = lse, pd = dlogits, plr = lossesRef, pdr = dlogitsRef)
+            fixed (int* pt = targets)
+            {
+                double total = CrossEntropy.Forward(pls, plse, pl, pt, 3, v);
+                CrossEntropy.Backward(pd, pl, plse, pt, 3, v, 0.5f);
+                double totalRef = CrossEntropy.ForwardBackwardReference(pdr, plr, pl, pt, 3, v, 0.5f);
+                Assert.True(Math.Abs(total - totalRef) <= 1e-5 * Math.Max(1, Math.Abs(totalRef)), $"loss at V {v}: {total} vs {totalRef}");
+            }
+            AssertClose(dlogitsRef, dlogits, 1e-5, 1e-7, $"dlogits at V {v}");
+        }
+    }
 }
