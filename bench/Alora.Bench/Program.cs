@@ -10,6 +10,9 @@ if (scenario == "help")
 switch (scenario)
 {
     case "gemm":
+        // --packed: the packed micro-kernel for M > 4 instead of the batch-invariant row groups (the default).
+        Alora.Kernels.Gemm.BatchInvariant = !args.Contains("--packed");
+        Console.WriteLine(Alora.Kernels.Gemm.BatchInvariant ? "GEMM path for M > 4: batch-invariant row groups (default)" : "GEMM path for M > 4: packed micro-kernel (--packed)");
         GemmBench.Run([512], includeLmHead: !args.Contains("--no-lm-head"), onlyLayer);
         break;
     case "gemv":
@@ -36,6 +39,7 @@ switch (scenario)
         await AloraTtftBench.Run(args.Length > 1 && !args[1].StartsWith("--", StringComparison.Ordinal) ? args[1] : "../shared", [256, 1024, 4096], svgAt >= 0 ? args[svgAt + 1] : null);
         break;
     }
+    case "adapters": AdapterBench.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 2); break;
     case "train-step":
     {
         int rowsAt = Array.IndexOf(args, "--rows"), lengthAt = Array.IndexOf(args, "--length");
@@ -44,7 +48,6 @@ switch (scenario)
         break;
     }
     case "gradient-gemm": GradientGemmBench.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 128); break;
-    case "adapters": AdapterBench.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 2); break;
     case "template": TemplateBench.Run(args.Length > 1 ? args[1] : "../shared"); break;
     case "llama2c":
         int at = Array.IndexOf(args, "--run");
@@ -53,7 +56,7 @@ switch (scenario)
         ModelBench.Llama2C(args[at + 1], threadsAt >= 0 ? int.Parse(args[threadsAt + 1], System.Globalization.CultureInfo.InvariantCulture) : Environment.ProcessorCount);
         break;
     default:
-        Console.WriteLine("scenarios: gemm [--no-lm-head] | gemv [--no-lm-head] | pool | bandwidth | decode | prefill | llama2c --run PATH [--threads N] | alora-ttft [SHARED_DIR] [--svg FILE] | adapters [LAYERS] | tokenizers | template SHARED_DIR | train-step [--rows B] [--length T] | gradient-gemm [M] | tokenizers [--passes N] [--corpus FILE] [--no-peer]   (see bench/README.md)");
+        Console.WriteLine("scenarios: gemm [--no-lm-head] [--packed] | gemv [--no-lm-head] | pool | bandwidth | decode | prefill | llama2c --run PATH [--threads N] | alora-ttft [SHARED_DIR] [--svg FILE] | adapters [LAYERS] | template SHARED_DIR | train-step [--rows B] [--length T] | gradient-gemm [M] | tokenizers [--passes N] [--corpus FILE] [--no-peer]   (see bench/README.md)");
         return scenario == "help" ? 0 : 1;
 }
 return 0;

@@ -1,3 +1,4 @@
+using Alora.Adapters;
 using Alora.Inference;
 using Alora.Models;
 using Alora.Tokenization;
@@ -63,6 +64,25 @@ public sealed class LanguageModel : IDisposable
         catch { weights.Dispose(); throw; }
     }
 
+    private readonly Dictionary<string, LoraAdapter> _adapters = new(StringComparer.Ordinal);
+
+    /// <summary>Adapters loaded under names; any number at once, each usable per request (and mixed in one batch).</summary>
+    public IReadOnlyDictionary<string, LoraAdapter> Adapters => _adapters;
+
+    /// <summary>Loads a PEFT adapter folder (validated against this model) under <paramref name="name"/>.</summary>
+    public LoraAdapter LoadAdapter(string name, string folder)
+    {
+        if (_adapters.ContainsKey(name)) throw new ArgumentException($"an adapter named '{name}' is already loaded", nameof(name));
+        var adapter = LoraAdapter.Load(folder, Config, name, Tokenizer);
+        _adapters[name] = adapter;
+        return adapter;
+    }
+
+    /// <summary>The forward-pass view of a loaded adapter, for <see cref="GenerationRequest.Adapter"/>.</summary>
+    public ForwardAdapter Adapter(string name)
+        => _adapters.TryGetValue(name, out var adapter) ? adapter.AsForwardAdapter()
+            : throw new KeyNotFoundException($"no adapter named '{name}' is loaded (loaded: {(_adapters.Count == 0 ? "none" : string.Join(", ", _adapters.Keys))})");
+
     public KvSequence NewSequence() => new(Cache);
 
     /// <summary>A generator whose updates carry text (special tokens skipped) when the model has a tokenizer.</summary>
@@ -75,6 +95,8 @@ public sealed class LanguageModel : IDisposable
 
     public void Dispose()
     {
+        foreach (var adapter in _adapters.Values) adapter.Dispose();
+        _adapters.Clear();
         Cache.Dispose();
         Model.Dispose();
         Weights.Dispose();
