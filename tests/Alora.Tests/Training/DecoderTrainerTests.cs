@@ -197,6 +197,8 @@ public sealed class DecoderTrainerTests(BatchingTests.Stories stories, ITestOutp
         double first = trainer.ForwardBackward([rows[0]], meanOver: total);
         double second = trainer.ForwardBackward([rows[1]], accumulateGradients: true, meanOver: total);
         Assert.True(Math.Abs(first + second - whole) <= 1e-6 * whole, $"micro-batch losses {first} + {second} vs {whole}");
+        var unlabelled = rows[0] with { Labels = [.. rows[0].Labels.Select(_ => TrainingRow.IgnoreLabel)] };
+        Assert.Equal(0, trainer.ForwardBackward([unlabelled], accumulateGradients: true, meanOver: total));
         var accumulated = Gradients(lora);
         for (int i = 0; i < expected.Length; i++)
         {
