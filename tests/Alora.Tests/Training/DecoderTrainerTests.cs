@@ -87,6 +87,40 @@ public sealed class DecoderTrainerTests(BatchingTests.Stories stories, ITestOutp
     }
 
     [Fact]
+    public void Stories260KLoraOnEveryProjectionMatchesFiniteDifferences()
+    {
+        using var adapter = Alora.Adapters.LoraAdapter.Load(SharedPaths.Path("fixtures", "stories260K", "lora-all"), stories.Weights.Config);
+        using var lora = new TrainableLora(adapter);
+        using var aloraFixture = new GradientFixtureTests.FixtureLora(stories.Weights.Config);
+        var rows = GradientFixtureTests.LoadBatch(aloraFixture.Lora).Rows.Select(r => r with { AdapterStart = 0 }).ToList();
+        using var trainer = new DecoderTrainer(stories.Weights, lora, 2, 64);
+        double loss = trainer.ForwardBackward(rows);
+        var forward = adapter.AsForwardAdapter();
+        double inference = InferenceLoss.Compute(stories.Weights, forward, rows);
+        Assert.True(Math.Abs(loss - inference) <= 1e-5 * inference, $"trainer loss {loss:R} vs inference forward {inference:R}");
+        foreach (int layer in new[] { 0, 4 })
+            foreach (var module in lora.Modules.Where(m => m.Layer == layer))
+                foreach (bool isA in new[] { true, false })
+                {
+                    float[] gradient = (isA ? module.AGradient : module.BGradient).ToArray();
+                    int index = Array.IndexOf(gradient, gradient.MaxBy(MathF.Abs));   // the largest entry: well above FD noise
+                    float step = isA ? 1e-2f : 1e-3f;   // B enters scaled by 8 (rsLoRA, r 4): a smaller step keeps the curvature term small
+                    Span<float> values = isA ? module.AValues : module.BValues;
+                    float saved = values[index];
+                    values[index] = saved + step;
+                    double plus = InferenceLoss.Compute(stories.Weights, forward, rows);
+                    values = isA ? module.AValues : module.BValues;
+                    values[index] = saved - step;
+                    double minus = InferenceLoss.Compute(stories.Weights, forward, rows);
+                    values[index] = saved;
+                    double numeric = (plus - minus) / (2 * step);
+                    string what = $"layer {layer} {module.Module} {(isA ? "A" : "B")}[{index}]: analytic {gradient[index]:E4}, numeric {numeric:E4}";
+                    output.WriteLine(what);
+                    Assert.True(Math.Abs(numeric - gradient[index]) <= 5e-4 + 2e-2 * Math.Abs(gradient[index]), what);
+                }
+    }
+
+    [Fact]
     public void LabelsBeforeTheActivationStartGiveZeroAdapterGradient()
     {
         using var weights = TinyModel.Weights();
