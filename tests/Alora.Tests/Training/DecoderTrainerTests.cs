@@ -24,11 +24,14 @@ public sealed class DecoderTrainerTests(BatchingTests.Stories stories, ITestOutp
         => lora.Modules.Select(m => (m.AGradient.ToArray(), m.BGradient.ToArray())).ToArray();
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void TinyModelGradientsMatchFiniteDifferencesOfTheInferenceForward(bool activated)
+    [InlineData(false, "llama")]
+    [InlineData(true, "llama")]
+    [InlineData(true, "granite")]
+    [InlineData(false, "qwen2")]
+    [InlineData(true, "mistral")]
+    public void TinyModelGradientsMatchFiniteDifferencesOfTheInferenceForward(bool activated, string family)
     {
-        using var weights = TinyModel.Weights();
+        using var weights = TinyModel.Weights(family: family);
         using var lora = TinyModel.Adapter(weights.Config, activated ? Invocation : null);
         var rows = TinyBatch(lora);
         Assert.Equal(activated ? [6, 3] : new int?[] { 0, 0 }, rows.Select(r => r.AdapterStart).ToArray());
