@@ -10,7 +10,7 @@ public sealed unsafe partial class DecoderTrainer
     private int TokenRows => _rowCount * _length;
 
     /// <summary>Validates the batch, pads it to [B, T], and lists the adapted token rows and the label rows.</summary>
-    private void Prepare(IReadOnlyList<TrainingRow> rows)
+    private void Prepare(IReadOnlyList<TrainingRow> rows, bool allowNoLabels = false)
     {
         ArgumentNullException.ThrowIfNull(rows);
         if (rows.Count == 0) throw new ArgumentException("the batch has no rows", nameof(rows));
@@ -57,7 +57,8 @@ public sealed unsafe partial class DecoderTrainer
             }
         }
         LabelCount = _labelRows.Count;
-        if (LabelCount == 0) throw new ArgumentException("no position of the batch has a label other than -100, so the mean loss is undefined", nameof(rows));
+        if (LabelCount == 0 && !allowNoLabels)
+            throw new ArgumentException("no position of the batch has a label other than -100, so the mean loss is undefined", nameof(rows));
     }
 
     private CausalAttention.Shape AttentionShape => new()

@@ -181,14 +181,17 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
     /// <param name="meanOver">
     /// The count the loss sum is divided by; null: this batch's label count. Gradient accumulation over
     /// micro-batches passes the label count of the whole batch to every micro-batch, so the accumulated gradients
-    /// (and the summed losses) equal those of one pass over the whole batch.
+    /// (and the summed losses) equal those of one pass over the whole batch; a micro-batch without labels then
+    /// contributes 0.
     /// </param>
     public double ForwardBackward(IReadOnlyList<TrainingRow> rows, bool accumulateGradients = false, int? meanOver = null)
     {
         if (_adapter is null) throw new InvalidOperationException("this trainer has no adapter to compute gradients for; use Loss for the forward alone");
         if (meanOver is < 1) throw new ArgumentOutOfRangeException(nameof(meanOver), meanOver, "the loss divisor must be at least 1");
         if (!accumulateGradients) _adapter.ZeroGradients();
-        Prepare(rows);
+        // With an explicit divisor a micro-batch may hold no label at all: it adds nothing to loss or gradients.
+        Prepare(rows, allowNoLabels: meanOver is not null);
+        if (LabelCount == 0) return 0;
         Forward();
         new Span<float>(_dHidden, checked(_rowCount * _length * _config.HiddenSize)).Clear();
         double loss = Head(backward: true, meanOver ?? LabelCount);

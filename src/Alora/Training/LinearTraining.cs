@@ -18,9 +18,9 @@ public static unsafe class LinearTraining
             for (int i = 0; i < m; i++) Elementwise.Add(y + (long)i * weight.Rows, bias, weight.Rows);
     }
 
-    /// <summary>dx[M,K] (+)= dy[M,N]·W: the input gradient through the frozen weight.</summary>
+    /// <summary>dx[M,K] (+)= dy[M,N]·W: the input gradient through the frozen weight (the shared backward GEMM).</summary>
     public static void Backward(float* dx, float* dy, in WeightMatrix weight, int m, bool accumulate)
-        => GradientGemm.InputGradient(dx, dy, weight, m, accumulate);
+        => Gemm.MatMulNoTranspose(dx, dy, weight, m, accumulate);
 
     /// <summary>y[M,N] += s·(x[M,K]·Aᵀ)·Bᵀ for M adapted rows; scratch u[M, r] receives s·x·Aᵀ.</summary>
     public static void LoraForward(float* y, float* scratch, float* x, TrainableModule lora, int m)

@@ -241,44 +241,27 @@ public sealed unsafe class BackwardKernelTests
     [InlineData(DType.BF16, 5, 17, 9)]
     [InlineData(DType.F16, 40, 33, 200)]
     [InlineData(DType.BF16, 9, 300, 128)]
-    [InlineData(DType.F32, 4, 513, 96)]
-    public void GradientGemmsMatchTheirReferenceTwins(DType dtype, int m, int n, int k)
+    public void FrozenLinearInputGradientIsTheAdjointOfTheForward(DType dtype, int m, int n, int k)
     {
+        // y = x·Wᵀ is linear, so its finite-difference gradient is exact: the adjoint identity
+        // Σ (x·Wᵀ)⊙dy = Σ x⊙(dy·W) is the gradient check; accumulate adds to what dx held.
         float[] w = Kernels.KernelTestData.Random(n * k, 14), dy = Kernels.KernelTestData.Random(m * n, 15), x = Kernels.KernelTestData.Random(m * k, 16);
         byte[] stored = Kernels.KernelTestData.Encode(w, dtype);
-        float[] dx = Kernels.KernelTestData.Random(m * k, 17), dxRef = (float[])dx.Clone();
-        float[] dw = Kernels.KernelTestData.Random(n * k, 18), dwRef = (float[])dw.Clone();
+        float[] y = new float[m * n], dx = new float[m * k], accumulated = Kernels.KernelTestData.Random(m * k, 17), before = (float[])accumulated.Clone();
+        Array.Fill(dx, float.NaN);
         fixed (byte* pw = stored)
-        fixed (float* pdy = dy, px = x, pdx = dx, pdxr = dxRef, pdw = dw, pdwr = dwRef)
+        fixed (float* px = x, py = y, pdy = dy, pdx = dx, pa = accumulated)
         {
             var weight = new WeightMatrix(pw, dtype, n, k);
-            GradientGemm.InputGradient(pdx, pdy, weight, m, accumulate: true);
-            GradientGemm.InputGradientReference(pdxr, pdy, weight, m, accumulate: true);
-            GradientGemm.WeightGradient(pdw, pdy, px, m, n, k, 0.5f);
-            GradientGemm.WeightGradientReference(pdwr, pdy, px, m, n, k, 0.5f);
-        }
-        AssertClose(dxRef, dx, 1e-5, 1e-5, "dx = dy·W vs reference twin");
-        // The frozen linear map y = x·Wᵀ is linear, so its finite-difference gradient is exact: the adjoint
-        // identity Σ (x·Wᵀ)⊙dy = Σ x⊙(dy·W) is the gradient check.
-        float[] y = new float[m * n], fresh = new float[m * k];
-        fixed (byte* pw = stored)
-        fixed (float* px = x, py = y, pdy = dy, pf = fresh)
-        {
-            var weight = new WeightMatrix(pw, dtype, n, k);
-            Gemm.MatMul(py, px, weight, m);
-            GradientGemm.InputGradient(pf, pdy, weight, m, accumulate: false);
+            LinearTraining.Forward(py, px, weight, null, m);
+            LinearTraining.Backward(pdx, pdy, weight, m, accumulate: false);
+            LinearTraining.Backward(pa, pdy, weight, m, accumulate: true);
         }
         double forwardSide = 0, backwardSide = 0, magnitude = 0;
         for (int i = 0; i < y.Length; i++) { forwardSide += (double)y[i] * dy[i]; magnitude += Math.Abs((double)y[i] * dy[i]); }
-        for (int i = 0; i < x.Length; i++) backwardSide += (double)x[i] * fresh[i];
+        for (int i = 0; i < x.Length; i++) backwardSide += (double)x[i] * dx[i];
         Assert.True(Math.Abs(forwardSide - backwardSide) <= 1e-5 * magnitude + 1e-6, $"<x·Wᵀ, dy> {forwardSide:R} vs <x, dy·W> {backwardSide:R}");
-        AssertClose(dwRef, dw, 1e-5, 1e-5, "dW += dyᵀ·x vs reference twin");
-        float[] overwritten = new float[m * k];
-        Array.Fill(overwritten, float.NaN);
-        fixed (byte* pw = stored)
-        fixed (float* pdy = dy, po = overwritten)
-            GradientGemm.InputGradient(po, pdy, new WeightMatrix(pw, dtype, n, k), m, accumulate: false);
-        Assert.DoesNotContain(overwritten, float.IsNaN);
+        AssertClose(before.Zip(dx, (b, d) => b + d).ToArray(), accumulated, 1e-5, 1e-6, "accumulated dx");
     }
 
     [Theory]
@@ -334,6 +317,53 @@ public sealed unsafe class BackwardKernelTests
             AssertClose(module.AGradient.ToArray(), dA, 1e-5, 1e-6, "dA vs reference twin");
             AssertClose(module.BGradient.ToArray(), dB, 1e-5, 1e-6, "dB vs reference twin");
             AssertClose(dxRef, dx, 1e-5, 1e-6, "dx vs reference twin");
+        }
+    }
+
+    [Fact]
+    public void ElementwiseBackwardsMatchTheirTwinsAtEveryLengthUpTo256()
+    {
+        for (int n = 0; n <= 256; n++)
+        {
+            float[] x = Kernels.KernelTestData.Random(2 * n, n + 1, 3), gamma = Kernels.KernelTestData.Random(n, n + 2), dy = Kernels.KernelTestData.Random(2 * n, n + 3);
+            float[] dgate = new float[2 * n], dup = new float[2 * n], dgateRef = new float[2 * n], dupRef = new float[2 * n];
+            float[] dx = new float[2 * n], dxRef = new float[2 * n], dgamma = new float[n], dgammaRef = new float[n], y = new float[2 * n], inv = new float[2];
+            fixed (float* px = x, pg = gamma, pdy = dy, pdg = dgate, pdu = dup, pdgr = dgateRef, pdur = dupRef)
+            fixed (float* pdx = dx, pdxr = dxRef, pgam = dgamma, pgamr = dgammaRef, py = y, pinv = inv)
+            {
+                SiluMulTraining.Backward(pdg, pdu, pdy, px, pg, n);
+                SiluMulTraining.BackwardReference(pdgr, pdur, pdy, px, pg, n);
+                if (n > 0)
+                {
+                    RmsNormTraining.Forward(py, pinv, px, pg, 2, n, 1e-5f);
+                    RmsNormTraining.Backward(pdx, pgam, pdy, px, pg, pinv, 2, n);
+                    RmsNormTraining.BackwardReference(pdxr, pgamr, pdy, px, pg, 2, n, 1e-5f);
+                }
+            }
+            AssertClose(dgateRef, dgate, 1e-5, 1e-6, $"dgate at n {n}");
+            AssertClose(dupRef, dup, 1e-5, 1e-6, $"dup at n {n}");
+            AssertClose(dxRef, dx, 1e-4, 1e-5, $"RMSNorm dx at d {n}");
+            AssertClose(dgammaRef, dgamma, 1e-4, 1e-5, $"RMSNorm dγ at d {n}");
+        }
+    }
+
+    [Fact]
+    public void CrossEntropyMatchesItsTwinAtEveryVocabularySizeUpTo256()
+    {
+        for (int v = 1; v <= 256; v++)
+        {
+            float[] logits = Kernels.KernelTestData.Random(3 * v, v, 5), losses = new float[3], lse = new float[3], dlogits = new float[3 * v];
+            float[] lossesRef = new float[3], dlogitsRef = new float[3 * v];
+            int[] targets = [v - 1, -100, v / 2];
+            fixed (float* pl = logits, pls = losses, plse = lse, pd = dlogits, plr = lossesRef, pdr = dlogitsRef)
+            fixed (int* pt = targets)
+            {
+                double total = CrossEntropy.Forward(pls, plse, pl, pt, 3, v);
+                CrossEntropy.Backward(pd, pl, plse, pt, 3, v, 0.5f);
+                double totalRef = CrossEntropy.ForwardBackwardReference(pdr, plr, pl, pt, 3, v, 0.5f);
+                Assert.True(Math.Abs(total - totalRef) <= 1e-5 * Math.Max(1, Math.Abs(totalRef)), $"loss at V {v}: {total} vs {totalRef}");
+            }
+            AssertClose(dlogitsRef, dlogits, 1e-5, 1e-7, $"dlogits at V {v}");
         }
     }
 }

@@ -21,7 +21,23 @@ internal static class TinyModel
         TieWordEmbeddings = false,
     };
 
-    public static ModelWeights Weights(int seed = 3) => ModelWeights.CreateRandom(Config(), DType.F32, seed);
+    /// <summary>
+    /// The tiny config with one family's extras: "granite" (embedding, residual, attention and logits multipliers),
+    /// "qwen2" (q/k/v biases, tied embeddings), "mistral" (a sliding window of 4), or "llama" (none).
+    /// </summary>
+    public static ModelConfig Config(string family) => family switch
+    {
+        "llama" => Config(),
+        "granite" => Config() with
+        {
+            Architecture = ModelArchitecture.Granite, EmbeddingMultiplier = 3f, ResidualMultiplier = 0.6f, AttentionMultiplier = 0.2f, LogitsScaling = 2.5f,
+        },
+        "qwen2" => Config() with { Architecture = ModelArchitecture.Qwen2, QkvBias = true, TieWordEmbeddings = true },
+        "mistral" => Config() with { Architecture = ModelArchitecture.Mistral, SlidingWindow = 4 },
+        _ => throw new ArgumentOutOfRangeException(nameof(family), family, "llama, granite, qwen2 or mistral"),
+    };
+
+    public static ModelWeights Weights(int seed = 3, string family = "llama") => ModelWeights.CreateRandom(Config(family), DType.F32, seed);
 
     public static TrainableLora Adapter(ModelConfig config, int[]? invocation = null, int seed = 5)
     {
