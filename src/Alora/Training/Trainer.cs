@@ -65,14 +65,8 @@ public sealed class Trainer(TrainerOptions options)
     private static TrainingResult Train(TrainerOptions o, ModelWeights weights, LoraAdapter adapter, IReadOnlyList<TrainingExample> train,
         IReadOnlyList<TrainingExample> validation, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
-        var ranks = adapter.Modules.Select(m => m.Rank).Distinct().ToList();
-        var scalings = adapter.Modules.Select(m => m.Scaling).Distinct().ToList();
-        if (ranks.Count != 1 || scalings.Count != 1)
-            throw new TrainingDataException("training needs one rank and one scaling for every module; this adapter has rank_pattern/alpha_pattern entries");
-        using var trainable = new TrainableLora(weights.Config, adapter.Modules.Select(m => m.Module).Distinct().ToList(), ranks[0], scalings[0], adapter.InvocationTokens);
-        if (trainable.Modules.Count != adapter.Modules.Count)
-            throw new TrainingDataException("training needs the same projections in every layer; this adapter targets a subset of layers");
-        CopyFactors(adapter, trainable, toTrainable: true);
+        // The trainable view shares the adapter's A and B: an optimizer step updates the adapter that is saved.
+        using var trainable = new TrainableLora(adapter);
 
         int maxLength = Math.Max(train.Max(e => e.InputIds.Length), validation.Count == 0 ? 0 : validation.Max(e => e.InputIds.Length));
         using var model = new DecoderTrainer(weights, trainable, o.BatchSize, maxLength, o.GradientCheckpointing);
@@ -129,21 +123,18 @@ public sealed class Trainer(TrainerOptions options)
                     {
                         bestValidation = validationLoss;
                         bestStep = step;
-                        CopyFactors(adapter, trainable, toTrainable: false);
                         SaveAdapter(adapter, Path.Combine(o.OutputDir, "best"));
                     }
                 }
                 log.Add(step, epoch, loss, rate, validationLoss);
                 if (step % o.SaveStep == 0 && step < totalSteps)
                 {
-                    CopyFactors(adapter, trainable, toTrainable: false);
                     SaveCheckpoint(Path.Combine(o.OutputDir, $"checkpoint-{step}"), adapter, optimizer, log, step, epoch, index, bestValidation, bestStep);
                 }
                 progress?.Report(new TrainingProgress(step, totalSteps, epoch, loss, rate, tokens / Math.Max(1e-9, clock.Elapsed.TotalSeconds), clock.Elapsed, validationLoss));
             }
         }
 
-        CopyFactors(adapter, trainable, toTrainable: false);
         SaveAdapter(adapter, o.OutputDir);
         log.Write(o.OutputDir);
         return new TrainingResult(step, lastLoss, bestValidation, bestStep, o.OutputDir, tokens / Math.Max(1e-9, clock.Elapsed.TotalSeconds));
@@ -163,18 +154,7 @@ public sealed class Trainer(TrainerOptions options)
         return count == 0 ? double.NaN : total / count;
     }
 
-    private static unsafe void CopyFactors(LoraAdapter adapter, TrainableLora trainable, bool toTrainable)
-    {
-        foreach (var m in adapter.Modules)
-        {
-            var t = trainable.Get(m.Layer, ForwardAdapter.ModuleIndex(m.Module))
-                ?? throw new InvalidOperationException($"layer {m.Layer} {m.Module} is not trainable");
-            if (toTrainable) { m.AValues.CopyTo(t.AValues); m.BValues.CopyTo(t.BValues); }
-            else { t.AValues.CopyTo(m.AValues); t.BValues.CopyTo(m.BValues); }
-        }
-    }
-
-    /// <summary>Writes the adapter next to its final place, then swaps it in, so a crash never leaves half a folder.</summary>
+    /// <summary>PEFT's two files, each written to a temporary name and renamed (LoraAdapter.Save).</summary>
     private static void SaveAdapter(LoraAdapter adapter, string folder)
     {
         Directory.CreateDirectory(folder);
