@@ -12,13 +12,6 @@ namespace Alora.Bench;
 /// </summary>
 internal static class ModelBench
 {
-    private static string SharedRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Alora.slnx"))) return Path.GetFullPath(Path.Combine(dir.FullName, "..", "shared"));
-        throw new DirectoryNotFoundException("no Alora.slnx above the bench binary");
-    }
-
     /// <summary>Bytes a decode step must stream: every weight matrix once (the LM head included).</summary>
     private static long WeightBytesPerToken(ModelWeights weights)
     {
@@ -72,7 +65,7 @@ internal static class ModelBench
 
     public static void Decode()
     {
-        var config = ModelConfig.FromFile(Path.Combine(SharedRoot(), "configs", "smollm2-135m", "config.json"));
+        var config = ModelConfig.FromFile(Path.Combine(BenchPaths.SharedRoot(), "configs", "smollm2-135m", "config.json"));
         double bandwidth = MemoryBandwidth.MeasureReadGBps();
         Console.WriteLine($"memory read bandwidth: {bandwidth:F1} GB/s ({Alora.Kernels.WorkerPool.Shared.ThreadCount} threads)");
         Console.WriteLine("| model | weights | weight MB/token | decode tokens/s | roofline tokens/s | ratio |");
@@ -91,7 +84,7 @@ internal static class ModelBench
 
     public static void Prefill()
     {
-        var config = ModelConfig.FromFile(Path.Combine(SharedRoot(), "configs", "smollm2-135m", "config.json"));
+        var config = ModelConfig.FromFile(Path.Combine(BenchPaths.SharedRoot(), "configs", "smollm2-135m", "config.json"));
         Console.WriteLine("| model | weights | prompt tokens | prefill tokens/s |");
         Console.WriteLine("| --- | --- | --- | --- |");
         foreach (var dtype in new[] { DType.BF16, DType.F32 })
@@ -107,7 +100,7 @@ internal static class ModelBench
     /// <summary>stories260K: our decode tokens/s against llama2.c's run.c (a binary the caller built locally).</summary>
     public static void Llama2C(string runBinary, int threads)
     {
-        string folder = Path.Combine(SharedRoot(), "models", "stories260K");
+        string folder = Path.Combine(BenchPaths.SharedRoot(), "models", "stories260K");
         const int steps = 256;
         using var weights = ModelWeights.Load(folder);
         using var model = new DecoderModel(weights);

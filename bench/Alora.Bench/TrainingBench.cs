@@ -14,23 +14,16 @@ namespace Alora.Bench;
 /// </summary>
 internal static class TrainingBench
 {
-    private static string SharedRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Alora.slnx"))) return Path.GetFullPath(Path.Combine(dir.FullName, "..", "shared"));
-        throw new DirectoryNotFoundException("no Alora.slnx above the bench binary");
-    }
-
     public static void Run(int rows, int length)
     {
         Console.WriteLine($"{WorkerPool.Shared.ThreadCount} threads; batch {rows} × {length} tokens, LoRA r 8 on q/k/v/o/gate/up/down, every position labelled");
         Console.WriteLine("| model | weights | checkpointing | activation MB | forward s | step s | step / forward | step tokens/s |");
         Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- |");
-        using (var stories = ModelWeights.Load(Path.Combine(SharedRoot(), "models", "stories260K")))
+        using (var stories = ModelWeights.Load(Path.Combine(BenchPaths.SharedRoot(), "models", "stories260K")))
         {
             Measure("stories260K", stories, rows, length);
         }
-        var config = ModelConfig.FromFile(Path.Combine(SharedRoot(), "configs", "smollm2-135m", "config.json"));
+        var config = ModelConfig.FromFile(Path.Combine(BenchPaths.SharedRoot(), "configs", "smollm2-135m", "config.json"));
         using var smol = ModelWeights.CreateRandom(config, DType.BF16, seed: 1);
         Measure("SmolLM2-135M shape (random)", smol, rows, length);
     }

@@ -9,7 +9,8 @@ namespace Alora.Tests.Cli;
 [Collection("Console")]
 public sealed class GenerateCliTests
 {
-    private static (int ExitCode, string Output) Run(string method, params string[] args)
+    /// <summary>Runs a GenerateCommands command in-process with stdout captured; exceptions propagate.</summary>
+    internal static (int ExitCode, string Output) Run(string method, params string[] args)
     {
         var type = Type.GetType("Alora.Cli.GenerateCommands, Alora.Cli", throwOnError: true)!;
         var command = (Command)type.GetMethod(method, BindingFlags.Public | BindingFlags.Static)!.Invoke(null, null)!;
@@ -97,10 +98,8 @@ public sealed class GenerateCliTests
     [InlineData("--prompt-ids", "1,two", "'two' (item 2) is not an integer")]
     public void BadPromptIdsAreNamed(string option, string value, string message)
     {
-        var type = Type.GetType("Alora.Cli.GenerateCommands, Alora.Cli", throwOnError: true)!;
         var e = Assert.ThrowsAny<Exception>(() => Run("Generate", "--model", SharedPaths.Stories260K, option, value));
         Assert.Contains(message, e.Message);
-        Assert.NotNull(type);
     }
 }
 
@@ -111,22 +110,7 @@ public sealed class GenerateAdapterCliTests
     private static readonly string Alora = SharedPaths.Path("fixtures", "stories260K", "alora-q-k-v");
     private static readonly string Lora = SharedPaths.Path("fixtures", "stories260K", "lora-all");
 
-    private static (int ExitCode, string Output) Run(string method, params string[] args)
-    {
-        var type = Type.GetType("Alora.Cli.GenerateCommands, Alora.Cli", throwOnError: true)!;
-        var command = (Command)type.GetMethod(method, BindingFlags.Public | BindingFlags.Static)!.Invoke(null, null)!;
-        var oldOut = Console.Out;
-        var output = new StringWriter();
-        try
-        {
-            Console.SetOut(output);
-            return (command.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }), output.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-        }
-    }
+    private static (int ExitCode, string Output) Run(string method, params string[] args) => GenerateCliTests.Run(method, args);
 
     private static JsonElement Case(string adapter, string name)
     {
