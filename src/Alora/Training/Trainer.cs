@@ -69,7 +69,9 @@ public sealed class Trainer(TrainerOptions options)
         using var trainable = new TrainableLora(adapter);
 
         int maxLength = Math.Max(train.Max(e => e.InputIds.Length), validation.Count == 0 ? 0 : validation.Max(e => e.InputIds.Length));
-        using var model = new DecoderTrainer(weights, trainable, o.BatchSize, maxLength, o.GradientCheckpointing);
+        // PEFT's lora_dropout, seeded by --seed: a fresh mask per forward, regenerated for that forward's backward.
+        using var model = new DecoderTrainer(weights, trainable, o.BatchSize, maxLength, o.GradientCheckpointing,
+            new LoraDropout((float)o.LoraDropout, o.Seed));
         var parameters = trainable.TrainableTensors();
         var optimizer = Optimizer.Create(parameters, new OptimizerOptions
         {
@@ -106,7 +108,8 @@ public sealed class Trainer(TrainerOptions options)
                 for (int g = 0; g < group.Count; g++)
                 {
                     var rows = TrainingRow.FromBatch(group[g], trainable);
-                    loss += model.ForwardBackward(rows, accumulateGradients: g > 0, meanOver: labels) ;
+                    loss += model.ForwardBackward(rows, accumulateGradients: g > 0, meanOver: labels,
+                        dropoutStream: step * o.GradientAccumulationSteps + g);
                     tokens += group[g].Lengths.Sum();
                 }
                 GradientClipping.ClipByGlobalNorm(parameters, o.MaxGradNorm);
@@ -260,8 +263,7 @@ public sealed class Trainer(TrainerOptions options)
         Require(o.EvalStep >= 1 && o.SaveStep >= 1, "--eval_step and --save_step must be ≥ 1");
         Require(o.LoraR >= 1, $"--lora_r must be ≥ 1, got {o.LoraR}");
         Require(o.MaxGradNorm >= 0, $"--max_grad_norm must be ≥ 0 (0 turns clipping off), got {o.MaxGradNorm}");
-        Require(o.LoraDropout == 0,
-            $"--lora_dropout {o.LoraDropout}: dropout on the LoRA input is not applied by this trainer yet; pass --lora_dropout 0");
+        Require(o.LoraDropout is >= 0 and < 1, $"--lora_dropout must be in [0, 1), got {o.LoraDropout}");
         Require(o.InitLoraWeights is "true" or "gaussian", $"--init_lora_weights '{o.InitLoraWeights}': expected true or gaussian (pissa and olora are not available yet)");
         _ = LearningRateSchedule.Multiplier(o.Scheduler, 0, 1, 0);
     }
