@@ -149,10 +149,10 @@ public sealed unsafe partial class DecoderTrainer
             // The same mask as the forward (regenerated from its key): dA uses dropout(x), and the side path's
             // input gradient goes back through the mask and the 1/(1 − p) scale before joining dx.
             long elements = (long)count * weight.Cols;
-            _dropout!.Apply(_dropped, input, key, start, count, weight.Cols);
+            _dropout!.Apply(_dropped, input, key, start, count, weight.Cols, _dropMask);
             new Span<float>(_dDropped, checked((int)elements)).Clear();
             LinearTraining.LoraBackward(_dDropped, rowsDy, _dropped, lora, count, _loraU, _loraG);
-            _dropout.AddBackward(rowsDx, _dDropped, key, start, count, weight.Cols);
+            _dropout.AddBackward(rowsDx, _dDropped, _dropMask, count, weight.Cols);
         }
     }
 

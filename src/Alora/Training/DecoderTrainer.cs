@@ -47,6 +47,7 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
     private readonly LoraDropout? _dropout; // null: no LoRA dropout
     private readonly float* _dropped;       // [M, Kmax] dropout(x) of one module's adapted rows; null without dropout
     private readonly float* _dDropped;      // [M, Kmax] d loss / d dropout(x)
+    private readonly byte* _dropMask;       // [M, Kmax] 1 = kept, for the backward of one module
     private bool _dropoutOn;                // training forward (ForwardBackward) with p > 0
     private long _dropoutStream;            // which mask this forward uses
 
@@ -119,7 +120,7 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
             + Floats(m * c.HeadCount) + Floats(m * c.IntermediateSize) * 3;
         long bytes = 2 * Floats(m) + (c.LayerCount + 1) * Floats(m * c.HiddenSize) + savedSets * perSet
             + 4 * Floats(m * c.HiddenSize) + 2 * Floats(m * c.QueryDim) + 2 * Floats(m * c.KeyValueDim) + 3 * Floats(m * c.IntermediateSize)
-            + 2 * Floats(m * rank) + 2 * Floats(m * widestInput)
+            + 2 * Floats(m * rank) + 2 * Floats(m * widestInput) + NativeSlab.Align(m * widestInput)
             + 4 * Floats(chunk * c.HiddenSize) + 5 * Floats(chunk) + Floats(chunk * c.VocabSize);
         _slab = new NativeSlab(bytes, "training activations");
         _tokens = (int*)_slab.Take(m * sizeof(int), "tokens");
@@ -163,6 +164,7 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
         {
             _dropped = _slab.TakeFloats(m * widestInput, "dropped lora input");
             _dDropped = _slab.TakeFloats(m * widestInput, "dropped lora input gradient");
+            _dropMask = (byte*)_slab.Take(m * widestInput, "lora dropout mask");
         }
         _headHidden = _slab.TakeFloats(chunk * c.HiddenSize, "head hidden");
         _headNormed = _slab.TakeFloats(chunk * c.HiddenSize, "head normed");

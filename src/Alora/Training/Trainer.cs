@@ -280,6 +280,8 @@ public sealed class Trainer(TrainerOptions options)
         Require(o.LoraR >= 1, $"--lora_r must be ≥ 1, got {o.LoraR}");
         Require(o.MaxGradNorm >= 0, $"--max_grad_norm must be ≥ 0 (0 turns clipping off), got {o.MaxGradNorm}");
         Require(o.LoraDropout is >= 0 and < 1, $"--lora_dropout must be in [0, 1), got {o.LoraDropout}");
+        Require(!o.InitLoraWeights.StartsWith("pissa_niter_", StringComparison.Ordinal),
+            $"--init_lora_weights '{o.InitLoraWeights}': PEFT's randomized-SVD PiSSA depends on torch's random stream and cannot be reproduced exactly; use pissa (full SVD)");
         Require(o.InitLoraWeights is "true" or "gaussian" or "pissa" or "olora", $"--init_lora_weights '{o.InitLoraWeights}': expected true, gaussian, pissa or olora");
         Require(!LoraAdapter.RewritesBaseWeights(o.InitLoraWeights) || (o.InitAdapter is null && o.ResumeFromCheckpoint is null),
             $"--init_lora_weights {o.InitLoraWeights} initialises a new adapter from the base weights; it cannot start from --init_adapter or --resume_from_checkpoint " +

@@ -50,15 +50,25 @@ public sealed class LoraDropoutTests(ITestOutputHelper output)
         const int Rows = 64, Width = 256;
         var x = new float[Rows * Width];
         var dropped = new float[Rows * Width];
+        var mask = new byte[Rows * Width];
+        var dx = new float[Rows * Width];
         for (int i = 0; i < x.Length; i++) x[i] = 1f + i % 7;
         ulong key = dropout.ModuleKey(3, 1, 4);
-        fixed (float* xp = x, dp = dropped) dropout.Apply(dp, xp, key, 10, Rows, Width);
+        fixed (float* xp = x, dp = dropped, dxp = dx)
+        fixed (byte* mp = mask)
+        {
+            dropout.Apply(dp, xp, key, 10, Rows, Width, mp);
+            dropout.AddBackward(dxp, xp, mp, Rows, Width);   // dx += mask ⊙ x / (1 − p) = dropped
+        }
         int zeros = 0;
         for (int i = 0; i < x.Length; i++)
         {
             if (dropped[i] == 0f) zeros++;
             else Assert.Equal(x[i] / (1f - p), dropped[i], 5);
-            Assert.Equal(dropped[i] != 0f, dropout.Keeps(key, 10 + i / Width, i % Width, Width));
+            bool kept = dropout.Keeps(key, 10 + i / Width, i % Width, Width);
+            Assert.Equal(dropped[i] != 0f, kept);
+            Assert.Equal(kept ? 1 : 0, mask[i]);
+            Assert.Equal(dropped[i], dx[i]);
         }
         double fraction = (double)zeros / x.Length;
         output.WriteLine($"p {p}: dropped fraction {fraction:F4}");
