@@ -39,8 +39,10 @@ public sealed unsafe partial class LoraAdapter
                 $"{source}: init_lora_weights \"{config.InitLoraWeights}\": PEFT's randomized-SVD PiSSA draws torch's random stream and cannot be reproduced exactly; use \"pissa\" (full SVD) or \"olora\"");
         // Every other field is checked as for a plain LoRA (Validate refuses base-rewriting inits on load).
         (config with { InitLoraWeights = "true" }).Validate(source);
-        if (config.IsLegacyAlora)
-            throw new ModelFormatException($"{source}: a new aLoRA needs alora_invocation_tokens (ids)");
+        if (config.IsActivated)
+            throw new ModelFormatException(
+                $"{source}: init_lora_weights \"{config.InitLoraWeights}\" with an aLoRA (alora_invocation_tokens set): the tokens before the invocation are computed by the base model alone, " +
+                "and pissa/olora would replace it by a residual (and break the base model's KV-cache reuse); use init_lora_weights true or gaussian for an aLoRA");
         var baseConfig = baseWeights.Config;
         var adapter = Allocate(name, null, config, baseConfig, CheckInvocation(config, baseConfig, source), 0, TargetedModules(config, baseConfig, source));
         try

@@ -283,6 +283,8 @@ public sealed class Trainer(TrainerOptions options)
         Require(!o.InitLoraWeights.StartsWith("pissa_niter_", StringComparison.Ordinal),
             $"--init_lora_weights '{o.InitLoraWeights}': PEFT's randomized-SVD PiSSA depends on torch's random stream and cannot be reproduced exactly; use pissa (full SVD)");
         Require(o.InitLoraWeights is "true" or "gaussian" or "pissa" or "olora", $"--init_lora_weights '{o.InitLoraWeights}': expected true, gaussian, pissa or olora");
+        Require(!LoraAdapter.RewritesBaseWeights(o.InitLoraWeights) || o.AdapterKind != "alora",
+            $"--init_lora_weights {o.InitLoraWeights} with --adapter alora: an aLoRA leaves the tokens before its invocation to the base model, which {o.InitLoraWeights} would replace by a residual; use true or gaussian");
         Require(!LoraAdapter.RewritesBaseWeights(o.InitLoraWeights) || (o.InitAdapter is null && o.ResumeFromCheckpoint is null),
             $"--init_lora_weights {o.InitLoraWeights} initialises a new adapter from the base weights; it cannot start from --init_adapter or --resume_from_checkpoint " +
             "(its saved adapters are already converted to plain rank-2r LoRAs of the original base; resume them as a new run with --init_adapter and --init_lora_weights true)");

@@ -249,6 +249,9 @@ public sealed unsafe class MutatedInitTests
         // r above min(out, in) of k_proj [8, 16].
         var rank = Assert.Throws<ModelFormatException>(() => LoraAdapter.Create("x", Config("olora", rank: 9), weights, 1));
         Assert.Contains("r ≤ 8", rank.Message, StringComparison.Ordinal);
+        // An aLoRA's prefix is the base model's: a residual base would change it.
+        var alora = Assert.Throws<ModelFormatException>(() => LoraAdapter.Create("x", Config("pissa") with { AloraInvocationTokens = [5, 6] }, weights, 1));
+        Assert.Contains("aLoRA", alora.Message, StringComparison.Ordinal);
         // Without the base weights the plain overload refuses them (Validate).
         Assert.Throws<ModelFormatException>(() => LoraAdapter.Create("x", Config("pissa"), weights.Config, 1));
     }
