@@ -82,25 +82,38 @@ public sealed unsafe partial class LoraAdapter
         return adapter;
     }
 
-    /// <summary>PiSSA: B [out, r] = U_r·diag(√(σ/s)), A [r, in] = diag(√(σ/s))·V_rᵀ from the SVD of W.</summary>
+    /// <summary>
+    /// PiSSA: B [out, r] = U_r·diag(√(σ/s)), A [r, in] = diag(√(σ/s))·V_rᵀ from the SVD of W. The SVD: M = W or Wᵀ
+    /// (whichever is tall, p × q), M = Q·R (Householder), then one-sided Jacobi on Rᵀ = V·S·U_Rᵀ, which is q × q
+    /// and, QR-preconditioned, needs fewer sweeps than Jacobi on M itself; M's left vectors are Q·U_R.
+    /// </summary>
     internal static (double[] B, double[] A) PissaFactors(double[] w, int outFeatures, int inFeatures, int rank, double scaling)
     {
         var b = new double[(long)outFeatures * rank];
         var a = new double[(long)rank * inFeatures];
         bool tall = outFeatures >= inFeatures;
-        // One-sided Jacobi wants rows ≥ columns: on W it gives σ·u (length out) and v; on Wᵀ, σ·v and u.
-        var (scaled, other, order) = tall
-            ? LowRankSvd.Jacobi(w, outFeatures, inFeatures)
-            : LowRankSvd.Jacobi(LowRankSvd.Transpose(w, outFeatures, inFeatures), inFeatures, outFeatures);
+        int p = tall ? outFeatures : inFeatures, q = tall ? inFeatures : outFeatures;
+        var m = tall ? w : LowRankSvd.Transpose(w, outFeatures, inFeatures);   // [p, q]
+        var (qFactor, r) = LowRankSvd.ThinQr(m, p, q);                          // [p, q], [q, q]
+        // Jacobi on Rᵀ: its scaled columns are σ·(M's right vectors), its rotation columns R's left vectors U_R.
+        var (scaledRight, leftOfR, order) = LowRankSvd.Jacobi(LowRankSvd.Transpose(r, q, q), q, q);
+        var mLeft = new double[p];
         for (int j = 0; j < rank; j++)
         {
             int c = order[j];
-            double sigma = Math.Sqrt(scaled[c].Sum(x => x * x));
+            double sigma = Math.Sqrt(scaledRight[c].Sum(x => x * x));
             double root = Math.Sqrt(sigma / scaling);
-            double[] left = tall ? scaled[c] : other[c], right = tall ? other[c] : scaled[c];   // u (maybe ·σ), v (maybe ·σ)
-            double leftDivisor = tall ? sigma : 1, rightDivisor = tall ? 1 : sigma;
-            for (int o = 0; o < outFeatures; o++) b[(long)o * rank + j] = sigma == 0 ? 0 : left[o] / leftDivisor * root;
-            for (int i = 0; i < inFeatures; i++) a[(long)j * inFeatures + i] = sigma == 0 ? 0 : right[i] / rightDivisor * root;
+            for (int i = 0; i < p; i++)
+            {
+                double sum = 0;
+                for (int t = 0; t < q; t++) sum += qFactor[(long)i * q + t] * leftOfR[c][t];
+                mLeft[i] = sum;
+            }
+            // tall: u = M's left, v = M's right; wide (M = Wᵀ): the other way round.
+            for (int o = 0; o < outFeatures; o++)
+                b[(long)o * rank + j] = sigma == 0 ? 0 : (tall ? mLeft[o] : scaledRight[c][o] / sigma) * root;
+            for (int i = 0; i < inFeatures; i++)
+                a[(long)j * inFeatures + i] = sigma == 0 ? 0 : (tall ? scaledRight[c][i] / sigma : mLeft[i]) * root;
         }
         return (b, a);
     }
