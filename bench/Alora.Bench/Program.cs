@@ -53,6 +53,7 @@ switch (scenario)
             args.Length > 3 ? int.Parse(args[3], System.Globalization.CultureInfo.InvariantCulture) : 600,
             args.Length > 4 ? int.Parse(args[4], System.Globalization.CultureInfo.InvariantCulture) : 120);
         break;
+    case "mutated-init": MutatedInitBench.Run(args.Length > 1 ? args[1] : "../shared", args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 8); break;
     case "template": TemplateBench.Run(args.Length > 1 ? args[1] : "../shared"); break;
     case "llama2c":
         int at = Array.IndexOf(args, "--run");

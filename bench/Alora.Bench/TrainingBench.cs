@@ -17,8 +17,8 @@ internal static class TrainingBench
     public static void Run(int rows, int length)
     {
         Console.WriteLine($"{WorkerPool.Shared.ThreadCount} threads; batch {rows} × {length} tokens, LoRA r 8 on q/k/v/o/gate/up/down, every position labelled");
-        Console.WriteLine("| model | weights | checkpointing | activation MB | forward s | step s | step / forward | step tokens/s |");
-        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- |");
+        Console.WriteLine("| model | weights | checkpointing | lora dropout | activation MB | forward s | step s | step / forward | step tokens/s |");
+        Console.WriteLine("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         using (var stories = ModelWeights.Load(Path.Combine(BenchPaths.SharedRoot(), "models", "stories260K")))
         {
             Measure("stories260K", stories, rows, length);
@@ -43,13 +43,14 @@ internal static class TrainingBench
             int[] ids = Enumerable.Range(0, length).Select(i => (i * 7919 + r * 104729 + 13) % c.VocabSize).ToArray();
             return new TrainingRow(ids, ids, 0);
         }).ToList();
-        foreach (bool checkpointing in new[] { false, true })
+        // The dropout row measures the cost of hashing the mask (forward, and twice again in the backward).
+        foreach (var (checkpointing, dropout) in new[] { (false, 0f), (true, 0f), (false, 0.1f) })
         {
-            using var trainer = new DecoderTrainer(weights, lora, rows, length, checkpointing);
+            using var trainer = new DecoderTrainer(weights, lora, rows, length, checkpointing, new LoraDropout(dropout, 1));
             double forward = BenchTimer.Best(() => trainer.Loss(batch), minSeconds: 1, minRuns: 2);
             double step = BenchTimer.Best(() => trainer.ForwardBackward(batch), minSeconds: 1, minRuns: 2);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {name} | {weights.Embedding.DType} | {(checkpointing ? "on" : "off")} | {trainer.ActivationBytes / 1e6:F1} | {forward:F3} | {step:F3} | {step / forward:F2}x | {rows * length / step:F0} |"));
+                $"| {name} | {weights.Embedding.DType} | {(checkpointing ? "on" : "off")} | {dropout} | {trainer.ActivationBytes / 1e6:F1} | {forward:F3} | {step:F3} | {step / forward:F2}x | {rows * length / step:F0} |"));
         }
     }
 }

@@ -118,8 +118,18 @@ public sealed unsafe partial class DecoderTrainer
     {
         LinearTraining.Forward(y, x, weight, bias, TokenRows);
         if (_adapter?.Get(layer, moduleIndex) is not { } lora) return;
+        ulong key = _dropoutOn ? _dropout!.ModuleKey(_dropoutStream, layer, moduleIndex) : 0;
         foreach (var (start, count) in _segments)
-            LinearTraining.LoraForward(y + (long)start * weight.Rows, _loraU, x + (long)start * weight.Cols, lora, count);
+        {
+            float* input = x + (long)start * weight.Cols;
+            if (_dropoutOn)
+            {
+                // The side path sees dropout(x); the base path above saw x itself.
+                _dropout!.Apply(_dropped, input, key, start, count, weight.Cols);
+                input = _dropped;
+            }
+            LinearTraining.LoraForward(y + (long)start * weight.Rows, _loraU, input, lora, count);
+        }
     }
 
     /// <summary>dx (+)= dy·W on every row, and the adapter's backward (dA, dB, dx) on the adapted rows.</summary>
@@ -127,8 +137,23 @@ public sealed unsafe partial class DecoderTrainer
     {
         LinearTraining.Backward(dx, dy, weight, TokenRows, accumulate);
         if (_adapter?.Get(layer, moduleIndex) is not { } lora) return;
+        ulong key = _dropoutOn ? _dropout!.ModuleKey(_dropoutStream, layer, moduleIndex) : 0;
         foreach (var (start, count) in _segments)
-            LinearTraining.LoraBackward(dx + (long)start * weight.Cols, dy + (long)start * weight.Rows, x + (long)start * weight.Cols, lora, count, _loraU, _loraG);
+        {
+            float* rowsDx = dx + (long)start * weight.Cols, rowsDy = dy + (long)start * weight.Rows, input = x + (long)start * weight.Cols;
+            if (!_dropoutOn)
+            {
+                LinearTraining.LoraBackward(rowsDx, rowsDy, input, lora, count, _loraU, _loraG);
+                continue;
+            }
+            // The same mask as the forward (regenerated from its key): dA uses dropout(x), and the side path's
+            // input gradient goes back through the mask and the 1/(1 − p) scale before joining dx.
+            long elements = (long)count * weight.Cols;
+            _dropout!.Apply(_dropped, input, key, start, count, weight.Cols, _dropMask);
+            new Span<float>(_dDropped, checked((int)elements)).Clear();
+            LinearTraining.LoraBackward(_dDropped, rowsDy, _dropped, lora, count, _loraU, _loraG);
+            _dropout.AddBackward(rowsDx, _dDropped, _dropMask, count, weight.Cols);
+        }
     }
 
     /// <summary>

@@ -44,6 +44,12 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
     private readonly float* _dActivation;   // [M, F]
     private readonly float* _loraU;         // [M, r]
     private readonly float* _loraG;         // [M, r]
+    private readonly LoraDropout? _dropout; // null: no LoRA dropout
+    private readonly float* _dropped;       // [M, Kmax] dropout(x) of one module's adapted rows; null without dropout
+    private readonly float* _dDropped;      // [M, Kmax] d loss / d dropout(x)
+    private readonly byte* _dropMask;       // [M, Kmax] 1 = kept, for the backward of one module
+    private bool _dropoutOn;                // training forward (ForwardBackward) with p > 0
+    private long _dropoutStream;            // which mask this forward uses
 
     // Head (final norm, LM head, cross-entropy) over C gathered rows at a time.
     private readonly float* _headHidden;    // [C, D]
@@ -79,7 +85,8 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
         public float* Activation;   // [M, F] silu(gate)·up
     }
 
-    public DecoderTrainer(ModelWeights weights, TrainableLora? adapter, int maxRows, int maxLength, bool checkpointing = false)
+    /// <param name="dropout">PEFT's lora_dropout on the side path's input during <see cref="ForwardBackward"/>; null or p = 0: none.</param>
+    public DecoderTrainer(ModelWeights weights, TrainableLora? adapter, int maxRows, int maxLength, bool checkpointing = false, LoraDropout? dropout = null)
     {
         ArgumentNullException.ThrowIfNull(weights);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxRows, 1);
@@ -106,12 +113,14 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
         long m = _capacityRows, chunk = _logitChunkRows;
         int rank = Math.Max(1, adapter?.MaxRank ?? 1);
         int savedSets = checkpointing ? 1 : c.LayerCount;
+        _dropout = dropout is { IsActive: true } && adapter is not null ? dropout : null;
+        long widestInput = _dropout is null || adapter!.Modules.Count == 0 ? 0 : adapter.Modules.Max(x => x.InFeatures);
 
         long perSet = 2 * Floats(m) + Floats(m * c.HiddenSize) * 3 + Floats(m * c.QueryDim) * 2 + Floats(m * c.KeyValueDim) * 2
             + Floats(m * c.HeadCount) + Floats(m * c.IntermediateSize) * 3;
         long bytes = 2 * Floats(m) + (c.LayerCount + 1) * Floats(m * c.HiddenSize) + savedSets * perSet
             + 4 * Floats(m * c.HiddenSize) + 2 * Floats(m * c.QueryDim) + 2 * Floats(m * c.KeyValueDim) + 3 * Floats(m * c.IntermediateSize)
-            + 2 * Floats(m * rank)
+            + 2 * Floats(m * rank) + 2 * Floats(m * widestInput) + NativeSlab.Align(m * widestInput)
             + 4 * Floats(chunk * c.HiddenSize) + 5 * Floats(chunk) + Floats(chunk * c.VocabSize);
         _slab = new NativeSlab(bytes, "training activations");
         _tokens = (int*)_slab.Take(m * sizeof(int), "tokens");
@@ -151,6 +160,12 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
         _dActivation = _slab.TakeFloats(m * c.IntermediateSize, "dactivation");
         _loraU = _slab.TakeFloats(m * rank, "lora u");
         _loraG = _slab.TakeFloats(m * rank, "lora g");
+        if (_dropout is not null)
+        {
+            _dropped = _slab.TakeFloats(m * widestInput, "dropped lora input");
+            _dDropped = _slab.TakeFloats(m * widestInput, "dropped lora input gradient");
+            _dropMask = (byte*)_slab.Take(m * widestInput, "lora dropout mask");
+        }
         _headHidden = _slab.TakeFloats(chunk * c.HiddenSize, "head hidden");
         _headNormed = _slab.TakeFloats(chunk * c.HiddenSize, "head normed");
         _dHeadNormed = _slab.TakeFloats(chunk * c.HiddenSize, "head dnormed");
@@ -168,6 +183,8 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
     public int MaxRows { get; }
     public int MaxLength { get; }
     public bool Checkpointing { get; }
+    /// <summary>LoRA dropout probability applied by <see cref="ForwardBackward"/> (0: none).</summary>
+    public float LoraDropoutProbability => _dropout?.Probability ?? 0f;
     /// <summary>Bytes of the activation slab (fixed at construction; no step allocates more).</summary>
     public long ActivationBytes => _slab.ByteCount;
     /// <summary>Loss positions (pooled over the batch) of the last call.</summary>
@@ -184,7 +201,11 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
     /// (and the summed losses) equal those of one pass over the whole batch; a micro-batch without labels then
     /// contributes 0.
     /// </param>
-    public double ForwardBackward(IReadOnlyList<TrainingRow> rows, bool accumulateGradients = false, int? meanOver = null)
+    /// <param name="dropoutStream">
+    /// Selects the LoRA dropout mask (with the seed): the same stream gives the same mask, so the trainer passes a
+    /// new one per forward (step × micro-batches + micro-batch). Ignored without dropout.
+    /// </param>
+    public double ForwardBackward(IReadOnlyList<TrainingRow> rows, bool accumulateGradients = false, int? meanOver = null, long dropoutStream = 0)
     {
         if (_adapter is null) throw new InvalidOperationException("this trainer has no adapter to compute gradients for; use Loss for the forward alone");
         if (meanOver is < 1) throw new ArgumentOutOfRangeException(nameof(meanOver), meanOver, "the loss divisor must be at least 1");
@@ -192,6 +213,8 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
         // With an explicit divisor a micro-batch may hold no label at all: it adds nothing to loss or gradients.
         Prepare(rows, allowNoLabels: meanOver is not null);
         if (LabelCount == 0) return 0;
+        _dropoutOn = _dropout is not null;
+        _dropoutStream = dropoutStream;
         Forward();
         new Span<float>(_dHidden, checked(_rowCount * _length * _config.HiddenSize)).Clear();
         double loss = Head(backward: true, meanOver ?? LabelCount);
@@ -200,8 +223,10 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
     }
 
     /// <summary>The loss alone (no gradients, adapter unchanged).</summary>
+    /// <remarks>Evaluation mode: no LoRA dropout, as PEFT's model.eval().</remarks>
     public double Loss(IReadOnlyList<TrainingRow> rows)
     {
+        _dropoutOn = false;
         Prepare(rows);
         Forward();
         return Head(backward: false, LabelCount);

@@ -36,7 +36,11 @@ public sealed class Trainer(TrainerOptions options)
         string? startFrom = o.ResumeFromCheckpoint ?? o.InitAdapter;
         using var adapter = startFrom is not null
             ? LoraAdapter.Load(startFrom, weights.Config, "train", tokenizer)
-            : LoraAdapter.Create("train", NewConfig(o, tokenizer, modelPath), weights.Config, o.Seed);
+            : LoraAdapter.Create("train", NewConfig(o, tokenizer, modelPath), weights, o.Seed);
+        // pissa/olora moved part of each targeted W into the adapter (the model now holds the residual): every save
+        // converts to a plain LoRA of the original base, which needs the factors as they were at init (PEFT's
+        // path_initial_model_for_weight_conversion).
+        using var initial = startFrom is null && LoraAdapter.RewritesBaseWeights(o.InitLoraWeights) ? adapter.Copy("initial") : null;
         if (o.AdapterKind == "alora" && !adapter.IsActivated)
             throw new TrainingDataException($"{startFrom}: --adapter alora, but this adapter has no alora_invocation_tokens");
         int[]? invocation = adapter.InvocationTokens;
@@ -53,7 +57,7 @@ public sealed class Trainer(TrainerOptions options)
         EnsureWritable(o.OutputDir);
         try
         {
-            return Train(o, weights, adapter, train, validation, progress, cancellationToken);
+            return Train(o, weights, adapter, initial, train, validation, progress, cancellationToken);
         }
         catch when (createdOutput && !Directory.EnumerateFileSystemEntries(o.OutputDir).Any())
         {
@@ -62,14 +66,16 @@ public sealed class Trainer(TrainerOptions options)
         }
     }
 
-    private static TrainingResult Train(TrainerOptions o, ModelWeights weights, LoraAdapter adapter, IReadOnlyList<TrainingExample> train,
+    private static TrainingResult Train(TrainerOptions o, ModelWeights weights, LoraAdapter adapter, LoraAdapter? initial, IReadOnlyList<TrainingExample> train,
         IReadOnlyList<TrainingExample> validation, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         // The trainable view shares the adapter's A and B: an optimizer step updates the adapter that is saved.
         using var trainable = new TrainableLora(adapter);
 
         int maxLength = Math.Max(train.Max(e => e.InputIds.Length), validation.Count == 0 ? 0 : validation.Max(e => e.InputIds.Length));
-        using var model = new DecoderTrainer(weights, trainable, o.BatchSize, maxLength, o.GradientCheckpointing);
+        // PEFT's lora_dropout, seeded by --seed: a fresh mask per forward, regenerated for that forward's backward.
+        using var model = new DecoderTrainer(weights, trainable, o.BatchSize, maxLength, o.GradientCheckpointing,
+            new LoraDropout((float)o.LoraDropout, o.Seed));
         var parameters = trainable.TrainableTensors();
         var optimizer = Optimizer.Create(parameters, new OptimizerOptions
         {
@@ -106,7 +112,8 @@ public sealed class Trainer(TrainerOptions options)
                 for (int g = 0; g < group.Count; g++)
                 {
                     var rows = TrainingRow.FromBatch(group[g], trainable);
-                    loss += model.ForwardBackward(rows, accumulateGradients: g > 0, meanOver: labels) ;
+                    loss += model.ForwardBackward(rows, accumulateGradients: g > 0, meanOver: labels,
+                        dropoutStream: step * o.GradientAccumulationSteps + g);
                     tokens += group[g].Lengths.Sum();
                 }
                 GradientClipping.ClipByGlobalNorm(parameters, o.MaxGradNorm);
@@ -123,19 +130,19 @@ public sealed class Trainer(TrainerOptions options)
                     {
                         bestValidation = validationLoss;
                         bestStep = step;
-                        SaveAdapter(adapter, Path.Combine(o.OutputDir, "best"));
+                        SaveAdapter(adapter, initial, Path.Combine(o.OutputDir, "best"));
                     }
                 }
                 log.Add(step, epoch, loss, rate, validationLoss);
                 if (step % o.SaveStep == 0 && step < totalSteps)
                 {
-                    SaveCheckpoint(Path.Combine(o.OutputDir, $"checkpoint-{step}"), adapter, optimizer, log, step, epoch, index, bestValidation, bestStep);
+                    SaveCheckpoint(Path.Combine(o.OutputDir, $"checkpoint-{step}"), adapter, initial, optimizer, log, step, epoch, index, bestValidation, bestStep);
                 }
                 progress?.Report(new TrainingProgress(step, totalSteps, epoch, loss, rate, tokens / Math.Max(1e-9, clock.Elapsed.TotalSeconds), clock.Elapsed, validationLoss));
             }
         }
 
-        SaveAdapter(adapter, o.OutputDir);
+        SaveAdapter(adapter, initial, o.OutputDir);
         log.Write(o.OutputDir);
         return new TrainingResult(step, lastLoss, bestValidation, bestStep, o.OutputDir, tokens / Math.Max(1e-9, clock.Elapsed.TotalSeconds));
     }
@@ -155,19 +162,31 @@ public sealed class Trainer(TrainerOptions options)
     }
 
     /// <summary>PEFT's two files, each written to a temporary name and renamed (LoraAdapter.Save).</summary>
-    private static void SaveAdapter(LoraAdapter adapter, string folder)
+    /// <remarks>With <paramref name="initial"/> (a pissa/olora run) the file is the rank-2r plain LoRA of the original base.</remarks>
+    private static void SaveAdapter(LoraAdapter adapter, LoraAdapter? initial, string folder)
     {
         Directory.CreateDirectory(folder);
-        adapter.Save(folder);
+        WriteAdapter(adapter, initial, folder);
     }
 
-    private static void SaveCheckpoint(string folder, LoraAdapter adapter, Optimizer optimizer, TrainingLog log, long step, int epoch, int nextMicroBatch,
+    private static void WriteAdapter(LoraAdapter adapter, LoraAdapter? initial, string folder)
+    {
+        if (initial is null)
+        {
+            adapter.Save(folder);
+            return;
+        }
+        using var converted = adapter.ToPlainLora(initial, adapter.Name);
+        converted.Save(folder);
+    }
+
+    private static void SaveCheckpoint(string folder, LoraAdapter adapter, LoraAdapter? initial, Optimizer optimizer, TrainingLog log, long step, int epoch, int nextMicroBatch,
         double? bestValidation, long? bestStep)
     {
         string temporary = folder + ".tmp";
         if (Directory.Exists(temporary)) Directory.Delete(temporary, recursive: true);
         Directory.CreateDirectory(temporary);
-        adapter.Save(temporary);
+        WriteAdapter(adapter, initial, temporary);
         var state = optimizer.State().Select(s => SafeTensorToWrite.FromFloats(s.Name, [s.Values.Length], s.Values)).ToList();
         SafeTensorsWriter.Write(Path.Combine(temporary, "optimizer.safetensors"), state);
         log.Write(temporary);
@@ -260,9 +279,15 @@ public sealed class Trainer(TrainerOptions options)
         Require(o.EvalStep >= 1 && o.SaveStep >= 1, "--eval_step and --save_step must be ≥ 1");
         Require(o.LoraR >= 1, $"--lora_r must be ≥ 1, got {o.LoraR}");
         Require(o.MaxGradNorm >= 0, $"--max_grad_norm must be ≥ 0 (0 turns clipping off), got {o.MaxGradNorm}");
-        Require(o.LoraDropout == 0,
-            $"--lora_dropout {o.LoraDropout}: dropout on the LoRA input is not applied by this trainer yet; pass --lora_dropout 0");
-        Require(o.InitLoraWeights is "true" or "gaussian", $"--init_lora_weights '{o.InitLoraWeights}': expected true or gaussian (pissa and olora are not available yet)");
+        Require(o.LoraDropout is >= 0 and < 1, $"--lora_dropout must be in [0, 1), got {o.LoraDropout}");
+        Require(!o.InitLoraWeights.StartsWith("pissa_niter_", StringComparison.Ordinal),
+            $"--init_lora_weights '{o.InitLoraWeights}': PEFT's randomized-SVD PiSSA depends on torch's random stream and cannot be reproduced exactly; use pissa (full SVD)");
+        Require(o.InitLoraWeights is "true" or "gaussian" or "pissa" or "olora", $"--init_lora_weights '{o.InitLoraWeights}': expected true, gaussian, pissa or olora");
+        Require(!LoraAdapter.RewritesBaseWeights(o.InitLoraWeights) || o.AdapterKind != "alora",
+            $"--init_lora_weights {o.InitLoraWeights} with --adapter alora: an aLoRA leaves the tokens before its invocation to the base model, which {o.InitLoraWeights} would replace by a residual; use true or gaussian");
+        Require(!LoraAdapter.RewritesBaseWeights(o.InitLoraWeights) || (o.InitAdapter is null && o.ResumeFromCheckpoint is null),
+            $"--init_lora_weights {o.InitLoraWeights} initialises a new adapter from the base weights; it cannot start from --init_adapter or --resume_from_checkpoint " +
+            "(its saved adapters are already converted to plain rank-2r LoRAs of the original base; resume them as a new run with --init_adapter and --init_lora_weights true)");
         _ = LearningRateSchedule.Multiplier(o.Scheduler, 0, 1, 0);
     }
 }
