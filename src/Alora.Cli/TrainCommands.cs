@@ -26,7 +26,7 @@ internal static class TrainCommands
         var saveStep = new Option<int>("--save_step") { DefaultValueFactory = _ => 100 };
         var loraR = new Option<int>("--lora_r") { DefaultValueFactory = _ => 32 };
         var loraAlpha = new Option<double>("--lora_alpha") { DefaultValueFactory = _ => 32 };
-        var loraDropout = new Option<double>("--lora_dropout") { DefaultValueFactory = _ => 0 };
+        var loraDropout = new Option<double>("--lora_dropout") { Description = "Dropout on the LoRA input (PEFT example default)", DefaultValueFactory = _ => 0.05 };
         var targets = new Option<string?>("--lora_target_modules") { Description = "Comma-separated projections (default: all seven)" };
         var optimizer = new Option<string>("--optimizer") { Description = "adamw or sgd", DefaultValueFactory = _ => "adamw" };
         var weightDecay = new Option<double>("--weight_decay") { DefaultValueFactory = _ => 0 };
