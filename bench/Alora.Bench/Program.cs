@@ -47,6 +47,7 @@ switch (scenario)
             lengthAt >= 0 ? int.Parse(args[lengthAt + 1], System.Globalization.CultureInfo.InvariantCulture) : 128);
         break;
     }
+    case "train-speed": return TrainSpeedBench.Run(TrainSpeedBench.ParseOptions(args[1..]));
     case "intrinsic":
         // intrinsic [SHARED_DIR] [WORK_DIR] [STORIES] [STEPS]: the training issue's aLoRA-vs-LoRA efficacy experiment
         await IntrinsicExperiment.Run(args.Length > 1 ? args[1] : "../shared", args.Length > 2 ? args[2] : Path.Combine(Path.GetTempPath(), "alora-intrinsic"),
@@ -62,7 +63,7 @@ switch (scenario)
         ModelBench.Llama2C(args[at + 1], threadsAt >= 0 ? int.Parse(args[threadsAt + 1], System.Globalization.CultureInfo.InvariantCulture) : Environment.ProcessorCount);
         break;
     default:
-        Console.WriteLine("scenarios: gemm [--no-lm-head] [--packed] | gemv [--no-lm-head] | pool | bandwidth | decode | prefill | llama2c --run PATH [--threads N] | alora-ttft [SHARED_DIR] [--svg FILE] | adapters [LAYERS] | intrinsic [SHARED_DIR] [WORK_DIR] [STORIES] [STEPS] | template SHARED_DIR | train-step [--rows B] [--length T] | tokenizers [--passes N] [--corpus FILE] [--no-peer]   (see bench/README.md)");
+        Console.WriteLine("scenarios: gemm [--no-lm-head] [--packed] | gemv [--no-lm-head] | pool | bandwidth | decode | prefill | llama2c --run PATH [--threads N] | alora-ttft [SHARED_DIR] [--svg FILE] | adapters [LAYERS] | intrinsic [SHARED_DIR] [WORK_DIR] [STORIES] [STEPS] | template SHARED_DIR | train-step [--rows B] [--length T] | train-speed [--rows 1,2] [--length T] [--rounds N] [--dtype bf16|f32] [--python PATH] | tokenizers [--passes N] [--corpus FILE] [--no-peer]   (see bench/README.md)");
         return scenario == "help" ? 0 : 1;
 }
 return 0;
