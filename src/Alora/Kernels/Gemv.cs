@@ -20,7 +20,7 @@ internal static unsafe class Gemv
         // Contiguous ranges, a few per thread: a thread that the neighbours' processes preempt then holds up
         // only a small range, and each claim costs one compare-and-swap.
         int taskCount = Math.Max(1, Math.Min(pool.ThreadCount * 4, n / 16));
-        var task = new GemvTask<TLoad> { Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate, TaskCount = taskCount };
+        var task = new GemvTask<TLoad> { Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate, TaskCount = taskCount, StreamFromMemory = true };
         pool.For(taskCount, ref task);
     }
 
@@ -94,6 +94,8 @@ internal static unsafe class Gemv
 
     private struct GemvTask<TLoad> : IParallelTask where TLoad : struct, IWeightLoad
     {
+        /// <summary>W comes from DRAM (decode): prefetch ahead. Off for row groups, whose W block sits in L2.</summary>
+        public bool StreamFromMemory;
         public float* Y;   // [M, N]
         public float* X;   // [M, K]
         public void* W;    // [N, K]
@@ -148,7 +150,7 @@ internal static unsafe class Gemv
                 int aheadStep = 4 * 16 * TLoad.ElementSize;
                 for (int p = 0; p < kVec; p += 16)
                 {
-                    if (System.Runtime.Intrinsics.X86.Sse.IsSupported)
+                    if (StreamFromMemory && System.Runtime.Intrinsics.X86.Sse.IsSupported)
                     {
                         byte* line = ahead + (long)(p / 16) * aheadStep;
                         System.Runtime.Intrinsics.X86.Sse.Prefetch0(line);
