@@ -1,5 +1,3 @@
-using System.CommandLine;
-using System.Reflection;
 using Alora.Adapters;
 using Alora.Formats;
 using Alora.Tests.Adapters;
@@ -10,23 +8,7 @@ namespace Alora.Tests.Cli;
 [Collection("Console")]
 public sealed class AdapterCliTests
 {
-    private static (int ExitCode, string Output) Run(params string[] args)
-    {
-        var type = Type.GetType("Alora.Cli.AdapterCommands, Alora.Cli", throwOnError: true)!;
-        var command = (Command)type.GetMethod("Adapter", BindingFlags.Public | BindingFlags.Static)!.Invoke(null, null)!;
-        var oldOut = Console.Out;
-        var output = new StringWriter();
-        try
-        {
-            Console.SetOut(output);
-            int code = command.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
-            return (code, output.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-        }
-    }
+    private static (int ExitCode, string Output) Run(params string[] args) => CliRunner.Run("AdapterCommands", "Adapter", args);
 
     [Fact]
     public void InspectPrintsKindRankScalingTargetsAndInvocation()

@@ -1,5 +1,3 @@
-using System.CommandLine;
-using System.Reflection;
 using System.Text.Json;
 using Alora.Formats;
 
@@ -9,24 +7,7 @@ namespace Alora.Tests.Cli;
 [Collection("Console")]
 public sealed class GenerateCliTests
 {
-    /// <summary>Runs a GenerateCommands command in-process with stdout captured; exceptions propagate.</summary>
-    internal static (int ExitCode, string Output) Run(string method, params string[] args)
-    {
-        var type = Type.GetType("Alora.Cli.GenerateCommands, Alora.Cli", throwOnError: true)!;
-        var command = (Command)type.GetMethod(method, BindingFlags.Public | BindingFlags.Static)!.Invoke(null, null)!;
-        var oldOut = Console.Out;
-        var output = new StringWriter();
-        try
-        {
-            Console.SetOut(output);
-            int code = command.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
-            return (code, output.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-        }
-    }
+    internal static (int ExitCode, string Output) Run(string method, params string[] args) => CliRunner.Run("GenerateCommands", method, args);
 
     private static JsonElement Case(int k)
     {

@@ -1,5 +1,3 @@
-using System.CommandLine;
-using System.Reflection;
 using System.Text.Json;
 using Alora.Formats;
 
@@ -9,23 +7,7 @@ namespace Alora.Tests.Cli;
 [Collection("Console")]
 public sealed class GradCliTests
 {
-    private static (int ExitCode, string Output) Run(params string[] args)
-    {
-        var type = Type.GetType("Alora.Cli.TrainingCommands, Alora.Cli", throwOnError: true)!;
-        var command = (Command)type.GetMethod("Grad", BindingFlags.Public | BindingFlags.Static)!.Invoke(null, null)!;
-        var oldOut = Console.Out;
-        var output = new StringWriter();
-        try
-        {
-            Console.SetOut(output);
-            int code = command.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
-            return (code, output.ToString());
-        }
-        finally
-        {
-            Console.SetOut(oldOut);
-        }
-    }
+    private static (int ExitCode, string Output) Run(params string[] args) => CliRunner.Run("TrainingCommands", "Grad", args);
 
     [Fact]
     public void GradWritesTheFixturesLossAndGradients()
