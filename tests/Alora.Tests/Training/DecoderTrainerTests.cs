@@ -8,20 +8,14 @@ namespace Alora.Tests.Training;
 /// <summary>The whole training step: finite differences, aLoRA masking, checkpointing, padding, memory.</summary>
 public sealed class DecoderTrainerTests(BatchingTests.Stories stories, ITestOutputHelper output) : IClassFixture<BatchingTests.Stories>
 {
-    private static readonly int[] Invocation = [7, 8, 9];
+    private static readonly int[] Invocation = TinyModel.Invocation;
 
     /// <summary>Two rows of different lengths; labels on the second half of each; an invocation in the aLoRA rows.</summary>
-    private static List<TrainingRow> TinyBatch(TrainableLora lora)
-    {
-        int[] first = [.. TinyModel.Tokens(6, 1), .. Invocation, .. TinyModel.Tokens(5, 2)];   // s = 6, length 14
-        int[] second = [.. TinyModel.Tokens(3, 3), .. Invocation, .. TinyModel.Tokens(3, 4)];  // s = 3, length 9
-        return [TrainingRow.For(first, LabelsFrom(first, 7), lora), TrainingRow.For(second, LabelsFrom(second, 4), lora)];
-    }
+    private static List<TrainingRow> TinyBatch(TrainableLora lora) => TinyModel.TwoRowBatch(lora, 7, 4);
 
-    private static int[] LabelsFrom(int[] ids, int from) => ids.Select((id, t) => t >= from ? id : TrainingRow.IgnoreLabel).ToArray();
+    private static int[] LabelsFrom(int[] ids, int from) => TinyModel.LabelsFrom(ids, from);
 
-    private static (float[] A, float[] B)[] Gradients(TrainableLora lora)
-        => lora.Modules.Select(m => (m.AGradient.ToArray(), m.BGradient.ToArray())).ToArray();
+    private static (float[] A, float[] B)[] Gradients(TrainableLora lora) => TinyModel.Gradients(lora);
 
     [Theory]
     [InlineData(false, "llama")]

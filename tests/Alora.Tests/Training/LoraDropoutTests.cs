@@ -6,19 +6,11 @@ namespace Alora.Tests.Training;
 /// <summary>PEFT's lora_dropout in the training step: mask statistics, gradients through a fixed mask, determinism, eval mode.</summary>
 public sealed class LoraDropoutTests(ITestOutputHelper output)
 {
-    private static readonly int[] Invocation = [7, 8, 9];
+    private static readonly int[] Invocation = TinyModel.Invocation;
 
-    private static List<TrainingRow> Batch(TrainableLora lora)
-    {
-        int[] first = [.. TinyModel.Tokens(6, 1), .. Invocation, .. TinyModel.Tokens(5, 2)];
-        int[] second = [.. TinyModel.Tokens(3, 3), .. Invocation, .. TinyModel.Tokens(3, 4)];
-        return [TrainingRow.For(first, LabelsFrom(first, 5), lora), TrainingRow.For(second, LabelsFrom(second, 3), lora)];
-    }
+    private static List<TrainingRow> Batch(TrainableLora lora) => TinyModel.TwoRowBatch(lora, 5, 3);
 
-    private static int[] LabelsFrom(int[] ids, int from) => ids.Select((id, t) => t >= from ? id : TrainingRow.IgnoreLabel).ToArray();
-
-    private static (float[] A, float[] B)[] Gradients(TrainableLora lora)
-        => lora.Modules.Select(m => (m.AGradient.ToArray(), m.BGradient.ToArray())).ToArray();
+    private static (float[] A, float[] B)[] Gradients(TrainableLora lora) => TinyModel.Gradients(lora);
 
     private static void AssertSameGradients((float[] A, float[] B)[] expected, (float[] A, float[] B)[] actual)
     {

@@ -56,4 +56,24 @@ internal static class TinyModel
         var random = new Random(seed);
         return Enumerable.Range(0, length).Select(_ => random.Next(4, 40)).ToArray();
     }
+
+    /// <summary>The aLoRA invocation the tiny batches carry.</summary>
+    public static readonly int[] Invocation = [7, 8, 9];
+
+    /// <summary>
+    /// Two rows of different lengths with the invocation inside (first: s = 6, length 14; second: s = 3, length 9);
+    /// labels from the given positions on.
+    /// </summary>
+    public static List<TrainingRow> TwoRowBatch(TrainableLora lora, int firstLabelsFrom, int secondLabelsFrom)
+    {
+        int[] first = [.. Tokens(6, 1), .. Invocation, .. Tokens(5, 2)];
+        int[] second = [.. Tokens(3, 3), .. Invocation, .. Tokens(3, 4)];
+        return [TrainingRow.For(first, LabelsFrom(first, firstLabelsFrom), lora), TrainingRow.For(second, LabelsFrom(second, secondLabelsFrom), lora)];
+    }
+
+    public static int[] LabelsFrom(int[] ids, int from) => ids.Select((id, t) => t >= from ? id : TrainingRow.IgnoreLabel).ToArray();
+
+    /// <summary>A copy of every module's (dA, dB).</summary>
+    public static (float[] A, float[] B)[] Gradients(TrainableLora lora)
+        => lora.Modules.Select(m => (m.AGradient.ToArray(), m.BGradient.ToArray())).ToArray();
 }

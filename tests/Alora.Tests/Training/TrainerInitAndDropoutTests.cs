@@ -10,22 +10,7 @@ public sealed class TrainerInitAndDropoutTests
 {
     private static readonly string Data = SharedPaths.Path("data", "fms-hf-tuning", "twitter_complaints_input_output.jsonl");
 
-    private static TrainerOptions Options(string output) => new()
-    {
-        BaseModel = SharedPaths.Stories260K,
-        DataPath = Data,
-        OutputDir = output,
-        AdapterKind = "lora",
-        LoraR = 4,
-        LoraAlpha = 8,
-        TargetModules = ["q_proj", "v_proj", "down_proj"],
-        BatchSize = 4,
-        LearningRate = 0.01,
-        MaxSteps = 4,
-        CutoffLength = 96,
-        SaveStep = 1000,
-        EvalStep = 1000,
-    };
+    private static TrainerOptions Options(string output) => TrainerTests.Options(Data, output) with { MaxSteps = 4 };
 
     private static Dictionary<string, float[]> Tensors(string folder)
     {

@@ -8,7 +8,8 @@ namespace Alora.Tests.Training;
 /// <summary>Whole training runs on stories260K: the loss falls, the adapter reloads and generates, resume is exact, bad input writes nothing.</summary>
 public sealed class TrainerTests
 {
-    private static TrainerOptions Options(string data, string output) => new()
+    /// <summary>A small LoRA run on stories260K (shared by the trainer tests).</summary>
+    internal static TrainerOptions Options(string data, string output) => new()
     {
         BaseModel = SharedPaths.Stories260K,
         DataPath = data,
