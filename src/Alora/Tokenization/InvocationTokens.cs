@@ -16,11 +16,7 @@ public static class InvocationTokens
     }
 
     /// <summary>Start of the last occurrence of <paramref name="pattern"/> in <paramref name="ids"/> (occurrences may overlap), or -1 when absent or empty.</summary>
-    public static int FindLast(ReadOnlySpan<int> ids, ReadOnlySpan<int> pattern)
-    {
-        if (pattern.IsEmpty || pattern.Length > ids.Length) return -1;
-        return ids.LastIndexOf(pattern);
-    }
+    public static int FindLast(ReadOnlySpan<int> ids, ReadOnlySpan<int> pattern) => Inference.AdapterActivation.LastOccurrence(ids, pattern);
 
     /// <summary>
     /// Warnings (empty when fine) about using <paramref name="invocationIds"/> with a conversation rendered by
