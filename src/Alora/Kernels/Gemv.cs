@@ -28,18 +28,44 @@ internal static unsafe class Gemv
     /// y[M,N] (+)= x·Wᵀ for any M with exactly the GEMV's per-element arithmetic (one 16-lane accumulator over
     /// K, a fixed horizontal sum, the scalar tail): each x row's result is the same bits whatever M is and
     /// whichever rows share its batch. Batch invariance is what lets an aLoRA on a reused base KV cache match a
-    /// from-scratch recompute to the last bit of the base rows. Tasks take blocks of W rows sized to stay in
-    /// L2 while every group of ≤ 4 x rows passes over them.
+    /// from-scratch recompute to the last bit of the base rows. It runs <see cref="DotTile"/>'s 6×4 tiles (the
+    /// GEMV runs the same tiles with ≤ 4 rows): tasks take blocks of W rows whose current K chunk stays in L2
+    /// while groups of 6 x rows pass over it; long K is cut into chunks with the lane accumulators saved
+    /// between them, which leaves every lane's sequence of FMAs, and so the bits, unchanged.
     /// </summary>
     public static void RunRowGroups<TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate, WorkerPool pool)
         where TLoad : struct, IWeightLoad
     {
-        long rowBytes = (long)k * sizeof(float);   // blocks of half-precision W are converted to f32 first
-        int fitsL2 = (int)Math.Clamp((256L << 10) / Math.Max(1, rowBytes), 4, 1024);
+        int kVec = k & ~15;
+        int chunk = ChunkLength(kVec);
+        // W rows per task: the block's current chunk (f32 after conversion) stays in L2 while x rows pass over it.
+        long chunkRowBytes = (long)Math.Max(16, Vector512.IsHardwareAccelerated ? chunk : k) * sizeof(float);
+        int fitsL2 = (int)Math.Clamp(WBlockBytes / chunkRowBytes, 4, 1024);
         int balanced = (n + pool.ThreadCount * 4 - 1) / (pool.ThreadCount * 4);
         int blockRows = Math.Max(4, (Math.Min(fitsL2, balanced) + 3) / 4 * 4);
-        var task = new RowGroupTask<TLoad> { Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate, BlockRows = blockRows };
+        var task = new RowGroupTask<TLoad> { Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate, BlockRows = blockRows, Chunk = chunk };
         pool.For((n + blockRows - 1) / blockRows, ref task);
+    }
+
+    // Blocking of the row-group path, tuned on Zen 5 (48 KiB L1d, 1 MiB L2 per core) against OpenBLAS on the
+    // prefill shapes: a W block's chunk of ≤ 256 KiB stays in L2; K up to 1024 runs as one chunk, longer K in
+    // chunks of ≤ 512 (one 6-row group of x is then ≤ 12 KiB of L1); when K is chunked, 48 x rows pass
+    // together, so the saved accumulators (48 × block rows × 64 B) stay in L2 beside the two chunks.
+    private const long WBlockBytes = 256 << 10;
+    private const int SingleChunkMax = 1024;
+    private const int ChunkMax = 512;
+    private const int XBlockRows = 48;
+
+    /// <summary>
+    /// Length of the K chunks (a multiple of 16) that the row-group path runs tile by tile, saving the lane
+    /// accumulators in between: the whole vector part when it is short, else near-equal chunks of at most
+    /// the maximum, so one group's x rows (6 × chunk) stay in L1 while the W block's chunk stays in L2.
+    /// </summary>
+    private static int ChunkLength(int kVec)
+    {
+        if (kVec <= SingleChunkMax) return Math.Max(kVec, 16);
+        int chunks = (kVec + ChunkMax - 1) / ChunkMax;
+        return (kVec / 16 + chunks - 1) / chunks * 16;
     }
 
     private struct RowGroupTask<TLoad> : IParallelTask where TLoad : struct, IWeightLoad
@@ -47,7 +73,7 @@ internal static unsafe class Gemv
         public float* Y;   // [M, N]
         public float* X;   // [M, K]
         public void* W;    // [N, K]
-        public int M, K, N, BlockRows;
+        public int M, K, N, BlockRows, Chunk;
         public bool Accumulate;
 
         public readonly void Execute(int index)
@@ -55,26 +81,100 @@ internal static unsafe class Gemv
             int j0 = index * BlockRows, j1 = Math.Min(N, j0 + BlockRows);
             if (TLoad.ElementSize == sizeof(float))
             {
-                RunGroups<TLoad>(W, j0, j1);
+                Run<TLoad>(W, j0, j1);
                 return;
             }
-            // bf16/f16: convert the block once (exactly) instead of once per group of 4 rows. The f32 GEMV then
-            // does the same arithmetic on the same values, so the result bits do not change.
+            // bf16/f16: convert the block once (exactly) instead of once per group of 4 rows. The f32 tiles then
+            // do the same arithmetic on the same values, so the result bits do not change.
             long count = (long)(j1 - j0) * K;
             float* block = ConvertedBlock(count);
             var dtype = typeof(TLoad) == typeof(BF16Load) ? Tensors.DType.BF16 : Tensors.DType.F16;
             Convert.ToSingle(block, (byte*)W + (long)j0 * K * TLoad.ElementSize, dtype, count);
-            RunGroups<F32Load>(block - (long)j0 * K, j0, j1);   // indexed by absolute row j
+            Run<F32Load>(block - (long)j0 * K, j0, j1);   // indexed by absolute row j
         }
 
-        private readonly void RunGroups<TBlockLoad>(void* w, int j0, int j1) where TBlockLoad : struct, IWeightLoad
+        private readonly void Run<TBlockLoad>(void* w, int j0, int j1) where TBlockLoad : struct, IWeightLoad
         {
-            for (int i = 0; i < M; i += MaxRows)
+            if (!Vector512.IsHardwareAccelerated)
             {
-                var group = new GemvTask<TBlockLoad> { Y = Y + (long)i * N, X = X + (long)i * K, W = w, M = Math.Min(MaxRows, M - i), K = K, N = N, Accumulate = Accumulate, TaskCount = 1 };
-                group.RunRange(j0, j1);
+                for (int i = 0; i < M; i += MaxRows)
+                {
+                    var group = new GemvTask<TBlockLoad> { Y = Y + (long)i * N, X = X + (long)i * K, W = w, M = Math.Min(MaxRows, M - i), K = K, N = N, Accumulate = Accumulate, TaskCount = 1 };
+                    group.RunRange(j0, j1);
+                }
+                return;
+            }
+            int kVec = K & ~15;
+            int tiles = (j1 - j0) / 4;
+            bool chunked = kVec > Chunk;
+            // Rows of x per pass: all of them when K is one chunk, else as many as the saved accumulators allow.
+            int xBlock = chunked ? XBlockRows : M;
+            float* partials = chunked ? PartialBuffer((long)((xBlock + DotTile.MaxRows - 1) / DotTile.MaxRows) * tiles * DotTile.PartialFloats) : null;
+            for (int i0 = 0; i0 < M; i0 += xBlock)
+            {
+                int i1 = Math.Min(M, i0 + xBlock);
+                for (int p0 = 0; p0 < Math.Max(kVec, 1); p0 += Chunk)
+                {
+                    int p1 = Math.Min(kVec, p0 + Chunk);
+                    bool resume = p0 > 0, last = p1 == kVec;
+                    for (int i = i0; i < i1; i += DotTile.MaxRows)
+                    {
+                        int rows = Math.Min(DotTile.MaxRows, i1 - i);
+                        float* groupPartials = chunked ? partials + (long)((i - i0) / DotTile.MaxRows) * tiles * DotTile.PartialFloats : null;
+                        switch (rows)
+                        {
+                            case 6: Tiles<TBlockLoad, Rows6>(w, i, j0, tiles, p0, p1, groupPartials, resume, last); break;
+                            case 5: Tiles<TBlockLoad, Rows5>(w, i, j0, tiles, p0, p1, groupPartials, resume, last); break;
+                            case 4: Tiles<TBlockLoad, Rows4>(w, i, j0, tiles, p0, p1, groupPartials, resume, last); break;
+                            case 3: Tiles<TBlockLoad, Rows3>(w, i, j0, tiles, p0, p1, groupPartials, resume, last); break;
+                            case 2: Tiles<TBlockLoad, Rows2>(w, i, j0, tiles, p0, p1, groupPartials, resume, last); break;
+                            default: Tiles<TBlockLoad, Rows1>(w, i, j0, tiles, p0, p1, groupPartials, resume, last); break;
+                        }
+                        if (!last) continue;
+                        // Columns past the last whole tile: one dot product each, over all of K at once.
+                        for (int j = j0 + tiles * 4; j < j1; j++)
+                            for (int r = i; r < i + rows; r++)
+                            {
+                                float sum = DotTile.Single<TBlockLoad>(X + (long)r * K, w, (long)j * K, kVec);
+                                for (int p = kVec; p < K; p++) sum += X[(long)r * K + p] * TBlockLoad.Scalar(w, (long)j * K + p);
+                                float* yrj = Y + (long)r * N + j;
+                                *yrj = Accumulate ? *yrj + sum : sum;
+                            }
+                    }
+                }
             }
         }
+
+        private readonly void Tiles<TBlockLoad, TRows>(void* w, int i, int j0, int tiles, int p0, int p1, float* partials, bool resume, bool last)
+            where TBlockLoad : struct, IWeightLoad where TRows : struct, IRowCount
+        {
+            float* x = X + (long)i * K;
+            int kVec = K & ~15;
+            for (int t = 0; t < tiles; t++)
+            {
+                int j = j0 + t * 4;
+                float* partial = partials == null ? null : partials + (long)t * DotTile.PartialFloats;
+                DotTile.Run<TBlockLoad, TRows>(x, K, w, (long)j * K, p0, p1, partial, resume, save: !last, prefetchNextTile: false, out Vector512<float> low, out Vector512<float> high);
+                if (!last) continue;
+                StoreTile<TBlockLoad>(Y + (long)i * N, N, x, K, w, j, Math.Min(4, TRows.Value), kVec, low, Accumulate);
+                if (TRows.Value > 4) StoreTile<TBlockLoad>(Y + (long)(i + 4) * N, N, x + 4L * K, K, w, j, TRows.Value - 4, kVec, high, Accumulate);
+            }
+        }
+    }
+
+    [ThreadStatic] private static nint t_partials;
+    [ThreadStatic] private static long t_partialsCount;
+
+    /// <summary>This thread's scratch for saved tile accumulators (grown when needed; kept for the thread's life).</summary>
+    private static float* PartialBuffer(long count)
+    {
+        if (t_partialsCount < count)
+        {
+            if (t_partials != 0) System.Runtime.InteropServices.NativeMemory.AlignedFree((void*)t_partials);
+            t_partials = (nint)System.Runtime.InteropServices.NativeMemory.AlignedAlloc((nuint)(count * sizeof(float)), 64);
+            t_partialsCount = count;
+        }
+        return (float*)t_partials;
     }
 
     [ThreadStatic] private static nint t_convertedBlock;
@@ -90,6 +190,46 @@ internal static unsafe class Gemv
             t_convertedBlockCount = count;
         }
         return (float*)t_convertedBlock;
+    }
+
+    /// <summary>
+    /// Writes (or adds) a reduced 4×4 tile of sums (block r = x row r, element c = column j + c) for the first
+    /// <paramref name="rows"/> rows, after adding each element's scalar K tail [kVec, K) in order.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreTile<TLoad>(float* y, int n, float* x, int k, void* w, int j, int rows, int kVec, Vector512<float> sums, bool accumulate)
+        where TLoad : struct, IWeightLoad
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            Vector128<float> block = r switch
+            {
+                0 => sums.GetLower().GetLower(),
+                1 => sums.GetLower().GetUpper(),
+                2 => sums.GetUpper().GetLower(),
+                _ => sums.GetUpper().GetUpper(),
+            };
+            float* yr = y + (long)r * n + j;
+            if (kVec == k)
+            {
+                if (accumulate) block += Vector128.Load(yr);
+                block.Store(yr);
+                continue;
+            }
+            float s0 = block.GetElement(0), s1 = block.GetElement(1), s2 = block.GetElement(2), s3 = block.GetElement(3);
+            float* xr = x + (long)r * k;
+            long w0 = (long)j * k;
+            for (int p = kVec; p < k; p++)
+            {
+                float xv = xr[p];
+                s0 += xv * TLoad.Scalar(w, w0 + p);
+                s1 += xv * TLoad.Scalar(w, w0 + k + p);
+                s2 += xv * TLoad.Scalar(w, w0 + 2L * k + p);
+                s3 += xv * TLoad.Scalar(w, w0 + 3L * k + p);
+            }
+            if (accumulate) { yr[0] += s0; yr[1] += s1; yr[2] += s2; yr[3] += s3; }
+            else { yr[0] = s0; yr[1] = s1; yr[2] = s2; yr[3] = s3; }
+        }
     }
 
     private struct GemvTask<TLoad> : IParallelTask where TLoad : struct, IWeightLoad
@@ -130,63 +270,17 @@ internal static unsafe class Gemv
             else Range256<TRows>(j0, j1);
         }
 
-        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private readonly void Range512<TRows>(int j0, int j1) where TRows : struct, IRowCount
         {
-            int rows = TRows.Value;
-            int k = K, kVec = k & ~15;
-            float* x0 = X, x1 = X + k, x2 = X + 2L * k, x3 = X + 3L * k;
+            int kVec = K & ~15;
             int j = j0;
             for (; j + 4 <= j1; j += 4)
             {
-                long w0 = (long)j * k, w1 = w0 + k, w2 = w1 + k, w3 = w2 + k;
-                Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default;
-                Vector512<float> a10 = default, a11 = default, a12 = default, a13 = default;
-                Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default;
-                Vector512<float> a30 = default, a31 = default, a32 = default, a33 = default;
-                // The next tile's four rows are the next 4·K elements: prefetch them at the rate this tile consumes
-                // its own, so DRAM streams ahead (the hardware prefetcher alone leaves bf16 rows short of bandwidth).
-                byte* ahead = (byte*)W + (w0 + 4L * k) * TLoad.ElementSize;
-                int aheadStep = 4 * 16 * TLoad.ElementSize;
-                for (int p = 0; p < kVec; p += 16)
-                {
-                    if (StreamFromMemory && System.Runtime.Intrinsics.X86.Sse.IsSupported)
-                    {
-                        byte* line = ahead + (long)(p / 16) * aheadStep;
-                        System.Runtime.Intrinsics.X86.Sse.Prefetch0(line);
-                        System.Runtime.Intrinsics.X86.Sse.Prefetch0(line + 64);
-                        if (aheadStep > 128) { System.Runtime.Intrinsics.X86.Sse.Prefetch0(line + 128); System.Runtime.Intrinsics.X86.Sse.Prefetch0(line + 192); }
-                    }
-                    Vector512<float> v0 = TLoad.Load512(W, w0 + p), v1 = TLoad.Load512(W, w1 + p);
-                    Vector512<float> v2 = TLoad.Load512(W, w2 + p), v3 = TLoad.Load512(W, w3 + p);
-                    Vector512<float> xv = Vector512.Load(x0 + p);
-                    a00 = Vector512.FusedMultiplyAdd(xv, v0, a00); a01 = Vector512.FusedMultiplyAdd(xv, v1, a01);
-                    a02 = Vector512.FusedMultiplyAdd(xv, v2, a02); a03 = Vector512.FusedMultiplyAdd(xv, v3, a03);
-                    if (rows > 1)
-                    {
-                        xv = Vector512.Load(x1 + p);
-                        a10 = Vector512.FusedMultiplyAdd(xv, v0, a10); a11 = Vector512.FusedMultiplyAdd(xv, v1, a11);
-                        a12 = Vector512.FusedMultiplyAdd(xv, v2, a12); a13 = Vector512.FusedMultiplyAdd(xv, v3, a13);
-                    }
-                    if (rows > 2)
-                    {
-                        xv = Vector512.Load(x2 + p);
-                        a20 = Vector512.FusedMultiplyAdd(xv, v0, a20); a21 = Vector512.FusedMultiplyAdd(xv, v1, a21);
-                        a22 = Vector512.FusedMultiplyAdd(xv, v2, a22); a23 = Vector512.FusedMultiplyAdd(xv, v3, a23);
-                    }
-                    if (rows > 3)
-                    {
-                        xv = Vector512.Load(x3 + p);
-                        a30 = Vector512.FusedMultiplyAdd(xv, v0, a30); a31 = Vector512.FusedMultiplyAdd(xv, v1, a31);
-                        a32 = Vector512.FusedMultiplyAdd(xv, v2, a32); a33 = Vector512.FusedMultiplyAdd(xv, v3, a33);
-                    }
-                }
-                Finish(0, j, kVec, Vector512.Sum(a00), Vector512.Sum(a01), Vector512.Sum(a02), Vector512.Sum(a03));
-                if (rows > 1) Finish(1, j, kVec, Vector512.Sum(a10), Vector512.Sum(a11), Vector512.Sum(a12), Vector512.Sum(a13));
-                if (rows > 2) Finish(2, j, kVec, Vector512.Sum(a20), Vector512.Sum(a21), Vector512.Sum(a22), Vector512.Sum(a23));
-                if (rows > 3) Finish(3, j, kVec, Vector512.Sum(a30), Vector512.Sum(a31), Vector512.Sum(a32), Vector512.Sum(a33));
+                DotTile.Run<TLoad, TRows>(X, K, W, (long)j * K, 0, kVec, null, resume: false, save: false, StreamFromMemory, out Vector512<float> sums, out _);
+                StoreTile<TLoad>(Y, N, X, K, W, j, TRows.Value, kVec, sums, Accumulate);
             }
-            for (; j < j1; j++) SingleRow512(j, kVec);
+            for (; j < j1; j++)
+                for (int i = 0; i < M; i++) StoreOne(i, j, kVec, DotTile.Single<TLoad>(X + (long)i * K, W, (long)j * K, kVec));
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -254,18 +348,6 @@ internal static unsafe class Gemv
             float* yi = Y + (long)i * N + j;
             if (Accumulate) { yi[0] += s0; yi[1] += s1; yi[2] += s2; yi[3] += s3; }
             else { yi[0] = s0; yi[1] = s1; yi[2] = s2; yi[3] = s3; }
-        }
-
-        private readonly void SingleRow512(int j, int kVec)
-        {
-            long wj = (long)j * K;
-            for (int i = 0; i < M; i++)
-            {
-                float* xi = X + (long)i * K;
-                Vector512<float> acc = default;
-                for (int p = 0; p < kVec; p += 16) acc = Vector512.FusedMultiplyAdd(Vector512.Load(xi + p), TLoad.Load512(W, wj + p), acc);
-                StoreOne(i, j, kVec, Vector512.Sum(acc));
-            }
         }
 
         private readonly void SingleRow256(int j, int kVec)

@@ -11,7 +11,11 @@ public sealed unsafe class GemmBatchInvarianceKernelTests
     [InlineData(DType.BF16, 17, 576, 200)]
     [InlineData(DType.F16, 64, 131, 96)]
     [InlineData(DType.F32, 130, 64, 172)]
-    public void EachRowEqualsItsOwnGemv(DType dtype, int m, int k, int n)
+    [InlineData(DType.F32, 7, 1040, 12)]        // one 6-row tile and a single row; K just past one chunk
+    [InlineData(DType.F32, 53, 1100, 37)]       // K in three chunks plus a scalar tail; x rows past one x block
+    [InlineData(DType.BF16, 100, 2064, 70)]
+    [InlineData(DType.F16, 49, 4870, 9, true)]  // accumulating into y
+    public void EachRowEqualsItsOwnGemv(DType dtype, int m, int k, int n, bool accumulate = false)
     {
         var random = new Random(m * 31 + k);
         var x = Enumerable.Range(0, m * k).Select(_ => (float)(random.NextDouble() * 2 - 1)).ToArray();
@@ -29,14 +33,16 @@ public sealed unsafe class GemmBatchInvarianceKernelTests
                 }
             }
             var w = new WeightMatrix(wb, dtype, n, k);
-            var all = new float[m * n];
+            var start = Enumerable.Range(0, m * n).Select(_ => accumulate ? (float)random.NextDouble() : 0f).ToArray();
+            var all = (float[])start.Clone();
             var one = new float[n];
             fixed (float* px = x, py = all, p1 = one)
             {
-                Gemm.MatMul(py, px, w, m);
+                Gemm.MatMul(py, px, w, m, accumulate);
                 for (int row = 0; row < m; row++)
                 {
-                    Gemm.MatMul(p1, px + (long)row * k, w, 1);
+                    Array.Copy(start, row * n, one, 0, n);
+                    Gemm.MatMul(p1, px + (long)row * k, w, 1, accumulate);
                     for (int j = 0; j < n; j++)
                         Assert.True(BitConverter.SingleToInt32Bits(all[row * n + j]) == BitConverter.SingleToInt32Bits(one[j]),
                             $"row {row} col {j}: batched {all[row * n + j]:R}, alone {one[j]:R}");
