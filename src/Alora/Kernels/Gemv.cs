@@ -19,7 +19,8 @@ internal static unsafe class Gemv
     {
         // Contiguous ranges, a few per thread: a thread that the neighbours' processes preempt then holds up
         // only a small range, and each claim costs one compare-and-swap.
-        int taskCount = Math.Max(1, Math.Min(pool.ThreadCount * 4, n / 16));
+        // A tiny product (stories260K's, a LoRA factor) takes less time than waking and syncing another thread.
+        int taskCount = (long)m * n * k < WorkerPool.InlineMultiplyAdds ? 1 : Math.Max(1, Math.Min(pool.ThreadCount * 4, n / 16));
         var task = new GemvTask<TLoad> { Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate, TaskCount = taskCount, StreamFromMemory = true };
         pool.For(taskCount, ref task);
     }
