@@ -42,10 +42,18 @@ internal static unsafe class Gemv
         // W rows per task: the block's current chunk (f32 after conversion) stays in L2 while x rows pass over it.
         long chunkRowBytes = (long)Math.Max(16, Vector512.IsHardwareAccelerated ? chunk : k) * sizeof(float);
         int fitsL2 = (int)Math.Clamp(WBlockBytes / chunkRowBytes, 4, 1024);
-        int balanced = (n + pool.ThreadCount * 4 - 1) / (pool.ThreadCount * 4);
-        int blockRows = Math.Max(4, (Math.Min(fitsL2, balanced) + 3) / 4 * 4);
-        var task = new RowGroupTask<TLoad> { Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate, BlockRows = blockRows, Chunk = chunk };
-        pool.For((n + blockRows - 1) / blockRows, ref task);
+        // A few tasks per thread, so a thread that the neighbours' processes preempt holds up only a small part.
+        int wantedTasks = pool.ThreadCount * 4;
+        int balanced = (n + wantedTasks - 1) / wantedTasks;
+        int blockRows = Math.Max(4, (Math.Min(fitsL2, Math.Max(balanced, MinBlockRows)) + 3) / 4 * 4);
+        int blocks = (n + blockRows - 1) / blockRows;
+        // Narrow W (k/v projections) gives too few blocks: split x's rows too, rather than shrink the blocks
+        // until every task streams all of x past a handful of W rows.
+        int rowRanges = Math.Min((wantedTasks + blocks - 1) / blocks, (m + 11) / 12);
+        int rangeRows = ((m + rowRanges - 1) / rowRanges + 11) / 12 * 12;   // a multiple of both tile heights
+        rowRanges = (m + rangeRows - 1) / rangeRows;
+        var task = new RowGroupTask<TLoad> { Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate, BlockRows = blockRows, Blocks = blocks, RangeRows = rangeRows, Chunk = chunk };
+        pool.For(blocks * rowRanges, ref task);
     }
 
     // Blocking of the row-group path, tuned on Zen 5 (48 KiB L1d, 1 MiB L2 per core) against OpenBLAS on the
@@ -56,6 +64,7 @@ internal static unsafe class Gemv
     private const int SingleChunkMax = 1024;
     private const int ChunkMax = 512;
     private const int XBlockRows = 48;
+    private const int MinBlockRows = 48;
 
     /// <summary>
     /// Length of the K chunks (a multiple of 16) that the row-group path runs tile by tile, saving the lane
@@ -74,33 +83,36 @@ internal static unsafe class Gemv
         public float* Y;   // [M, N]
         public float* X;   // [M, K]
         public void* W;    // [N, K]
-        public int M, K, N, BlockRows, Chunk;
+        public int M, K, N, BlockRows, Blocks, RangeRows, Chunk;
         public bool Accumulate;
 
+        /// <summary>Task = (block of W rows, range of x rows): outputs [rows of the range, columns of the block].</summary>
         public readonly void Execute(int index)
         {
-            int j0 = index * BlockRows, j1 = Math.Min(N, j0 + BlockRows);
+            int block = index % Blocks, range = index / Blocks;
+            int j0 = block * BlockRows, j1 = Math.Min(N, j0 + BlockRows);
+            int rowStart = range * RangeRows, rowEnd = Math.Min(M, rowStart + RangeRows);
             if (TLoad.ElementSize == sizeof(float))
             {
-                Run<TLoad>(W, j0, j1);
+                Run<TLoad>(W, j0, j1, rowStart, rowEnd);
                 return;
             }
             // bf16/f16: convert the block once (exactly) instead of once per group of 4 rows. The f32 tiles then
             // do the same arithmetic on the same values, so the result bits do not change.
             long count = (long)(j1 - j0) * K;
-            float* block = ConvertedBlock(count);
+            float* converted = ConvertedBlock(count);
             var dtype = typeof(TLoad) == typeof(BF16Load) ? Tensors.DType.BF16 : Tensors.DType.F16;
-            Convert.ToSingle(block, (byte*)W + (long)j0 * K * TLoad.ElementSize, dtype, count);
-            Run<F32Load>(block - (long)j0 * K, j0, j1);   // indexed by absolute row j
+            Convert.ToSingle(converted, (byte*)W + (long)j0 * K * TLoad.ElementSize, dtype, count);
+            Run<F32Load>(converted - (long)j0 * K, j0, j1, rowStart, rowEnd);   // indexed by absolute row j
         }
 
-        private readonly void Run<TBlockLoad>(void* w, int j0, int j1) where TBlockLoad : struct, IWeightLoad
+        private readonly void Run<TBlockLoad>(void* w, int j0, int j1, int rowStart, int rowEnd) where TBlockLoad : struct, IWeightLoad
         {
             if (!Vector512.IsHardwareAccelerated)
             {
-                for (int i = 0; i < M; i += MaxRows)
+                for (int i = rowStart; i < rowEnd; i += MaxRows)
                 {
-                    var group = new GemvTask<TBlockLoad> { Y = Y + (long)i * N, X = X + (long)i * K, W = w, M = Math.Min(MaxRows, M - i), K = K, N = N, Accumulate = Accumulate, TaskCount = 1 };
+                    var group = new GemvTask<TBlockLoad> { Y = Y + (long)i * N, X = X + (long)i * K, W = w, M = Math.Min(MaxRows, rowEnd - i), K = K, N = N, Accumulate = Accumulate, TaskCount = 1 };
                     group.RunRange(j0, j1);
                 }
                 return;
@@ -109,11 +121,11 @@ internal static unsafe class Gemv
             int tiles = (j1 - j0) / 4;
             bool chunked = kVec > Chunk;
             // Rows of x per pass: all of them when K is one chunk, else as many as the saved accumulators allow.
-            int xBlock = chunked ? XBlockRows : M;
+            int xBlock = chunked ? XBlockRows : rowEnd - rowStart;
             float* partials = chunked ? PartialBuffer((long)((xBlock + DotTile.MaxRows - 1) / DotTile.MaxRows) * tiles * DotTile.PartialFloats) : null;
-            for (int i0 = 0; i0 < M; i0 += xBlock)
+            for (int i0 = rowStart; i0 < rowEnd; i0 += xBlock)
             {
-                int i1 = Math.Min(M, i0 + xBlock);
+                int i1 = Math.Min(rowEnd, i0 + xBlock);
                 for (int p0 = 0; p0 < Math.Max(kVec, 1); p0 += Chunk)
                 {
                     int p1 = Math.Min(kVec, p0 + Chunk);
