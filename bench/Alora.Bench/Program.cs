@@ -30,6 +30,7 @@ switch (scenario)
     case "bandwidth":
         Console.WriteLine($"memory read bandwidth: {MemoryBandwidth.MeasureReadGBps():F1} GB/s (1 GiB, {Alora.Kernels.WorkerPool.Shared.ThreadCount} threads, best of 5)");
         break;
+    case "gemv-stream": GemvStream.Run(); break;
     case "decode": ModelBench.Decode(); break;
     case "tokenizers": return TokenizerBench.Run(args[1..]);
     case "prefill": ModelBench.Prefill(); break;

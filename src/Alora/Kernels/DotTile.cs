@@ -18,16 +18,20 @@ internal static unsafe class DotTile
     /// <summary>Most x rows in one tile.</summary>
     public const int MaxRows = 6;
 
+    /// <summary>How far ahead of each of a decode tile's four W runs to prefetch (tuned: 1–2 KiB best, 4 KiB worse).</summary>
+    private const int PrefetchBytes = 2048;
+
     /// <summary>Floats that hold one tile's accumulators between chunks of K: [24 accumulators (row·4 + col), 16 lanes].</summary>
     public const int PartialFloats = 24 * 16;
 
     /// <summary>
-    /// Runs the lane accumulators of x rows [0, rows) (row stride <paramref name="k"/>, rows ≤ 6) against W rows
-    /// j..j+3 (element index <paramref name="w0"/> = j·K, row stride K) over p ∈ [p0, p1), p1 − p0 a multiple of 16.
+    /// Runs the lane accumulators of x rows [0, rows) (row stride <paramref name="k"/>, rows ≤ 6) against four W rows
+    /// at element indices w0, w0 + rowStride, w0 + 2·rowStride, w0 + 3·rowStride (columns c = 0..3) over
+    /// p ∈ [p0, p1), p1 − p0 a multiple of 16.
     /// Starts from zero, or from <paramref name="partial"/> when <paramref name="resume"/>; when
     /// <paramref name="save"/> it stores the accumulators back to <paramref name="partial"/> and returns zeros,
     /// otherwise it returns the reduced sums: rows 0..3 in <paramref name="low"/>, rows 4..5 in
-    /// <paramref name="high"/> (128-bit block r = row r, element c = column j + c).
+    /// <paramref name="high"/> (128-bit block r = row r, element c = column c).
     /// </summary>
     /// <remarks>
     /// Six rows × four columns is 24 accumulators plus four W vectors and one x vector: 29 of the 32 registers.
@@ -35,40 +39,36 @@ internal static unsafe class DotTile
     /// </remarks>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run<TLoad, TRows>(float* x, int k, void* w, long w0, int p0, int p1,
-        float* partial, bool resume, bool save, bool prefetchNextTile, out Vector512<float> low, out Vector512<float> high)
+        long rowStride, float* partial, bool resume, bool save, bool prefetch, out Vector512<float> low, out Vector512<float> high)
         where TLoad : struct, IWeightLoad where TRows : struct, IRowCount
     {
         int rows = TRows.Value;
-        long w1 = w0 + k, w2 = w1 + k, w3 = w2 + k;
+        long w1 = w0 + rowStride, w2 = w1 + rowStride, w3 = w2 + rowStride;
         float* x0 = x, x1 = x + k, x2 = x + 2L * k, x3 = x + 3L * k, x4 = x + 4L * k, x5 = x + 5L * k;
-        Vector512<float> a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33;
+        // Accumulators of rows ≥ TRows stay constant zero everywhere below (every use is guarded by `rows`), so
+        // the JIT folds them away: a 1-row decode tile then holds 4 accumulators in registers, not 24 on the stack.
+        Vector512<float> a00 = default, a01 = default, a02 = default, a03 = default, a10 = default, a11 = default, a12 = default, a13 = default;
+        Vector512<float> a20 = default, a21 = default, a22 = default, a23 = default, a30 = default, a31 = default, a32 = default, a33 = default;
         Vector512<float> a40 = default, a41 = default, a42 = default, a43 = default, a50 = default, a51 = default, a52 = default, a53 = default;
         if (resume)
         {
             a00 = Vector512.Load(partial); a01 = Vector512.Load(partial + 16); a02 = Vector512.Load(partial + 32); a03 = Vector512.Load(partial + 48);
-            a10 = Vector512.Load(partial + 64); a11 = Vector512.Load(partial + 80); a12 = Vector512.Load(partial + 96); a13 = Vector512.Load(partial + 112);
-            a20 = Vector512.Load(partial + 128); a21 = Vector512.Load(partial + 144); a22 = Vector512.Load(partial + 160); a23 = Vector512.Load(partial + 176);
-            a30 = Vector512.Load(partial + 192); a31 = Vector512.Load(partial + 208); a32 = Vector512.Load(partial + 224); a33 = Vector512.Load(partial + 240);
+            if (rows > 1) { a10 = Vector512.Load(partial + 64); a11 = Vector512.Load(partial + 80); a12 = Vector512.Load(partial + 96); a13 = Vector512.Load(partial + 112); }
+            if (rows > 2) { a20 = Vector512.Load(partial + 128); a21 = Vector512.Load(partial + 144); a22 = Vector512.Load(partial + 160); a23 = Vector512.Load(partial + 176); }
+            if (rows > 3) { a30 = Vector512.Load(partial + 192); a31 = Vector512.Load(partial + 208); a32 = Vector512.Load(partial + 224); a33 = Vector512.Load(partial + 240); }
             if (rows > 4) { a40 = Vector512.Load(partial + 256); a41 = Vector512.Load(partial + 272); a42 = Vector512.Load(partial + 288); a43 = Vector512.Load(partial + 304); }
             if (rows > 5) { a50 = Vector512.Load(partial + 320); a51 = Vector512.Load(partial + 336); a52 = Vector512.Load(partial + 352); a53 = Vector512.Load(partial + 368); }
         }
-        else
-        {
-            a00 = a01 = a02 = a03 = a10 = a11 = a12 = a13 = default;
-            a20 = a21 = a22 = a23 = a30 = a31 = a32 = a33 = default;
-        }
-        // Decode streams W from DRAM: prefetch the next tile's four rows (the next 4·K elements) at the rate this
-        // tile consumes its own; the hardware prefetcher alone leaves bf16 rows short of bandwidth.
-        byte* ahead = (byte*)w + (w0 + 4L * k) * TLoad.ElementSize;
-        int aheadStep = 4 * 16 * TLoad.ElementSize;
+        // Decode streams W from DRAM as four long runs (see Gemv.Range512): fetch each a fixed distance ahead.
+        int prefetchElements = PrefetchBytes / TLoad.ElementSize;
         for (int p = p0; p < p1; p += 16)
         {
-            if (prefetchNextTile && Sse.IsSupported)
+            if (prefetch && Sse.IsSupported)
             {
-                byte* line = ahead + (long)(p / 16) * aheadStep;
-                Sse.Prefetch0(line);
-                Sse.Prefetch0(line + 64);
-                if (aheadStep > 128) { Sse.Prefetch0(line + 128); Sse.Prefetch0(line + 192); }
+                Sse.Prefetch0((byte*)w + (w0 + p + prefetchElements) * TLoad.ElementSize);
+                Sse.Prefetch0((byte*)w + (w1 + p + prefetchElements) * TLoad.ElementSize);
+                Sse.Prefetch0((byte*)w + (w2 + p + prefetchElements) * TLoad.ElementSize);
+                Sse.Prefetch0((byte*)w + (w3 + p + prefetchElements) * TLoad.ElementSize);
             }
             Vector512<float> v0 = TLoad.Load512(w, w0 + p), v1 = TLoad.Load512(w, w1 + p);
             Vector512<float> v2 = TLoad.Load512(w, w2 + p), v3 = TLoad.Load512(w, w3 + p);
@@ -109,16 +109,22 @@ internal static unsafe class DotTile
         if (save)
         {
             a00.Store(partial); a01.Store(partial + 16); a02.Store(partial + 32); a03.Store(partial + 48);
-            a10.Store(partial + 64); a11.Store(partial + 80); a12.Store(partial + 96); a13.Store(partial + 112);
-            a20.Store(partial + 128); a21.Store(partial + 144); a22.Store(partial + 160); a23.Store(partial + 176);
-            a30.Store(partial + 192); a31.Store(partial + 208); a32.Store(partial + 224); a33.Store(partial + 240);
+            if (rows > 1) { a10.Store(partial + 64); a11.Store(partial + 80); a12.Store(partial + 96); a13.Store(partial + 112); }
+            if (rows > 2) { a20.Store(partial + 128); a21.Store(partial + 144); a22.Store(partial + 160); a23.Store(partial + 176); }
+            if (rows > 3) { a30.Store(partial + 192); a31.Store(partial + 208); a32.Store(partial + 224); a33.Store(partial + 240); }
             if (rows > 4) { a40.Store(partial + 256); a41.Store(partial + 272); a42.Store(partial + 288); a43.Store(partial + 304); }
             if (rows > 5) { a50.Store(partial + 320); a51.Store(partial + 336); a52.Store(partial + 352); a53.Store(partial + 368); }
             low = high = default;
             return;
         }
-        low = Reduce(a00, a10, a20, a30, a01, a11, a21, a31, a02, a12, a22, a32, a03, a13, a23, a33);
         Vector512<float> z = default;
+        low = rows switch
+        {
+            1 => Reduce(a00, z, z, z, a01, z, z, z, a02, z, z, z, a03, z, z, z),
+            2 => Reduce(a00, a10, z, z, a01, a11, z, z, a02, a12, z, z, a03, a13, z, z),
+            3 => Reduce(a00, a10, a20, z, a01, a11, a21, z, a02, a12, a22, z, a03, a13, a23, z),
+            _ => Reduce(a00, a10, a20, a30, a01, a11, a21, a31, a02, a12, a22, a32, a03, a13, a23, a33),
+        };
         high = rows > 4 ? Reduce(a40, a50, z, z, a41, a51, z, z, a42, a52, z, z, a43, a53, z, z) : default;
     }
 
