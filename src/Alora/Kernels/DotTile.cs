@@ -19,7 +19,7 @@ internal static unsafe class DotTile
     public const int MaxRows = 6;
 
     /// <summary>How far ahead of each of a decode tile's four W runs to prefetch (tuned: 1–2 KiB best, 4 KiB worse).</summary>
-    private const int PrefetchBytes = 2048;
+    public const int PrefetchBytes = 2048;
 
     /// <summary>Floats that hold one tile's accumulators between chunks of K: [24 accumulators (row·4 + col), 16 lanes].</summary>
     public const int PartialFloats = 24 * 16;
