@@ -6,7 +6,7 @@ string scenario = args.Length > 0 ? args[0] : "help";
 int layerFlag = Array.IndexOf(args, "--layer");
 string? onlyLayer = layerFlag >= 0 && layerFlag + 1 < args.Length ? args[layerFlag + 1] : null;
 if (scenario == "help")
-    Console.WriteLine("kernel scenarios: gemm|gemv [--no-lm-head] [--layer NAME] | backward | elementwise | pool | bandwidth");
+    Console.WriteLine("kernel scenarios: gemm|gemv [--no-lm-head] [--layer NAME] | backward | elementwise | pool | bandwidth | gemv-stream");
 switch (scenario)
 {
     case "gemm":
@@ -64,7 +64,7 @@ switch (scenario)
         ModelBench.Llama2C(args[at + 1], threadsAt >= 0 ? int.Parse(args[threadsAt + 1], System.Globalization.CultureInfo.InvariantCulture) : Environment.ProcessorCount);
         break;
     default:
-        Console.WriteLine("scenarios: gemm [--no-lm-head] [--packed] | gemv [--no-lm-head] | pool | bandwidth | decode | prefill | llama2c --run PATH [--threads N] | alora-ttft [SHARED_DIR] [--svg FILE] | adapters [LAYERS] | intrinsic [SHARED_DIR] [WORK_DIR] [STORIES] [STEPS] | template SHARED_DIR | train-step [--rows B] [--length T] | train-speed [--rows 1,2] [--length T] [--rounds N] [--dtype bf16|f32] [--python PATH] | tokenizers [--passes N] [--corpus FILE] [--no-peer]   (see bench/README.md)");
+        Console.WriteLine("scenarios: gemm [--no-lm-head] [--packed] | gemv [--no-lm-head] | pool | bandwidth | gemv-stream | decode | prefill | llama2c --run PATH [--threads N] | alora-ttft [SHARED_DIR] [--svg FILE] | adapters [LAYERS] | intrinsic [SHARED_DIR] [WORK_DIR] [STORIES] [STEPS] | template SHARED_DIR | train-step [--rows B] [--length T] | train-speed [--rows 1,2] [--length T] [--rounds N] [--dtype bf16|f32] [--python PATH] | tokenizers [--passes N] [--corpus FILE] [--no-peer]   (see bench/README.md)");
         return scenario == "help" ? 0 : 1;
 }
 return 0;
