@@ -111,9 +111,12 @@ internal static unsafe class Gemv
         {
             if (!Vector512.IsHardwareAccelerated)
             {
-                for (int i = rowStart; i < rowEnd; i += MaxRows)
+                // 256-bit tiles: with AVX-512's 32 registers a 4×4 tile's 16 accumulators fit; with AVX2's 16 they
+                // spill (0.55× of OpenBLAS), so take 2 x rows at a time (8 accumulators + 4 W + 1 x).
+                int groupRows = System.Runtime.Intrinsics.X86.Avx512F.VL.IsSupported ? MaxRows : 2;
+                for (int i = rowStart; i < rowEnd; i += groupRows)
                 {
-                    var group = new GemvTask<TBlockLoad> { Y = Y + (long)i * N, X = X + (long)i * K, W = w, M = Math.Min(MaxRows, rowEnd - i), K = K, N = N, Accumulate = Accumulate, TaskCount = 1 };
+                    var group = new GemvTask<TBlockLoad> { Y = Y + (long)i * N, X = X + (long)i * K, W = w, M = Math.Min(groupRows, rowEnd - i), K = K, N = N, Accumulate = Accumulate, TaskCount = 1 };
                     group.RunRange(j0, j1);
                 }
                 return;
