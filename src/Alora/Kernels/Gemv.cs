@@ -22,7 +22,7 @@ internal static unsafe class Gemv
         // four per thread against 0.84–0.93× with one, on two free cores. A tiny product (stories260K's, a LoRA
         // factor) takes less time than waking and syncing another thread, so it runs on the caller alone.
         int taskCount = (long)m * n * k < WorkerPool.InlineMultiplyAdds ? 1 : Math.Max(1, Math.Min(pool.ThreadCount, n / 16));
-        var task = new GemvTask<TLoad> { Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate, TaskCount = taskCount, StreamFromMemory = true };
+        var task = new GemvTask<TLoad> { Y = y, X = x, W = w, M = m, K = k, N = n, Accumulate = accumulate, TaskCount = taskCount };
         pool.For(taskCount, ref task);
     }
 
@@ -152,10 +152,8 @@ internal static unsafe class Gemv
                         for (int j = j0 + tiles * 4; j < j1; j++)
                             for (int r = i; r < i + rows; r++)
                             {
-                                float sum = DotTile.Single<TBlockLoad>(X + (long)r * K, w, (long)j * K, kVec);
-                                for (int p = kVec; p < K; p++) sum += X[(long)r * K + p] * TBlockLoad.Scalar(w, (long)j * K + p);
-                                float* yrj = Y + (long)r * N + j;
-                                *yrj = Accumulate ? *yrj + sum : sum;
+                                float* xr = X + (long)r * K;
+                                StoreOne<TBlockLoad>(Y + (long)r * N + j, xr, K, w, j, kVec, DotTile.Single<TBlockLoad>(xr, w, (long)j * K, kVec), Accumulate);
                             }
                     }
                 }
@@ -228,26 +226,42 @@ internal static unsafe class Gemv
                 block.Store(yr);
                 continue;
             }
-            float s0 = block.GetElement(0), s1 = block.GetElement(1), s2 = block.GetElement(2), s3 = block.GetElement(3);
-            float* xr = x + (long)r * k;
-            long w0 = (long)j * k, w1 = w0 + (long)step * k, w2 = w1 + (long)step * k, w3 = w2 + (long)step * k;
-            for (int p = kVec; p < k; p++)
-            {
-                float xv = xr[p];
-                s0 += xv * TLoad.Scalar(w, w0 + p);
-                s1 += xv * TLoad.Scalar(w, w1 + p);
-                s2 += xv * TLoad.Scalar(w, w2 + p);
-                s3 += xv * TLoad.Scalar(w, w3 + p);
-            }
-            if (accumulate) { yr[0] += s0; yr[step] += s1; yr[2 * step] += s2; yr[3 * step] += s3; }
-            else { yr[0] = s0; yr[step] = s1; yr[2 * step] = s2; yr[3 * step] = s3; }
+            StoreFour<TLoad>(yr, x + (long)r * k, k, w, j, step, kVec, block.GetElement(0), block.GetElement(1), block.GetElement(2), block.GetElement(3), accumulate);
         }
+    }
+
+    /// <summary>
+    /// Adds the scalar K tail [kVec, K) of x row xr against W rows j, j + step, j + 2·step, j + 3·step to four
+    /// partial dot products, in order, and writes (or adds) them to yr[0], yr[step], yr[2·step], yr[3·step].
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void StoreFour<TLoad>(float* yr, float* xr, int k, void* w, int j, int step, int kVec, float s0, float s1, float s2, float s3, bool accumulate)
+        where TLoad : struct, IWeightLoad
+    {
+        long w0 = (long)j * k, w1 = w0 + (long)step * k, w2 = w1 + (long)step * k, w3 = w2 + (long)step * k;
+        for (int p = kVec; p < k; p++)
+        {
+            float xv = xr[p];
+            s0 += xv * TLoad.Scalar(w, w0 + p);
+            s1 += xv * TLoad.Scalar(w, w1 + p);
+            s2 += xv * TLoad.Scalar(w, w2 + p);
+            s3 += xv * TLoad.Scalar(w, w3 + p);
+        }
+        if (accumulate) { yr[0] += s0; yr[step] += s1; yr[2 * step] += s2; yr[3 * step] += s3; }
+        else { yr[0] = s0; yr[step] = s1; yr[2 * step] = s2; yr[3 * step] = s3; }
+    }
+
+    /// <summary>Adds the scalar K tail of x row xr against W row j to one partial dot product and writes (or adds) it to *y.</summary>
+    private static void StoreOne<TLoad>(float* y, float* xr, int k, void* w, int j, int kVec, float sum, bool accumulate)
+        where TLoad : struct, IWeightLoad
+    {
+        long wj = (long)j * k;
+        for (int p = kVec; p < k; p++) sum += xr[p] * TLoad.Scalar(w, wj + p);
+        *y = accumulate ? *y + sum : sum;
     }
 
     private struct GemvTask<TLoad> : IParallelTask where TLoad : struct, IWeightLoad
     {
-        /// <summary>W comes from DRAM (decode): prefetch ahead. Off for row groups, whose W block sits in L2.</summary>
-        public bool StreamFromMemory;
         public float* Y;   // [M, N]
         public float* X;   // [M, K]
         public void* W;    // [N, K]
@@ -291,7 +305,7 @@ internal static unsafe class Gemv
             // read that way, ~1.0× now). The arithmetic of each element is the same either way.
             int quarter = (j1 - j0) / 4;
             long rowStride = (long)quarter * K;
-            if (StreamFromMemory && quarter > 0 && System.Runtime.Intrinsics.X86.Sse.IsSupported)
+            if (quarter > 0 && System.Runtime.Intrinsics.X86.Sse.IsSupported)
             {
                 // The tile loop prefetches a fixed distance ahead of each run; fetch that first stretch now, so a
                 // short range (a k/v projection's) does not start every run with demand misses.
@@ -305,7 +319,7 @@ internal static unsafe class Gemv
             for (int t = 0; t < quarter; t++)
             {
                 int j = j0 + t;
-                DotTile.Run<TLoad, TRows>(X, K, W, (long)j * K, 0, kVec, rowStride, null, resume: false, save: false, StreamFromMemory, out Vector512<float> sums, out _);
+                DotTile.Run<TLoad, TRows>(X, K, W, (long)j * K, 0, kVec, rowStride, null, resume: false, save: false, prefetch: true, out Vector512<float> sums, out _);
                 StoreTile<TLoad>(Y, N, X, K, W, j, quarter, TRows.Value, kVec, sums, Accumulate);
             }
             for (int j = j0 + 4 * quarter; j < j1; j++)
@@ -363,21 +377,7 @@ internal static unsafe class Gemv
         /// <summary>Adds the scalar K tail [kVec, K) to four partial dot products of x row i and stores them.</summary>
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private readonly void Finish(int i, int j, int kVec, float s0, float s1, float s2, float s3)
-        {
-            float* xi = X + (long)i * K;
-            long w0 = (long)j * K;
-            for (int p = kVec; p < K; p++)
-            {
-                float xv = xi[p];
-                s0 += xv * TLoad.Scalar(W, w0 + p);
-                s1 += xv * TLoad.Scalar(W, w0 + K + p);
-                s2 += xv * TLoad.Scalar(W, w0 + 2L * K + p);
-                s3 += xv * TLoad.Scalar(W, w0 + 3L * K + p);
-            }
-            float* yi = Y + (long)i * N + j;
-            if (Accumulate) { yi[0] += s0; yi[1] += s1; yi[2] += s2; yi[3] += s3; }
-            else { yi[0] = s0; yi[1] = s1; yi[2] = s2; yi[3] = s3; }
-        }
+            => StoreFour<TLoad>(Y + (long)i * N + j, X + (long)i * K, K, W, j, 1, kVec, s0, s1, s2, s3, Accumulate);
 
         private readonly void SingleRow256(int j, int kVec)
         {
@@ -392,12 +392,6 @@ internal static unsafe class Gemv
         }
 
         private readonly void StoreOne(int i, int j, int kVec, float sum)
-        {
-            float* xi = X + (long)i * K;
-            long wj = (long)j * K;
-            for (int p = kVec; p < K; p++) sum += xi[p] * TLoad.Scalar(W, wj + p);
-            float* yij = Y + (long)i * N + j;
-            *yij = Accumulate ? *yij + sum : sum;
-        }
+            => StoreOne<TLoad>(Y + (long)i * N + j, X + (long)i * K, K, W, j, kVec, sum, Accumulate);
     }
 }
