@@ -20,6 +20,8 @@ public sealed class KvSequence : IDisposable
     public int BlockCount { get; private set; }
     public IReadOnlyList<int> Tokens => _tokens;
     public ReadOnlySpan<int> BlockTable => _blockTable.AsSpan(0, BlockCount);
+    /// <summary>The block table as the forward pass takes it (valid until the next append or truncation).</summary>
+    public ReadOnlyMemory<int> BlockTableMemory => _blockTable.AsMemory(0, BlockCount);
     private bool _disposed;
 
     /// <summary>

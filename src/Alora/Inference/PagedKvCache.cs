@@ -1,52 +1,43 @@
-using Alora.Tensors;
+using Alora.Models;
 
 namespace Alora.Inference;
 
-// Legend: L = layers, N = blocks in the pool, B = tokens per block, Dkv = Hkv·Dh.
-
 /// <summary>
-/// The KV pool: fixed-size blocks in one slab, [L, 2 (key, value), N, B·Dkv] f32; inside a block, keys are
-/// [Hkv, Dh, B] (transposed) and values [Hkv, B, Dh] (see Kernels.Attention). Blocks are reference
-/// counted so sequences can share them (forks, prefix reuse); a block is free when its count drops to 0.
-/// Free blocks are handed out lowest id first, so tests can assert exact block ids.
+/// A reference-counted allocator over a <see cref="KvPool"/> for caller-held sequences (<see cref="KvSequence"/>):
+/// sequences can share blocks (forks, prefix reuse); a block is free when its count drops to 0, and its
+/// contents are then forgotten. Free blocks are handed out lowest id first, so tests can assert exact block
+/// ids. The serving engine has its own allocator with a prefix cache (<see cref="KvBlockManager"/>).
 /// </summary>
 public sealed unsafe class PagedKvCache : IDisposable
 {
-    private readonly NativeSlab _slab;
-    private readonly float* _base;
     private readonly int[] _referenceCounts;
     private readonly SortedSet<int> _free = [];
 
-    public PagedKvCache(int layerCount, int keyValueDim, int blockCount, int blockSize = 16)
+    public PagedKvCache(int layerCount, int keyValueHeads, int headDim, int blockCount, int blockSize = 16)
+        : this(new KvPool(layerCount, keyValueHeads, headDim, blockCount, blockSize)) { }
+
+    public PagedKvCache(KvPool pool)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(blockCount, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(blockSize, 1);
-        LayerCount = layerCount;
-        KeyValueDim = keyValueDim;
-        BlockCount = blockCount;
-        BlockSize = blockSize;
-        long floats = (long)layerCount * 2 * blockCount * blockSize * keyValueDim;
-        _slab = new NativeSlab(floats * sizeof(float), "kv pool");
-        _base = _slab.TakeFloats(floats, "kv blocks");
-        _referenceCounts = new int[blockCount];
-        for (int i = 0; i < blockCount; i++) _free.Add(i);
+        Pool = pool;
+        _referenceCounts = new int[pool.BlockCount];
+        for (int i = 0; i < pool.BlockCount; i++) _free.Add(i);
     }
 
-    public int LayerCount { get; }
-    public int KeyValueDim { get; }
-    public int BlockCount { get; }
-    public int BlockSize { get; }
+    /// <summary>The block memory the forward pass reads and writes.</summary>
+    public KvPool Pool { get; }
+    public int LayerCount => Pool.LayerCount;
+    public int KeyValueDim => Pool.KeyValueDim;
+    public int BlockCount => Pool.BlockCount;
+    public int BlockSize => Pool.BlockSize;
     public int FreeBlockCount => _free.Count;
-    public long ByteCount => _slab.ByteCount;
-
-    /// <summary>Bytes one block holds across all layers (keys and values).</summary>
-    public long BytesPerBlock => (long)LayerCount * 2 * BlockSize * KeyValueDim * sizeof(float);
+    public long ByteCount => Pool.ByteCount;
+    public long BytesPerBlock => Pool.BytesPerBlock;
 
     /// <summary>[N, Hkv, Dh, B] keys of one layer.</summary>
-    public float* KeyBlocks(int layer) => _base + (long)layer * 2 * BlockCount * BlockSize * KeyValueDim;
+    public float* KeyBlocks(int layer) => Pool.KeyBlocks(layer);
 
     /// <summary>[N, Hkv, B, Dh] values of one layer.</summary>
-    public float* ValueBlocks(int layer) => KeyBlocks(layer) + (long)BlockCount * BlockSize * KeyValueDim;
+    public float* ValueBlocks(int layer) => Pool.ValueBlocks(layer);
 
     public int ReferenceCount(int block) => _referenceCounts[block];
 
@@ -72,23 +63,10 @@ public sealed unsafe class PagedKvCache : IDisposable
         if (--_referenceCounts[block] == 0) _free.Add(block);
     }
 
-    /// <summary>Copies every layer's keys and values of a block (whole blocks: keys are stored transposed).</summary>
-    public void CopyBlock(int source, int destination)
-    {
-        long bytes = (long)BlockSize * KeyValueDim * sizeof(float);
-        for (int layer = 0; layer < LayerCount; layer++)
-        {
-            for (int kind = 0; kind < 2; kind++)
-            {
-                float* pool = kind == 0 ? KeyBlocks(layer) : ValueBlocks(layer);
-                float* from = pool + (long)source * BlockSize * KeyValueDim;
-                float* to = pool + (long)destination * BlockSize * KeyValueDim;
-                Buffer.MemoryCopy(from, to, bytes, bytes);
-            }
-        }
-    }
+    /// <summary>Copies every layer's keys and values of a block.</summary>
+    public void CopyBlock(int source, int destination) => Pool.CopyBlock(source, destination);
 
-    public void Dispose() => _slab.Dispose();
+    public void Dispose() => Pool.Dispose();
 }
 
 public sealed class KvCacheFullException(string message) : Exception(message);

@@ -39,20 +39,14 @@ public static unsafe class Attention
 
         internal int Block(int sequence, int position) => BlockTables[(long)sequence * MaxBlocksPerSequence + position / BlockSize];
 
+        internal KvBlockLayout Layout => new(KeyValueHeadCount, HeadDim, BlockSize);
+
         /// <summary>[Dh, B] keys of one block and KV head.</summary>
-        internal float* KeyTile(int block, int kvHead) => KeyBlocks + ((long)block * KeyValueHeadCount + kvHead) * HeadDim * BlockSize;
+        internal float* KeyTile(int block, int kvHead) => KeyBlocks + block * Layout.BlockFloats + Layout.KeyTileOffset(kvHead);
 
         /// <summary>[B, Dh] values of one block and KV head.</summary>
-        internal float* ValueTile(int block, int kvHead) => ValueBlocks + ((long)block * KeyValueHeadCount + kvHead) * BlockSize * HeadDim;
+        internal float* ValueTile(int block, int kvHead) => ValueBlocks + block * Layout.BlockFloats + Layout.ValueTileOffset(kvHead);
     }
-
-    /// <summary>Offset of (slot, kvHead, d) in a key block: keys are stored transposed.</summary>
-    public static long KeyOffset(int slot, int kvHead, int d, int kvHeads, int headDim, int blockSize)
-        => ((long)kvHead * headDim + d) * blockSize + slot;
-
-    /// <summary>Offset of (slot, kvHead, d) in a value block.</summary>
-    public static long ValueOffset(int slot, int kvHead, int d, int kvHeads, int headDim, int blockSize)
-        => ((long)kvHead * blockSize + slot) * headDim + d;
 
     public static void Forward(in Problem problem)
     {

@@ -1,4 +1,3 @@
-using Alora.Inference;
 using Alora.Kernels;
 using Alora.Tensors;
 
@@ -11,12 +10,14 @@ namespace Alora.Models;
 public enum LogitRows { None, Last, All }
 
 /// <summary>
-/// Tokens to append to one sequence in a forward pass: they take positions Sequence.Length onward. With an
-/// adapter, rows at positions ≥ <paramref name="AdapterStart"/> are adapted (0: every row, a LoRA; an aLoRA's
-/// activation start otherwise); the others are computed by the base model alone.
+/// Tokens to append to one sequence in a forward pass. They take positions <paramref name="StartPosition"/>
+/// onward; their keys and values go into the slots that <paramref name="BlockTable"/> (block ids, read only,
+/// one per <c>BlockSize</c> positions) names, which must already cover every position up to the last token.
+/// With an adapter, rows at positions ≥ <paramref name="AdapterStart"/> are adapted (0: every row, a LoRA;
+/// an aLoRA's activation start otherwise); the others are computed by the base model alone.
 /// </summary>
-public sealed record SequenceChunk(KvSequence Sequence, ReadOnlyMemory<int> Tokens, LogitRows Logits = LogitRows.Last,
-    ForwardAdapter? Adapter = null, int AdapterStart = 0)
+public readonly record struct ForwardChunk(ReadOnlyMemory<int> BlockTable, int StartPosition, ReadOnlyMemory<int> Tokens,
+    LogitRows Logits = LogitRows.Last, ForwardAdapter? Adapter = null, int AdapterStart = 0)
 {
     public int LogitRowCount => Logits switch { LogitRows.All => Tokens.Length, LogitRows.Last => Tokens.Length > 0 ? 1 : 0, _ => 0 };
 }
@@ -79,24 +80,30 @@ public sealed unsafe class DecoderModel : IDisposable
     public int MaxBatchTokens { get; }
     public int VocabSize => Config.VocabSize;
 
-    /// <summary>A KV pool able to hold <paramref name="tokenCapacity"/> tokens for this model.</summary>
-    public PagedKvCache CreateCache(int tokenCapacity, int blockSize = 16)
-        => new(Config.LayerCount, Config.KeyValueDim, (tokenCapacity + blockSize - 1) / blockSize, blockSize);
-
     /// <summary>
-    /// Appends each chunk's tokens to its sequence's cache and writes the requested logits, chunk by chunk in
-    /// order, into <paramref name="logits"/> [R, V]. Returns R.
+    /// Computes each chunk's tokens, writing their keys and values into <paramref name="pool"/> at the slots
+    /// its block table names, and writes the requested logits, chunk by chunk in order, into
+    /// <paramref name="logits"/> [R, V]. Returns R. The caller owns block allocation: nothing here allocates
+    /// or frees a block, so a caller can reserve blocks for a whole step before it and commit them after.
     /// </summary>
-    public int Forward(IReadOnlyList<SequenceChunk> chunks, Span<float> logits)
+    public int Forward(IReadOnlyList<ForwardChunk> chunks, KvPool pool, Span<float> logits)
     {
         // Validation and bookkeeping reuse fields, so a decode step allocates nothing.
+        if (pool.LayerCount != Config.LayerCount || pool.Layout.KeyValueHeads != Config.KeyValueHeadCount || pool.Layout.HeadDim != Config.HeadDim)
+            throw new ArgumentException(
+                $"the KV pool holds {pool.LayerCount} layers of {pool.Layout.KeyValueHeads}×{pool.Layout.HeadDim} keys/values; this model needs {Config.LayerCount} of {Config.KeyValueHeadCount}×{Config.HeadDim}", nameof(pool));
         int totalLogitRows = 0;
-        _distinct.Clear();
         for (int i = 0; i < chunks.Count; i++)
         {
             var chunk = chunks[i];
             totalLogitRows += chunk.LogitRowCount;
-            if (!_distinct.Add(chunk.Sequence)) throw new ArgumentException("a sequence appears twice in one forward batch", nameof(chunks));
+            ArgumentOutOfRangeException.ThrowIfNegative(chunk.StartPosition);
+            long needed = ((long)chunk.StartPosition + chunk.Tokens.Length + pool.BlockSize - 1) / pool.BlockSize;
+            if (chunk.BlockTable.Length < needed)
+                throw new ArgumentException($"chunk {i}: positions up to {chunk.StartPosition + chunk.Tokens.Length - 1} need {needed} blocks, its block table has {chunk.BlockTable.Length}", nameof(chunks));
+            foreach (int block in chunk.BlockTable.Span)
+                if ((uint)block >= (uint)pool.BlockCount)
+                    throw new ArgumentOutOfRangeException(nameof(chunks), $"chunk {i}: block id {block} is outside the pool [0, {pool.BlockCount})");
             foreach (int id in chunk.Tokens.Span)
                 if ((uint)id >= (uint)VocabSize)
                     throw new ArgumentOutOfRangeException(nameof(chunks), $"token id {id} is outside the vocabulary [0, {VocabSize})");
@@ -125,24 +132,23 @@ public sealed unsafe class DecoderModel : IDisposable
                     rows += take;
                 }
                 while (next < chunks.Count && done[next] == chunks[next].Tokens.Length) next++;
-                if (_micro.Count > 0) logitRow += RunMicroBatch(_micro, logitsBase + (long)logitRow * VocabSize);
+                if (_micro.Count > 0) logitRow += RunMicroBatch(_micro, pool, logitsBase + (long)logitRow * VocabSize);
             }
         }
         return logitRow;
     }
 
-    private readonly record struct MicroChunk(SequenceChunk Chunk, int Start, int Count, bool WantLogits);
+    private readonly record struct MicroChunk(ForwardChunk Chunk, int Start, int Count, bool WantLogits);
     /// <summary>Rows [RowStart, RowStart + RowCount) of the micro-batch take <see cref="Adapter"/>.</summary>
     private readonly record struct AdapterSegment(int RowStart, int RowCount, ForwardAdapter Adapter);
     private readonly List<AdapterSegment> _segments = [];
     private NativeSlab? _loraSlab;
     private float* _loraScratch;      // [M, r] x·Aᵀ of one segment
     private int _loraScratchRank;
-    private readonly HashSet<KvSequence> _distinct = [];
     private readonly List<int> _chunkProgress = [];
     private readonly List<MicroChunk> _micro = [];
 
-    private int RunMicroBatch(List<MicroChunk> micro, float* logits)
+    private int RunMicroBatch(List<MicroChunk> micro, KvPool pool, float* logits)
     {
         var c = Config;
         int m = 0, logitRowCount = 0, maxBlocks = 0;
@@ -150,46 +156,40 @@ public sealed unsafe class DecoderModel : IDisposable
         for (int s = 0; s < micro.Count; s++)
         {
             var (chunk, start, count, wantLogits) = micro[s];
-            var sequence = chunk.Sequence;
+            int firstPosition = chunk.StartPosition + start;
             if (chunk.Adapter is { } adapter)
             {
                 if (adapter.LayerCount != c.LayerCount)
                     throw new ArgumentException($"adapter '{adapter.Name}' has {adapter.LayerCount} layers, the model {c.LayerCount} (wrong base model?)", nameof(micro));
-                int firstAdapted = Math.Clamp(chunk.AdapterStart - sequence.Length, 0, count);
+                int firstAdapted = (int)Math.Clamp((long)chunk.AdapterStart - firstPosition, 0, count);
                 if (firstAdapted < count)
                 {
                     _segments.Add(new AdapterSegment(m + firstAdapted, count - firstAdapted, adapter));
                     EnsureLoraScratch(adapter.MaxRank);
                 }
             }
-            if (sequence.Cache != micro[0].Chunk.Sequence.Cache) throw new ArgumentException("all sequences of one forward batch must share one KV cache", nameof(micro));
-            sequence.PrepareAppend(count);
-            maxBlocks = Math.Max(maxBlocks, sequence.BlockCount);
+            maxBlocks = Math.Max(maxBlocks, (firstPosition + count + pool.BlockSize - 1) / pool.BlockSize);
             var tokens = chunk.Tokens.Span.Slice(start, count);
             for (int t = 0; t < count; t++, m++)
             {
                 _rowToken[m] = tokens[t];
-                _rowPosition[m] = sequence.Length + t;
+                _rowPosition[m] = firstPosition + t;
                 _rowSequence[m] = s;
                 if (wantLogits && (chunk.Logits == LogitRows.All || t == count - 1)) _logitSourceRow[logitRowCount++] = m;
             }
         }
         EnsureBlockTableCapacity((long)micro.Count * maxBlocks);
         for (int s = 0; s < micro.Count; s++)
-            micro[s].Chunk.Sequence.BlockTable.CopyTo(new Span<int>(_blockTables + (long)s * maxBlocks, maxBlocks));
+        {
+            var table = micro[s].Chunk.BlockTable.Span;
+            table[..Math.Min(table.Length, maxBlocks)].CopyTo(new Span<int>(_blockTables + (long)s * maxBlocks, maxBlocks));
+        }
 
         Embedding.Lookup(_hidden, Weights.Embedding, _rowToken, m);
         if (c.EmbeddingMultiplier != 1f) Elementwise.Scale(_hidden, c.EmbeddingMultiplier, (long)m * c.HiddenSize);
 
-        var cache = micro[0].Chunk.Sequence.Cache;
         for (int layer = 0; layer < c.LayerCount; layer++)
-            RunLayer(layer, Weights.Layers[layer], cache, m, micro.Count, maxBlocks);
-
-        for (int s = 0; s < micro.Count; s++)
-        {
-            var (chunk, start, count, _) = micro[s];
-            chunk.Sequence.CommitAppend(chunk.Tokens.Span.Slice(start, count), chunk.Adapter, chunk.AdapterStart);
-        }
+            RunLayer(layer, Weights.Layers[layer], pool, m, micro.Count, maxBlocks);
 
         if (logitRowCount == 0) return 0;
         for (int r = 0; r < logitRowCount; r++)
@@ -203,7 +203,7 @@ public sealed unsafe class DecoderModel : IDisposable
         return logitRowCount;
     }
 
-    private void RunLayer(int layerIndex, LayerWeights w, PagedKvCache cache, int m, int sequenceCount, int maxBlocks)
+    private void RunLayer(int layerIndex, LayerWeights w, KvPool cache, int m, int sequenceCount, int maxBlocks)
     {
         var c = Config;
 
@@ -284,25 +284,18 @@ public sealed unsafe class DecoderModel : IDisposable
         _loraScratchRank = rank;
     }
 
-    /// <summary>Scatters this micro-batch's keys and values into their cache slots (keys transposed per block, see Attention).</summary>
-    private void WriteKeyValues(PagedKvCache cache, int layer, int m, int maxBlocks)
+    /// <summary>Scatters this micro-batch's keys and values into their cache slots (<see cref="KvBlockLayout"/>).</summary>
+    private void WriteKeyValues(KvPool pool, int layer, int m, int maxBlocks)
     {
-        int kvHeads = Config.KeyValueHeadCount, dh = Config.HeadDim, blockSize = cache.BlockSize, dkv = Config.KeyValueDim;
-        long blockFloats = (long)blockSize * dkv, rowBytes = (long)dh * sizeof(float);
-        float* keys = cache.KeyBlocks(layer), values = cache.ValueBlocks(layer);
+        var layout = pool.Layout;
+        int dkv = Config.KeyValueDim;
+        float* keys = pool.KeyBlocks(layer), values = pool.ValueBlocks(layer);
         for (int i = 0; i < m; i++)
         {
             int position = _rowPosition[i];
-            int block = _blockTables[(long)_rowSequence[i] * maxBlocks + position / blockSize];
-            int slot = position % blockSize;
-            float* keyBlock = keys + block * blockFloats, valueBlock = values + block * blockFloats;
-            float* key = _key + (long)i * dkv, value = _value + (long)i * dkv;
-            for (int h = 0; h < kvHeads; h++)
-            {
-                float* keyColumn = keyBlock + Attention.KeyOffset(slot, h, 0, kvHeads, dh, blockSize);
-                for (int d = 0; d < dh; d++) keyColumn[(long)d * blockSize] = key[h * dh + d];
-                Buffer.MemoryCopy(value + h * dh, valueBlock + Attention.ValueOffset(slot, h, 0, kvHeads, dh, blockSize), rowBytes, rowBytes);
-            }
+            int block = _blockTables[(long)_rowSequence[i] * maxBlocks + position / layout.BlockSize];
+            layout.Write(keys + block * layout.BlockFloats, values + block * layout.BlockFloats, position % layout.BlockSize,
+                _key + (long)i * dkv, _value + (long)i * dkv);
         }
     }
 

@@ -1,3 +1,4 @@
+using Alora.Inference;
 using Alora.Adapters;
 using Alora.Formats;
 using Alora.Kernels;

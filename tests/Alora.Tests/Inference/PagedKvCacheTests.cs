@@ -8,7 +8,7 @@ public sealed unsafe class PagedKvCacheTests
     [Fact]
     public void BlocksAreHandedOutLowestFirstAndFreedOnRelease()
     {
-        using var cache = new PagedKvCache(layerCount: 2, keyValueDim: 4, blockCount: 4, blockSize: 2);
+        using var cache = new PagedKvCache(layerCount: 2, keyValueHeads: 1, headDim: 4, blockCount: 4, blockSize: 2);
         using var a = new KvSequence(cache);
         a.PrepareAppend(3);
         a.CommitAppend([10, 11, 12]);
@@ -31,7 +31,7 @@ public sealed unsafe class PagedKvCacheTests
     [Fact]
     public void ForkSharesBlocksAndCopiesTheSharedPartialBlockOnWrite()
     {
-        using var cache = new PagedKvCache(layerCount: 1, keyValueDim: 2, blockCount: 6, blockSize: 2);
+        using var cache = new PagedKvCache(layerCount: 1, keyValueHeads: 1, headDim: 2, blockCount: 6, blockSize: 2);
         using var parent = new KvSequence(cache);
         parent.PrepareAppend(3);
         parent.CommitAppend([1, 2, 3]);
@@ -66,7 +66,7 @@ public sealed unsafe class PagedKvCacheTests
     [Fact]
     public void AFullPoolGivesAClearError()
     {
-        using var cache = new PagedKvCache(layerCount: 1, keyValueDim: 2, blockCount: 2, blockSize: 4);
+        using var cache = new PagedKvCache(layerCount: 1, keyValueHeads: 1, headDim: 2, blockCount: 2, blockSize: 4);
         using var s = new KvSequence(cache);
         var e = Assert.Throws<KvCacheFullException>(() => s.PrepareAppend(9));
         Assert.Contains("3 more blocks of 4 tokens needed, 2 of 2 free", e.Message);

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Alora.Inference;
 using Alora.Models;
 using Alora.Tensors;
 

@@ -1,3 +1,4 @@
+using Alora.Inference;
 using Alora.Models;
 
 namespace Alora.Tests.Models;
