@@ -26,8 +26,11 @@ public sealed record GenerationRequest
     public bool IgnoreEos { get; init; }
     /// <summary>Generation stops when the text contains one of these; the stop string itself is not returned.</summary>
     public IReadOnlyList<string> StopStrings { get; init; } = [];
-    /// <summary>A LoRA (adapts every row) or an aLoRA (adapts from its invocation on); null for the base model.</summary>
+    /// <summary>A LoRA (adapts every row) or an aLoRA (adapts from its invocation on); null for the base model.
+    /// Used by <see cref="Generator"/>; the serving engine takes <see cref="AdapterName"/> instead.</summary>
     public ForwardAdapter? Adapter { get; init; }
+    /// <summary>The name an adapter was loaded under in the serving engine; null for the base model.</summary>
+    public string? AdapterName { get; init; }
     /// <summary>What an aLoRA does when its invocation is absent from the prompt.</summary>
     public MissingInvocationPolicy OnMissingInvocation { get; init; } = MissingInvocationPolicy.Error;
 }
@@ -36,6 +39,11 @@ public enum FinishReason { Stop, Length }
 
 public sealed record GenerationStats(int PromptTokens, int ReusedPromptTokens, int GeneratedTokens, double PrefillSeconds, double DecodeSeconds)
 {
+    /// <summary>Seconds from submission to the first step that computed any of the request's tokens (engine only).</summary>
+    public double QueueSeconds { get; init; }
+    /// <summary>Seconds from submission to the first generated token (engine only).</summary>
+    public double TimeToFirstTokenSeconds { get; init; }
+
     /// <summary>Prompt tokens computed (not reused) per second of prefill.</summary>
     public double PrefillTokensPerSecond => PrefillSeconds > 0 ? (PromptTokens - ReusedPromptTokens) / PrefillSeconds : 0;
     /// <summary>Tokens per second of the decode loop (every token after the first).</summary>
@@ -46,10 +54,12 @@ public sealed record GenerationStats(int PromptTokens, int ReusedPromptTokens, i
 public sealed record GenerationUpdate(int TokenId, string Text, FinishReason? Finish = null, GenerationStats? Stats = null);
 
 /// <summary>
-/// Prefill then decode on one sequence. The sequence is a cache handle: if it already holds a prefix of the
-/// prompt computed the way this request computes it (same tokens; the base model before the adapter's
+/// Prefill then decode on one caller-held sequence. The sequence is a cache handle: if it already holds a prefix
+/// of the prompt computed the way this request computes it (same tokens; the base model before the adapter's
 /// activation start, the same adapter after), only the rest is computed. Other positions are dropped first.
 /// So a base conversation's cache serves an aLoRA call up to its invocation, and the reverse.
+/// The serving engine (<c>Alora.Serving.Engine</c>) runs the same per-request state (<see cref="GenerationState"/>)
+/// for many requests at once, with a prefix cache shared across them.
 /// </summary>
 public sealed class Generator(DecoderModel model, IReadOnlyCollection<int> eosTokenIds, Func<ITokenTextStream>? textStreamFactory = null)
 {
@@ -70,53 +80,100 @@ public sealed class Generator(DecoderModel model, IReadOnlyCollection<int> eosTo
         if (sequence.Length > reused) sequence.Truncate(reused);
 
         sequence.Reserve(request.PromptIds.Length + request.MaxTokens);
-        var sampler = new Sampler(Model.VocabSize, request.Sampling);
+        var state = new GenerationState(request, Model.VocabSize, eosTokenIds, textStreamFactory?.Invoke());
         var logits = new float[Model.VocabSize];
-        var history = new List<int>(request.PromptIds.Length + request.MaxTokens);
-        history.AddRange(request.PromptIds);
-        var text = textStreamFactory?.Invoke();
-        text?.Prime(request.PromptIds.AsSpan(Math.Max(0, request.PromptIds.Length - 4)));
-        var stops = new StopStringMatcher(request.StopStrings);
-        var eos = new HashSet<int>(eosTokenIds);
 
         var clock = Stopwatch.StartNew();
         Model.Forward([new SequenceChunk(sequence, request.PromptIds.AsMemory(reused), LogitRows.Last, adapter, adapterStart)], logits);
         double prefillSeconds = clock.Elapsed.TotalSeconds;
         clock.Restart();
 
-        int generated = 0;
         var oneToken = new int[1];
         SequenceChunk[] decodeStep = [new SequenceChunk(sequence, oneToken, LogitRows.Last, adapter, adapterStart)];   // reused every step
-        FinishReason finish = FinishReason.Length;
-        while (generated < request.MaxTokens)
+        while (!state.Finished)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            int token = sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(history));
-            if (!request.IgnoreEos && eos.Contains(token)) { finish = FinishReason.Stop; break; }
-            generated++;
-            history.Add(token);
-            string piece = text?.Append(token) ?? "";
-            var (emit, stopped) = stops.Push(piece);
-            if (stopped)
-            {
-                finish = FinishReason.Stop;
-                if (emit.Length > 0) yield return new GenerationUpdate(token, emit);
-                break;
-            }
-            bool last = generated == request.MaxTokens;
-            if (!last)
+            var update = state.Advance(logits);
+            if (!state.Finished)
             {
                 // Feed the token now, so the next update's logits are ready (the KV of the final token is never needed).
-                oneToken[0] = token;
+                oneToken[0] = state.LastToken;
                 Model.Forward(decodeStep, logits);
             }
-            yield return new GenerationUpdate(token, emit);
+            if (update is not null) yield return update;
         }
-        string tail = finish == FinishReason.Stop && stops.Stopped ? "" : stops.Finish(text?.Flush() ?? "");
-        var stats = new GenerationStats(request.PromptIds.Length, reused, generated, prefillSeconds, clock.Elapsed.TotalSeconds);
-        yield return new GenerationUpdate(-1, tail, finish, stats);
+        yield return state.Final(reused, prefillSeconds, clock.Elapsed.TotalSeconds);
+    }
+}
+
+/// <summary>
+/// One request's generation state, apart from its KV: the sampler, the token history, the text stream, stop
+/// strings, end-of-sequence ids and counters. <see cref="Advance"/> turns the logits of the request's last
+/// position into the next token and the update to stream; after it, <see cref="Finished"/> says whether the
+/// token must be fed back. Both the single-sequence <see cref="Generator"/> and the serving engine run it.
+/// </summary>
+public sealed class GenerationState
+{
+    private readonly GenerationRequest _request;
+    private readonly Sampler _sampler;
+    private readonly List<int> _history;
+    private readonly ITokenTextStream? _text;
+    private readonly StopStringMatcher _stops;
+    private readonly HashSet<int> _eos;
+
+    public GenerationState(GenerationRequest request, int vocabSize, IReadOnlyCollection<int> eosTokenIds, ITokenTextStream? text)
+    {
+        _request = request;
+        _sampler = new Sampler(vocabSize, request.Sampling);
+        _history = new List<int>(request.PromptIds.Length + request.MaxTokens);
+        _history.AddRange(request.PromptIds);
+        _text = text;
+        _text?.Prime(request.PromptIds.AsSpan(Math.Max(0, request.PromptIds.Length - 4)));
+        _stops = new StopStringMatcher(request.StopStrings);
+        _eos = new HashSet<int>(eosTokenIds);
+        if (request.MaxTokens == 0) Finish = FinishReason.Length;
     }
 
+    public int Generated { get; private set; }
+    /// <summary>The most recent token generated.</summary>
+    public int LastToken { get; private set; } = -1;
+    public FinishReason? Finish { get; private set; }
+    public bool Finished => Finish is not null;
+    /// <summary>Prompt and generated ids.</summary>
+    public IReadOnlyList<int> History => _history;
+
+    /// <summary>Samples the next token from the last position's logits [V]; returns the update to stream, or null when there is none.</summary>
+    public GenerationUpdate? Advance(ReadOnlySpan<float> logits)
+    {
+        if (Finished) throw new InvalidOperationException("the request has already finished");
+        int token = _sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_history));
+        if (!_request.IgnoreEos && _eos.Contains(token)) { Finish = FinishReason.Stop; return null; }
+        Generated++;
+        LastToken = token;
+        _history.Add(token);
+        string piece = _text?.Append(token) ?? "";
+        var (emit, stopped) = _stops.Push(piece);
+        if (stopped)
+        {
+            Finish = FinishReason.Stop;
+            return emit.Length > 0 ? new GenerationUpdate(token, emit) : null;
+        }
+        if (Generated == _request.MaxTokens) Finish = FinishReason.Length;
+        return new GenerationUpdate(token, emit);
+    }
+
+    /// <summary>The last update: held-back text, the finish reason and the request's figures.</summary>
+    public GenerationUpdate Final(int reusedPromptTokens, double prefillSeconds, double decodeSeconds, double queueSeconds = 0, double timeToFirstTokenSeconds = 0)
+    {
+        var finish = Finish ?? throw new InvalidOperationException("the request has not finished");
+        string tail = finish == FinishReason.Stop && _stops.Stopped ? "" : _stops.Finish(_text?.Flush() ?? "");
+        var stats = new GenerationStats(_request.PromptIds.Length, reusedPromptTokens, Generated, prefillSeconds, decodeSeconds)
+        {
+            QueueSeconds = queueSeconds,
+            TimeToFirstTokenSeconds = timeToFirstTokenSeconds,
+        };
+        return new GenerationUpdate(-1, tail, finish, stats);
+    }
 }
 
 /// <summary>

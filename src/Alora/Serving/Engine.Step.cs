@@ -1,0 +1,265 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Alora.Inference;
+using Alora.Models;
+
+namespace Alora.Serving;
+
+public sealed partial class Engine
+{
+    private void StepCore()
+    {
+        _report.Clear();
+        Admit();
+        ProcessCancellations();
+        ProcessUnloads();
+        Schedule();
+        if (_plan.Count > 0)
+        {
+            Interlocked.Increment(ref _steps);
+            if (RunForward()) CommitAndSample();
+        }
+        CompleteUnloads();
+        _runningCount = _running.Count;
+        _waitingCount = _waiting.Count;
+    }
+
+    private void Admit()
+    {
+        while (_incoming.TryDequeue(out var r))
+        {
+            _live[r.Id] = r;
+            if (r.State.Finished) { Finish(r); continue; }   // max tokens 0: nothing to compute
+            _waiting.Add(r);
+        }
+    }
+
+    private void ProcessCancellations()
+    {
+        while (_cancellations.TryDequeue(out long id))
+        {
+            if (!_live.TryGetValue(id, out var r)) continue;
+            Abort(r, r.CancellationToken.IsCancellationRequested
+                ? new OperationCanceledException("the request was cancelled", r.CancellationToken)
+                : new OperationCanceledException("the request's stream was closed before it finished"));
+        }
+    }
+
+    // ───────────── scheduling ─────────────
+
+    /// <summary>
+    /// Running requests first, oldest first: each gets its next token (decode) or its next prompt chunk, as the
+    /// token budget allows. When the pool cannot hold a running request's next tokens, the newest running
+    /// request is preempted (its blocks freed; full ones stay cached) until it can. Then, if nothing was
+    /// preempted, waiting requests are admitted first come first served: their prompt's cached prefix is
+    /// taken from the prefix cache and the rest scheduled in chunks.
+    /// </summary>
+    private void Schedule()
+    {
+        _plan.Clear();
+        int budget = Options.MaxTokensPerStep;
+        bool preempted = false;
+        for (int i = 0; i < _running.Count && budget > 0; i++)
+        {
+            var r = _running[i];
+            int n = Math.Min(r.Tokens.Count - r.Computed, budget);
+            while (!TryGrow(r, n))
+            {
+                if (_running.Count == 1)
+                {
+                    Abort(r, new KvCacheFullException(
+                        $"request {r.Id} needs {r.Computed + n} tokens of KV cache and the whole cache holds {(long)_blocks.BlockCount * _blocks.BlockSize}; raise the KV cache size or lower the request's maximum tokens"));
+                    break;
+                }
+                var victim = _running[^1];
+                Preempt(victim);
+                preempted = true;
+                if (victim == r) break;
+            }
+            if (!r.Running) break;   // r itself was the newest: nothing after it is left to schedule
+            _plan.Add((r, n));
+            budget -= n;
+        }
+
+        while (!preempted && budget > 0 && _waiting.Count > 0 && _running.Count < Options.MaxRunningRequests)
+        {
+            var r = _waiting[0];
+            var tokens = r.Tokens.Span;
+            // Always compute at least the last token: its logits are what the request samples from.
+            int hit = _blocks.FindCachedPrefix(tokens, tokens.Length - 1, r.AdapterId, r.AdapterStart, _hitBlocks, _hitHashes);
+            int n = Math.Min(tokens.Length - hit, budget);
+            int newBlocks = BlocksFor(hit + n) - _hitBlocks.Count;
+            if (_blocks.BlocksNeeded(_hitBlocks, newBlocks) > _blocks.FreeBlockCount)
+            {
+                if (_running.Count == 0 && _plan.Count == 0)
+                    Abort(r, new KvCacheFullException($"request {r.Id} needs {hit + n} tokens of KV cache and the whole cache holds {(long)_blocks.BlockCount * _blocks.BlockSize}; raise the KV cache size"));
+                else break;   // first come, first served: later requests wait too
+                continue;
+            }
+            _waiting.RemoveAt(0);
+            _blocks.Acquire(_hitBlocks);
+            r.Blocks.AddRange(_hitBlocks);
+            r.BlockHashes.AddRange(_hitHashes);
+            for (int b = 0; b < newBlocks; b++) r.Blocks.Add(_blocks.Allocate());
+            r.Computed = hit;
+            if (r.CachedPromptTokens < 0) r.CachedPromptTokens = Math.Min(hit, r.Request.PromptIds.Length);
+            if (r.FirstScheduled == 0) r.FirstScheduled = Stopwatch.GetTimestamp();
+            Interlocked.Add(ref _queryTokens, tokens.Length);
+            Interlocked.Add(ref _hitTokens, hit);
+            r.Running = true;
+            _running.Add(r);
+            _plan.Add((r, n));
+            budget -= n;
+        }
+    }
+
+    private int BlocksFor(int tokens) => (tokens + _blocks.BlockSize - 1) / _blocks.BlockSize;
+
+    /// <summary>Allocates the blocks for <paramref name="n"/> more tokens of a running request, all or none.</summary>
+    private bool TryGrow(EngineRequest r, int n)
+    {
+        int needed = BlocksFor(r.Computed + n) - r.Blocks.Count;
+        if (needed > _blocks.FreeBlockCount) return false;
+        for (int b = 0; b < needed; b++) r.Blocks.Add(_blocks.Allocate());
+        return true;
+    }
+
+    /// <summary>Frees a running request's blocks (full ones stay cached) and puts it first in line, to be recomputed.</summary>
+    private void Preempt(EngineRequest r)
+    {
+        _blocks.Release(r.Blocks);
+        r.BlockHashes.Clear();
+        r.Computed = 0;
+        r.Running = false;
+        _running.Remove(r);
+        _waiting.Insert(0, r);
+        Interlocked.Increment(ref _preemptions);
+        _report.Preempted.Add(r.Id);
+    }
+
+    // ───────────── forward, sampling, commit ─────────────
+
+    private bool RunForward()
+    {
+        _chunks.Clear();
+        int logitRows = 0;
+        foreach (var (r, n) in _plan)
+        {
+            bool last = r.Computed + n == r.Tokens.Count;
+            if (last) logitRows++;
+            var adapter = r.Adapter?.Adapter;
+            _chunks.Add(new ForwardChunk(r.SyncTable(), r.Computed, r.Tokens.Memory(r.Computed, n),
+                last ? LogitRows.Last : LogitRows.None, adapter, adapter is null ? int.MaxValue : r.AdapterStart));
+            bool decode = n == 1 && r.State.Generated > 0 && r.Computed == r.Tokens.Count - 1;
+            _report.Scheduled.Add(new ScheduledWork(r.Id, n, !decode));
+            _report.TokenCount += n;
+        }
+        long needed = (long)logitRows * _model.VocabSize;
+        if (_logits.Length < needed) _logits = new float[Math.Max(needed, (long)Math.Min(Options.MaxRunningRequests, 16) * _model.VocabSize)];
+        try
+        {
+            _model.Forward(_chunks, _pool, _logits);
+            return true;
+        }
+        catch (Exception e)
+        {
+            // Nothing is committed: the step's requests fail, their blocks go back (none was registered).
+            foreach (var (r, _) in _plan) Abort(r, e);
+            _plan.Clear();
+            return false;
+        }
+    }
+
+    private void CommitAndSample()
+    {
+        int row = 0;
+        int v = _model.VocabSize;
+        foreach (var (r, n) in _plan)
+        {
+            int promptLeft = Math.Max(0, r.Request.PromptIds.Length - r.Computed);
+            Interlocked.Add(ref _promptTokensComputed, Math.Min(n, promptLeft));
+            r.Computed += n;
+            RegisterFullBlocks(r);
+            if (r.Computed < r.Tokens.Count) continue;   // a prompt chunk that is not the last
+            var logits = _logits.AsSpan(row++ * v, v);
+            Options.LogitsObserver?.Invoke(r.Id, logits);
+            var update = r.State.Advance(logits);
+            if (r.FirstToken == 0) r.FirstToken = Stopwatch.GetTimestamp();
+            if (!r.State.Finished) r.Tokens.Add(r.State.LastToken);
+            if (update is not null)
+            {
+                Interlocked.Increment(ref _generatedTokens);
+                r.Output.TryWrite(update);
+            }
+            if (r.State.Finished) Finish(r);
+        }
+    }
+
+    /// <summary>Makes the request's newly completed blocks findable (hash chained on the previous block's).</summary>
+    private void RegisterFullBlocks(EngineRequest r)
+    {
+        int b = _blocks.BlockSize;
+        var tokens = r.Tokens.Span;
+        for (int index = r.BlockHashes.Count; (index + 1) * b <= r.Computed; index++)
+        {
+            var blockTokens = tokens.Slice(index * b, b);
+            var lineage = BlockLineage.Of(index, b, r.AdapterId, r.AdapterStart);
+            ulong hash = _blocks.Hash(index == 0 ? 0 : r.BlockHashes[index - 1], blockTokens, lineage);
+            r.BlockHashes.Add(hash);
+            _blocks.Register(r.Blocks[index], hash, blockTokens, lineage, index == 0 ? -1 : r.Blocks[index - 1]);
+        }
+    }
+
+    private void Finish(EngineRequest r)
+    {
+        long now = Stopwatch.GetTimestamp();
+        double prefill = r.FirstScheduled == 0 ? 0 : Stopwatch.GetElapsedTime(r.FirstScheduled, r.FirstToken == 0 ? now : r.FirstToken).TotalSeconds;
+        double decode = r.FirstToken == 0 ? 0 : Stopwatch.GetElapsedTime(r.FirstToken, now).TotalSeconds;
+        double queue = r.FirstScheduled == 0 ? 0 : Stopwatch.GetElapsedTime(r.Arrival, r.FirstScheduled).TotalSeconds;
+        double ttft = r.FirstToken == 0 ? 0 : Stopwatch.GetElapsedTime(r.Arrival, r.FirstToken).TotalSeconds;
+        r.Output.TryWrite(r.State.Final(Math.Max(0, r.CachedPromptTokens), prefill, decode, queue, ttft));
+        Retire(r, null);
+        Interlocked.Increment(ref _finished);
+        _report.Finished.Add(r.Id);
+    }
+
+    /// <summary>Ends a request with an error (cancellation, a failed step, disposal).</summary>
+    private void Abort(EngineRequest r, Exception error) => Retire(r, error);
+
+    private void Retire(EngineRequest r, Exception? error)
+    {
+        _blocks.Release(r.Blocks);
+        r.BlockHashes.Clear();
+        if (r.Running) _running.Remove(r); else _waiting.Remove(r);
+        r.Running = false;
+        _live.Remove(r.Id);
+        if (r.Adapter is { } adapter) Interlocked.Decrement(ref adapter.ActiveRequests);
+        r.Output.TryComplete(error);
+        r.Registration.Dispose();
+    }
+
+    private void FailAll(Exception error)
+    {
+        foreach (var r in _live.Values.ToArray()) Abort(r, error);
+    }
+
+    // ───────────── adapter unloading ─────────────
+
+    private void ProcessUnloads()
+    {
+        while (_unloads.TryDequeue(out var entry)) _pendingUnloads.Add(entry);
+    }
+
+    private void CompleteUnloads()
+    {
+        for (int i = _pendingUnloads.Count - 1; i >= 0; i--)
+        {
+            var entry = _pendingUnloads[i];
+            if (Volatile.Read(ref entry.ActiveRequests) > 0) continue;
+            lock (_adapters) _adapters.Remove(entry.Name);
+            _blocks.Evict(entry.Id);
+            _pendingUnloads.RemoveAt(i);
+            entry.Unloaded.TrySetResult();
+        }
+    }
+}
