@@ -48,14 +48,14 @@ internal static class GenerateCommands
             int max = parse.GetValue(maxTokens);
             using var model = LanguageModel.Load(modelPath, cacheTokens: 4096 + max);
             int[] promptIds = ResolvePrompt(parse, model);
-            using var adapters = LoadedAdapters.From(parse, model);
+            var adapters = LoadedAdapters.From(parse, model);
             var request = new GenerationRequest
             {
                 PromptIds = promptIds,
                 MaxTokens = max,
                 IgnoreEos = parse.GetValue(ignoreEos),
                 StopStrings = parse.GetValue(stop) ?? [],
-                Adapter = adapters.Selected,
+                AdapterName = adapters.Selected?.Name,
                 OnMissingInvocation = adapters.Policy,
                 Sampling = new SamplingOptions
                 {
@@ -72,8 +72,7 @@ internal static class GenerateCommands
             var output = new List<int>();
             var text = new System.Text.StringBuilder();
             GenerationUpdate? last = null;
-            using var sequence = model.NewSequence();
-            await foreach (var update in model.CreateGenerator().GenerateAsync(request, sequence, cancellationToken).ConfigureAwait(false))
+            await foreach (var update in model.GenerateAsync(request, cancellationToken).ConfigureAwait(false))
             {
                 if (update.TokenId >= 0) output.Add(update.TokenId);
                 text.Append(update.Text);
@@ -115,7 +114,7 @@ internal static class GenerateCommands
         {
             using var model = LanguageModel.Load(parse.GetValue(ModelOption)!, cacheTokens: 16);
             int[] ids = ResolvePrompt(parse, model);
-            using var adapters = LoadedAdapters.From(parse, model);
+            var adapters = LoadedAdapters.From(parse, model);
             float[] logits = ComputeAllLogits(model, ids, adapters.Selected, adapters.Policy);
             string path = parse.GetValue(output)!;
             SafeTensorsWriter.Write(path, [SafeTensorToWrite.FromFloats("logits", [ids.Length, model.Config.VocabSize], logits)]);
@@ -137,59 +136,49 @@ internal static class GenerateCommands
 
     private static int? NullIfNever(int start) => start == int.MaxValue ? null : start;
 
-    /// <summary>The adapters named by --adapter, the one --use picks, and the --on-missing-invocation policy.</summary>
-    private sealed class LoadedAdapters : IDisposable
+    /// <summary>The adapters named by --adapter (loaded into the model), the one --use picks, and the --on-missing-invocation policy.</summary>
+    private sealed class LoadedAdapters
     {
-        private readonly List<LoraAdapter> _adapters = [];
         public ForwardAdapter? Selected { get; private set; }
         public MissingInvocationPolicy Policy { get; private set; }
 
         public static LoadedAdapters From(ParseResult parse, LanguageModel model)
         {
-            var loaded = new LoadedAdapters();
-            try
+            var loaded = new LoadedAdapters
             {
-                loaded.Policy = parse.GetValue(MissingInvocationOption) switch
+                Policy = parse.GetValue(MissingInvocationOption) switch
                 {
                     "error" => MissingInvocationPolicy.Error,
                     "base" => MissingInvocationPolicy.Base,
                     var other => throw new CliException($"--on-missing-invocation: '{other}' is not a policy; expected error or base"),
-                };
-                foreach (string spec in parse.GetValue(AdapterOption) ?? [])
-                {
-                    int eq = spec.IndexOf('=', StringComparison.Ordinal);
-                    string path = eq > 0 ? spec[(eq + 1)..] : spec;
-                    string name = eq > 0 ? spec[..eq] : Path.GetFileName(Path.TrimEndingDirectorySeparator(path));
-                    if (loaded._adapters.Any(a => a.Name == name)) throw new CliException($"--adapter: the name '{name}' is used twice");
-                    loaded._adapters.Add(LoraAdapter.Load(path, model.Config, name, model.Tokenizer));
-                }
-                string? use = parse.GetValue(UseOption);
-                if (use is not null)
-                {
-                    var chosen = loaded._adapters.FirstOrDefault(a => a.Name == use)
-                        ?? throw new CliException($"--use {use}: no adapter of that name is loaded (loaded: {(loaded._adapters.Count == 0 ? "none" : string.Join(", ", loaded._adapters.Select(a => a.Name)))})");
-                    loaded.Selected = chosen.AsForwardAdapter();
-                }
-                else if (loaded._adapters.Count == 1)
-                {
-                    loaded.Selected = loaded._adapters[0].AsForwardAdapter();
-                }
-                else if (loaded._adapters.Count > 1)
-                {
-                    throw new CliException($"several adapters are loaded ({string.Join(", ", loaded._adapters.Select(a => a.Name))}); pick one with --use");
-                }
-                return loaded;
-            }
-            catch
+                },
+            };
+            var names = new List<string>();
+            foreach (string spec in parse.GetValue(AdapterOption) ?? [])
             {
-                loaded.Dispose();
-                throw;
+                int eq = spec.IndexOf('=', StringComparison.Ordinal);
+                string path = eq > 0 ? spec[(eq + 1)..] : spec;
+                string name = eq > 0 ? spec[..eq] : Path.GetFileName(Path.TrimEndingDirectorySeparator(path));
+                if (names.Contains(name)) throw new CliException($"--adapter: the name '{name}' is used twice");
+                model.LoadAdapter(name, path);
+                names.Add(name);
             }
-        }
-
-        public void Dispose()
-        {
-            foreach (var adapter in _adapters) adapter.Dispose();
+            string? use = parse.GetValue(UseOption);
+            if (use is not null)
+            {
+                if (!names.Contains(use))
+                    throw new CliException($"--use {use}: no adapter of that name is loaded (loaded: {(names.Count == 0 ? "none" : string.Join(", ", names))})");
+                loaded.Selected = model.Adapter(use);
+            }
+            else if (names.Count == 1)
+            {
+                loaded.Selected = model.Adapter(names[0]);
+            }
+            else if (names.Count > 1)
+            {
+                throw new CliException($"several adapters are loaded ({string.Join(", ", names)}); pick one with --use");
+            }
+            return loaded;
         }
     }
 

@@ -13,7 +13,9 @@ try
 catch (Exception e) when (e is CliException or ModelFormatException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or InvalidDataException
     or Alora.Inference.InvocationNotFoundException or Alora.Inference.KvCacheFullException or Alora.Training.Data.TrainingDataException or HttpRequestException)
 {
-    Console.Error.WriteLine($"error: {e.Message}");
+    // The library names its own concepts; the command line adds the flag that sets them.
+    string hint = e is Alora.Inference.InvocationNotFoundException ? " (on the command line: --on-missing-invocation base)" : "";
+    Console.Error.WriteLine($"error: {e.Message}{hint}");
     return 2;
 }
 catch (OperationCanceledException)

@@ -1,6 +1,7 @@
 using Alora.Adapters;
 using Alora.Inference;
 using Alora.Models;
+using Alora.Serving;
 using Alora.Tokenization;
 
 namespace Alora;
@@ -11,7 +12,7 @@ namespace Alora;
 /// </summary>
 public sealed class LanguageModel : IDisposable
 {
-    private LanguageModel(string path, ModelWeights weights, Tokenizer? tokenizer, int maxBatchTokens, int cacheTokens)
+    private LanguageModel(string path, ModelWeights weights, Tokenizer? tokenizer, int maxBatchTokens, int cacheTokens, EngineOptions? engineOptions)
     {
         Path = path;
         Weights = weights;
@@ -21,8 +22,15 @@ public sealed class LanguageModel : IDisposable
         if (Directory.Exists(path)) eos.UnionWith(GenerationConfig.ReadEosTokenIds(path));
         if (eos.Count == 0 && tokenizer?.EosTokenId is int tokenizerEos) eos.Add(tokenizerEos);
         EosTokenIds = eos.ToArray();
-        Cache = Model.CreateCache(cacheTokens);
+        _cacheTokens = cacheTokens;
+        _engineOptions = engineOptions ?? new EngineOptions { KvCacheTokens = cacheTokens };
     }
+
+    private readonly int _cacheTokens;
+    private readonly EngineOptions _engineOptions;
+    private PagedKvCache? _cache;
+    private Engine? _engine;
+    private readonly Lock _lazy = new();
 
     public string Path { get; }
     public ModelWeights Weights { get; }
@@ -31,7 +39,34 @@ public sealed class LanguageModel : IDisposable
     public DecoderModel Model { get; }
     public ModelConfig Config => Weights.Config;
     public IReadOnlyList<int> EosTokenIds { get; }
-    public PagedKvCache Cache { get; }
+
+    /// <summary>The KV cache of caller-held sequences (<see cref="NewSequence"/>), made on first use.</summary>
+    public PagedKvCache Cache
+    {
+        get { lock (_lazy) return _cache ??= Model.CreateCache(_cacheTokens); }
+    }
+
+    /// <summary>
+    /// The serving engine (made on first use, with its own KV pool and prefix cache): many requests at once,
+    /// KV reuse across requests by itself. Every adapter loaded here is loaded there under the same name.
+    /// </summary>
+    public Engine Engine
+    {
+        get
+        {
+            lock (_lazy)
+            {
+                if (_engine is not null) return _engine;
+                var engine = new Engine(Model, EosTokenIds, Tokenizer is { } t ? () => t.CreateStreamingDecoder(skipSpecialTokens: true) : null, _engineOptions);
+                foreach (var (name, adapter) in _adapters) engine.LoadAdapter(name, adapter.AsForwardAdapter());
+                return _engine = engine;
+            }
+        }
+    }
+
+    /// <summary>Generates through the engine; a request names its adapter by <see cref="GenerationRequest.AdapterName"/>.</summary>
+    public IAsyncEnumerable<GenerationUpdate> GenerateAsync(GenerationRequest request, CancellationToken cancellationToken = default)
+        => Engine.GenerateAsync(request, cancellationToken);
 
     /// <summary>
     /// A local path as is; a Hugging Face Hub id ("org/name" or "org/name@revision") downloaded into (or found
@@ -46,7 +81,8 @@ public sealed class LanguageModel : IDisposable
 
     /// <param name="path">A Hugging Face model folder, a .gguf file, or a Hub model id (see <see cref="ResolveModelPath"/>).</param>
     /// <param name="cacheTokens">Tokens the KV pool holds, all sequences together.</param>
-    public static LanguageModel Load(string path, int cacheTokens = 8192, int maxBatchTokens = 256)
+    /// <param name="engineOptions">The serving engine's limits; by default its KV pool holds <paramref name="cacheTokens"/>.</param>
+    public static LanguageModel Load(string path, int cacheTokens = 8192, int maxBatchTokens = 256, EngineOptions? engineOptions = null)
     {
         path = ResolveModelPath(path);
         var weights = ModelWeights.Load(path);
@@ -59,7 +95,7 @@ public sealed class LanguageModel : IDisposable
             if (tokenizer is not null && tokenizer.VocabSize > weights.Config.VocabSize)
                 throw new Formats.ModelFormatException(
                     $"{path}: the tokenizer has {tokenizer.VocabSize} tokens but the model's vocabulary is {weights.Config.VocabSize} (mismatched tokenizer?)");
-            return new LanguageModel(path, weights, tokenizer, maxBatchTokens, cacheTokens);
+            return new LanguageModel(path, weights, tokenizer, maxBatchTokens, cacheTokens, engineOptions);
         }
         catch { weights.Dispose(); throw; }
     }
@@ -72,10 +108,30 @@ public sealed class LanguageModel : IDisposable
     /// <summary>Loads a PEFT adapter folder (validated against this model) under <paramref name="name"/>.</summary>
     public LoraAdapter LoadAdapter(string name, string folder)
     {
-        if (_adapters.ContainsKey(name)) throw new ArgumentException($"an adapter named '{name}' is already loaded", nameof(name));
-        var adapter = LoraAdapter.Load(folder, Config, name, Tokenizer);
-        _adapters[name] = adapter;
-        return adapter;
+        lock (_lazy)
+        {
+            if (_adapters.ContainsKey(name)) throw new ArgumentException($"an adapter named '{name}' is already loaded", nameof(name));
+            var adapter = LoraAdapter.Load(folder, Config, name, Tokenizer);
+            try { _engine?.LoadAdapter(name, adapter.AsForwardAdapter()); }
+            catch { adapter.Dispose(); throw; }
+            _adapters[name] = adapter;
+            return adapter;
+        }
+    }
+
+    /// <summary>Unloads an adapter: the engine first finishes its requests and evicts its cached KV, then its memory is freed.</summary>
+    public async Task UnloadAdapterAsync(string name)
+    {
+        LoraAdapter adapter;
+        Engine? engine;
+        lock (_lazy)
+        {
+            if (!_adapters.TryGetValue(name, out adapter!)) throw new KeyNotFoundException($"no adapter named '{name}' is loaded");
+            engine = _engine;
+        }
+        if (engine is not null) await engine.UnloadAdapterAsync(name).ConfigureAwait(false);
+        lock (_lazy) _adapters.Remove(name);
+        adapter.Dispose();
     }
 
     /// <summary>The forward-pass view of a loaded adapter, for <see cref="GenerationRequest.Adapter"/>.</summary>
@@ -95,9 +151,10 @@ public sealed class LanguageModel : IDisposable
 
     public void Dispose()
     {
+        _engine?.Dispose();
         foreach (var adapter in _adapters.Values) adapter.Dispose();
         _adapters.Clear();
-        Cache.Dispose();
+        _cache?.Dispose();
         Model.Dispose();
         Weights.Dispose();
     }

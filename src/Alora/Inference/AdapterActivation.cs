@@ -46,6 +46,6 @@ public static class AdapterActivation
         if (FindStart(promptIds, adapter) is int start) return start;
         if (policy == MissingInvocationPolicy.Base) return int.MaxValue;
         throw new InvocationNotFoundException(
-            $"adapter '{adapter.Name}': its invocation sequence [{string.Join(", ", adapter.InvocationTokens!)}] does not occur in the prompt's {promptIds.Length} token ids, so the aLoRA would never activate; put the invocation in the prompt, or opt in to base-model behaviour (--on-missing-invocation base)");
+            $"adapter '{adapter.Name}': its invocation sequence [{string.Join(", ", adapter.InvocationTokens!)}] does not occur in the prompt's {promptIds.Length} token ids, so the aLoRA would never activate; put the invocation in the prompt, or opt in to base-model behaviour (MissingInvocationPolicy.Base)");
     }
 }
