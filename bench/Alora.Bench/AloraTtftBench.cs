@@ -17,7 +17,7 @@ internal static class AloraTtftBench
 {
     private static readonly int[] Invocation = [13, 473, 467];
 
-    private static unsafe (ForwardAdapter Adapter, NativeSlab Slab) RandomAdapter(ModelConfig config, string name, int[]? invocation, int rank)
+    internal static unsafe (ForwardAdapter Adapter, NativeSlab Slab) RandomAdapter(ModelConfig config, string name, int[]? invocation, int rank)
     {
         string[] targets = ["q_proj", "k_proj", "v_proj"];
         long floats = 0;

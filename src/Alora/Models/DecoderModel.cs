@@ -88,6 +88,13 @@ public sealed unsafe class DecoderModel : IDisposable
     /// </summary>
     public int Forward(IReadOnlyList<ForwardChunk> chunks, KvPool pool, Span<float> logits)
     {
+        // One owner (the engine thread) calls this; the lock only turns a second caller's misuse into waiting
+        // instead of a corrupted workspace. Uncontended, it costs nanoseconds.
+        lock (_workspace) return ForwardLocked(chunks, pool, logits);
+    }
+
+    private int ForwardLocked(IReadOnlyList<ForwardChunk> chunks, KvPool pool, Span<float> logits)
+    {
         // Validation and bookkeeping reuse fields, so a decode step allocates nothing.
         if (pool.LayerCount != Config.LayerCount || pool.Layout.KeyValueHeads != Config.KeyValueHeadCount || pool.Layout.HeadDim != Config.HeadDim)
             throw new ArgumentException(
