@@ -15,5 +15,6 @@ internal static class CommandCatalog
         yield return TemplateCommands.Template();
         yield return AdapterCommands.Adapter();
         yield return TrainingCommands.Grad();
+        yield return ServeCommands.Serve();
     }
 }

@@ -24,6 +24,8 @@ public sealed record GenerationRequest
     public int MaxTokens { get; init; } = 256;
     /// <summary>Keep going past end-of-sequence tokens (as llama.cpp's --ignore-eos).</summary>
     public bool IgnoreEos { get; init; }
+    /// <summary>Tokens to generate before end-of-sequence ids may be drawn or stop strings end the request (vLLM's min_tokens).</summary>
+    public int MinTokens { get; init; }
     /// <summary>Generation stops when the text contains one of these; the stop string itself is not returned.</summary>
     public IReadOnlyList<string> StopStrings { get; init; } = [];
     /// <summary>A LoRA (adapts every row) or an aLoRA (adapts from its invocation on); null for the base model.
@@ -120,6 +122,7 @@ public sealed class GenerationState
     private readonly ITokenTextStream? _text;
     private readonly StopStringMatcher _stops;
     private readonly HashSet<int> _eos;
+    private readonly int[] _eosIds;
 
     public GenerationState(GenerationRequest request, int vocabSize, IReadOnlyCollection<int> eosTokenIds, ITokenTextStream? text)
     {
@@ -131,6 +134,7 @@ public sealed class GenerationState
         _text?.Prime(request.PromptIds.AsSpan(Math.Max(0, request.PromptIds.Length - 4)));
         _stops = new StopStringMatcher(request.StopStrings);
         _eos = new HashSet<int>(eosTokenIds);
+        _eosIds = [.. _eos];
         if (request.MaxTokens == 0) Finish = FinishReason.Length;
     }
 
@@ -146,13 +150,14 @@ public sealed class GenerationState
     public GenerationUpdate? Advance(ReadOnlySpan<float> logits)
     {
         if (Finished) throw new InvalidOperationException("the request has already finished");
-        int token = _sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_history));
+        var banned = Generated < _request.MinTokens && !_request.IgnoreEos ? _eosIds : [];
+        int token = _sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_history), _request.PromptIds.Length, banned);
         if (!_request.IgnoreEos && _eos.Contains(token)) { Finish = FinishReason.Stop; return null; }
         Generated++;
         LastToken = token;
         _history.Add(token);
         string piece = _text?.Append(token) ?? "";
-        var (emit, stopped) = _stops.Push(piece);
+        var (emit, stopped) = Generated <= _request.MinTokens ? _stops.PushWithoutMatching(piece) : _stops.Push(piece);
         if (stopped)
         {
             Finish = FinishReason.Stop;
@@ -211,6 +216,15 @@ internal sealed class StopStringMatcher(IReadOnlyList<string> stops)
         _pending.Clear();
         _pending.Append(pending, pending.Length - hold, hold);
         return (pending[..^hold], false);
+    }
+
+    /// <summary>Takes text that may not end the request yet (before its minimum length): it is emitted as is.</summary>
+    public (string Emit, bool Stopped) PushWithoutMatching(string piece)
+    {
+        if (_pending.Length == 0) return (piece, false);
+        string pending = _pending.ToString() + piece;
+        _pending.Clear();
+        return (pending, false);
     }
 
     public string Finish(string flushed)

@@ -18,6 +18,10 @@ public sealed record SamplingOptions
     /// <summary>How many previous tokens the penalty looks at; -1 = all.</summary>
     public int RepetitionWindow { get; init; } = 64;
     public ulong? Seed { get; init; }
+    /// <summary>OpenAI's frequency penalty: each generated occurrence of a token lowers its logit by this much (0 is off).</summary>
+    public float FrequencyPenalty { get; init; }
+    /// <summary>OpenAI's presence penalty: a token generated at least once has its logit lowered by this much (0 is off).</summary>
+    public float PresencePenalty { get; init; }
 
     public static SamplingOptions Greedy { get; } = new() { Temperature = 0 };
 
@@ -28,6 +32,8 @@ public sealed record SamplingOptions
         if (TopP is <= 0 or > 1) throw new ArgumentException($"top-p must be in (0, 1], got {TopP}");
         if (MinP is < 0 or > 1) throw new ArgumentException($"min-p must be in [0, 1], got {MinP}");
         if (RepetitionPenalty <= 0) throw new ArgumentException($"repetition penalty must be > 0, got {RepetitionPenalty}");
+        if (FrequencyPenalty is < -2 or > 2 || float.IsNaN(FrequencyPenalty)) throw new ArgumentException($"frequency penalty must be in [-2, 2], got {FrequencyPenalty}");
+        if (PresencePenalty is < -2 or > 2 || float.IsNaN(PresencePenalty)) throw new ArgumentException($"presence penalty must be in [-2, 2], got {PresencePenalty}");
     }
 }
 
@@ -42,6 +48,7 @@ public sealed class Sampler
     private readonly float[] _probabilities; // [V]
     private readonly float[] _logits;        // [V] working copy
     private ulong _state;
+    private int[]? _counts;                  // [V] scratch for the frequency penalty, all zero between calls
 
     public Sampler(int vocabSize, SamplingOptions options)
     {
@@ -54,11 +61,29 @@ public sealed class Sampler
         if (_state == 0) _state = 0x853C49E6748FEA9BUL;
     }
 
-    public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> history)
+    public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> history) => Sample(logits, history, history.Length, []);
+
+    /// <param name="history">Prompt and generated ids (the repetition penalty looks at both).</param>
+    /// <param name="generatedStart">Where the generated ids begin in <paramref name="history"/> (frequency and presence penalties count only those).</param>
+    /// <param name="banned">Ids that must not be drawn now (end-of-sequence ids before a request's minimum length).</param>
+    public int Sample(ReadOnlySpan<float> logits, ReadOnlySpan<int> history, int generatedStart, ReadOnlySpan<int> banned)
     {
         var o = _options;
         var working = _logits.AsSpan(0, logits.Length);
         logits.CopyTo(working);
+        if (o.FrequencyPenalty != 0 || o.PresencePenalty != 0)
+        {
+            var counts = _counts ??= new int[logits.Length];
+            var generated = history[generatedStart..];
+            foreach (int id in generated) counts[id]++;
+            foreach (int id in generated)
+            {
+                if (counts[id] == 0) continue;   // already applied
+                working[id] -= counts[id] * o.FrequencyPenalty + o.PresencePenalty;
+                counts[id] = 0;
+            }
+        }
+        foreach (int id in banned) working[id] = float.NegativeInfinity;
         if (o.RepetitionPenalty != 1f)
         {
             int start = o.RepetitionWindow < 0 ? 0 : Math.Max(0, history.Length - o.RepetitionWindow);

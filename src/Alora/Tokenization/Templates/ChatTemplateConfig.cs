@@ -200,11 +200,22 @@ public sealed class ChatTemplateConfig
     /// </summary>
     public string Apply(JsonArray messages, bool addGenerationPrompt, JsonObject? extraVariables = null,
         DateTimeOffset? now = null, string? templateName = null)
+        => Apply(GetTemplate(templateName), messages, addGenerationPrompt, extraVariables, now);
+
+    /// <summary>As <see cref="Apply(JsonArray, bool, JsonObject?, DateTimeOffset?, string?)"/> with another template (a server's --chat-template) and this config's special tokens.</summary>
+    public string Apply(ChatTemplate template, JsonArray messages, bool addGenerationPrompt, JsonObject? extraVariables = null, DateTimeOffset? now = null)
     {
+        ArgumentNullException.ThrowIfNull(template);
         ArgumentNullException.ThrowIfNull(messages);
         var variables = BuildVariables(messages, addGenerationPrompt, extraVariables);
-        return GetTemplate(templateName).Render(variables, now);
+        return template.Render(variables, now);
     }
+
+    /// <summary>A config with no special tokens and no templates (a model without tokenizer_config.json, or a GGUF file).</summary>
+    public static ChatTemplateConfig Empty() => new(null, null, null, null, false, new(StringComparer.Ordinal), new(StringComparer.Ordinal));
+
+    /// <summary>True when the model has at least one chat template.</summary>
+    public bool HasTemplate => _templates.Count > 0;
 
     internal IReadOnlyDictionary<string, object?> BuildVariables(JsonArray messages, bool addGenerationPrompt, JsonObject? extraVariables)
     {
