@@ -99,12 +99,7 @@ public sealed partial class AloraServer
             promptField, "invocation_not_found");
     }
 
-    private string InvocationText(string adapterName)
-    {
-        var adapter = _model.Adapters[adapterName];
-        string text = adapter.Config.InvocationString ?? _model.Tokenizer?.Decode(adapter.InvocationTokens!) ?? "";
-        return $"{JsonSerializer.Serialize(text, JsonDefaults.Options)} (token ids [{string.Join(", ", adapter.InvocationTokens!)}])";
-    }
+    private string InvocationText(string adapterName) => _prompter.DescribeInvocation(adapterName);
 
     private int[] CompletionPrompt(RequestFields f)
     {
@@ -119,14 +114,10 @@ public sealed partial class AloraServer
         };
     }
 
-    /// <summary>
-    /// The chat template over the request's messages. For an aLoRA whose invocation the rendered prompt lacks,
-    /// <c>add_generation_prompt: false</c> appends the adapter's invocation ids to the rendered conversation
-    /// (IBM's intrinsics are invoked that way); otherwise the template's generation prompt must contain it.
-    /// </summary>
+    /// <summary>The request's messages through the chat template (<see cref="ChatPrompter"/>): text parts only.</summary>
     private (int[] Ids, string Text) RenderChat(RequestFields f, string? adapterName)
     {
-        if (_template is null)
+        if (!_prompter.HasTemplate)
             throw new ApiError(400, $"{_model.Path} has no chat template; start the server with --chat-template FILE or use /v1/completions", "messages", "no_chat_template");
         if (f.Node("messages") is not JsonArray messages || messages.Count == 0)
             throw ApiError.BadField("messages", $"expected a non-empty array of messages, found {RequestFields.Describe(f.Node("messages"))}");
@@ -141,7 +132,7 @@ public sealed partial class AloraServer
             {
                 null => "",
                 JsonValue v when v.GetValueKind() == JsonValueKind.String => v.GetValue<string>(),
-                JsonArray parts => string.Concat(parts.Select((p, k) => p is JsonObject { } part && part["type"]?.GetValue<string>() == "text" && part["text"] is JsonValue t && t.GetValueKind() == JsonValueKind.String
+                JsonArray parts => string.Concat(parts.Select((p, k) => p is JsonObject { } part && part["type"] is JsonValue type && type.GetValueKind() == JsonValueKind.String && type.GetValue<string>() == "text" && part["text"] is JsonValue t && t.GetValueKind() == JsonValueKind.String
                     ? t.GetValue<string>()
                     : throw ApiError.BadField($"messages[{i}].content[{k}]", $"only text parts ({{\"type\": \"text\", \"text\": ...}}) are supported, found {RequestFields.Describe(p)}"))),
                 var other => throw ApiError.BadField($"messages[{i}].content", $"expected a string or an array of text parts, found {RequestFields.Describe(other)}"),
@@ -149,18 +140,10 @@ public sealed partial class AloraServer
             copy["role"] = role;
             normalized.Add(copy);
         }
-        bool? addGenerationPrompt = f.OptionalBool("add_generation_prompt");
-        var kwargs = f.OptionalObject("chat_template_kwargs");
-        string text;
-        try { text = _templateConfig.Apply(_template, normalized, addGenerationPrompt ?? true, (JsonObject?)kwargs?.DeepClone()); }
+        try { return _prompter.Render(normalized, f.OptionalBool("add_generation_prompt"), f.OptionalObject("chat_template_kwargs"), adapterName); }
         catch (Tokenization.Templates.TemplateException e)
         {
             throw new ApiError(400, $"the chat template failed on these messages: {e.Message}", "messages", "template_error");
         }
-        int[] ids = Tokenizer.Encode(text, addSpecialTokens: false);
-        if (addGenerationPrompt == false && adapterName is not null && _model.Adapters.TryGetValue(adapterName, out var adapter) && adapter.IsActivated
-            && AdapterActivation.LastOccurrence(ids, adapter.InvocationTokens) < 0)
-            ids = [.. ids, .. adapter.InvocationTokens!];
-        return (ids, text);
     }
 }

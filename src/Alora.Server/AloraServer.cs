@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Net;
 using System.Text.Json.Nodes;
 using Alora.Inference;
-using Alora.Tokenization.Templates;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -21,8 +20,7 @@ public sealed partial class AloraServer : IAsyncDisposable
     private readonly WebApplication _app;
     private readonly LanguageModel _model;
     private readonly ServerOptions _options;
-    private readonly ChatTemplateConfig _templateConfig;
-    private readonly ChatTemplate? _template;
+    private readonly ChatPrompter _prompter;
     private readonly ServerMetrics _metrics;
     private readonly Dictionary<string, string> _adapterPaths = new(StringComparer.Ordinal);   // guarded by itself
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
@@ -32,9 +30,7 @@ public sealed partial class AloraServer : IAsyncDisposable
         _app = app;
         _model = model;
         _options = options;
-        _templateConfig = Directory.Exists(model.Path) ? ChatTemplateConfig.Load(model.Path) : ChatTemplateConfig.Empty();
-        if (options.ChatTemplatePath is { } file) _template = ChatTemplateConfig.LoadTemplateFile(file);
-        else if (_templateConfig.HasTemplate) _template = _templateConfig.GetTemplate();
+        _prompter = new ChatPrompter(model, options.ChatTemplatePath);
         foreach (var (name, adapter) in model.Adapters) _adapterPaths[name] = adapter.SourcePath ?? name;
         _metrics = new ServerMetrics(model.Engine);
         MapEndpoints();
