@@ -16,5 +16,6 @@ internal static class CommandCatalog
         yield return AdapterCommands.Adapter();
         yield return TrainingCommands.Grad();
         yield return ServeCommands.Serve();
+        yield return ChatCommands.Chat();
     }
 }

@@ -28,19 +28,13 @@ internal static class GenerateCommands
     public static Command Generate()
     {
         var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Most tokens to generate", DefaultValueFactory = _ => 256 };
-        var temperature = new Option<float>("--temperature", "--temp") { Description = "0 = greedy", DefaultValueFactory = _ => 0.8f };
-        var topK = new Option<int>("--top-k") { Description = "0 = off", DefaultValueFactory = _ => 40 };
-        var topP = new Option<float>("--top-p") { Description = "1 = off", DefaultValueFactory = _ => 0.95f };
-        var minP = new Option<float>("--min-p") { Description = "0 = off", DefaultValueFactory = _ => 0.05f };
-        var repeatPenalty = new Option<float>("--repeat-penalty") { Description = "1 = off", DefaultValueFactory = _ => 1f };
-        var repeatLastN = new Option<int>("--repeat-last-n") { Description = "Tokens the penalty looks back over (-1 = all)", DefaultValueFactory = _ => 64 };
-        var seed = new Option<ulong?>("--seed", "-s") { Description = "Sampling seed (random when absent)" };
+        var sampling = new SamplingFlags();
         var ignoreEos = new Option<bool>("--ignore-eos") { Description = "Do not stop at end-of-sequence tokens" };
         var stop = new Option<string[]>("--stop") { Description = "Stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of streaming text" };
 
         var command = new Command("generate", "Generate text from a prompt");
-        foreach (var o in new Option[] { ModelOption, PromptOption, PromptIdsOption, maxTokens, temperature, topK, topP, minP, repeatPenalty, repeatLastN, seed, ignoreEos, stop, json }.Concat(AdapterOptions))
+        foreach (var o in new Option[] { ModelOption, PromptOption, PromptIdsOption, maxTokens }.Concat(sampling.All).Concat([ignoreEos, stop, json]).Concat(AdapterOptions))
             command.Options.Add(o);
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -57,16 +51,7 @@ internal static class GenerateCommands
                 StopStrings = parse.GetValue(stop) ?? [],
                 AdapterName = adapters.Selected?.Name,
                 OnMissingInvocation = adapters.Policy,
-                Sampling = new SamplingOptions
-                {
-                    Temperature = parse.GetValue(temperature),
-                    TopK = parse.GetValue(topK),
-                    TopP = parse.GetValue(topP),
-                    MinP = parse.GetValue(minP),
-                    RepetitionPenalty = parse.GetValue(repeatPenalty),
-                    RepetitionWindow = parse.GetValue(repeatLastN),
-                    Seed = parse.GetValue(seed),
-                },
+                Sampling = sampling.Read(parse),
             };
             bool asJson = parse.GetValue(json);
             var output = new List<int>();
