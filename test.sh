@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): builds everything warning-free, runs the whole test suite,
 # then runs the kernel suite again with 256-bit vectors only, without AVX-512 (AVX2) and with hardware intrinsics off.
+# Installs Debian's chromium first if it is missing (the chat page's browser test).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
+tools/install-test-deps.sh
 dotnet build Alora.slnx -c Release -nologo -v quiet
 
 passed=0; failed=0; status=0

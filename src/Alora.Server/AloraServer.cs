@@ -72,6 +72,7 @@ public sealed partial class AloraServer : IAsyncDisposable
     private void MapEndpoints()
     {
         _app.Use(LogAndAuthenticate);
+        _app.MapGet("/", () => Results.Text(ChatPage.Value, "text/html; charset=utf-8"));
         _app.MapGet("/health", () => Results.Ok());
         _app.MapGet("/version", () => Results.Json(new JsonObject { ["version"] = Version }));
         _app.MapGet("/v1/models", (HttpContext _) => Results.Text(Models().ToJsonString(), "application/json"));
@@ -86,6 +87,14 @@ public sealed partial class AloraServer : IAsyncDisposable
             _app.MapPost("/v1/unload_lora_adapter", context => Handle(context, UnloadAdapterAsync));
         }
     }
+
+    private static readonly Lazy<string> ChatPage = new(() =>
+    {
+        using var stream = typeof(AloraServer).Assembly.GetManifestResourceStream("Alora.Server.index.html")
+            ?? throw new InvalidOperationException("the chat page is missing from the assembly");
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    });
 
     public static string Version => typeof(AloraServer).Assembly.GetName().Version?.ToString() ?? "0.0.0";
 
@@ -157,11 +166,17 @@ public sealed partial class AloraServer : IAsyncDisposable
         };
         lock (_adapterPaths)
             foreach (var name in _model.Engine.AdapterNames)
-                data.Add(new JsonObject
+            {
+                var entry = new JsonObject
                 {
                     ["id"] = name, ["object"] = "model", ["created"] = _created, ["owned_by"] = "alora",
                     ["root"] = _adapterPaths.GetValueOrDefault(name, name), ["parent"] = _options.ServedModelName, ["max_model_len"] = MaxModelLength,
-                });
+                };
+                // An extension field: an aLoRA's invocation ids (the chat page calls aLoRAs without a generation prompt).
+                if (_model.Adapters.TryGetValue(name, out var adapter) && adapter.InvocationTokens is { } invocation)
+                    entry["invocation_tokens"] = new JsonArray([.. invocation.Select(i => (JsonNode)i)]);
+                data.Add(entry);
+            }
         return new JsonObject { ["object"] = "list", ["data"] = data };
     }
 
