@@ -100,6 +100,13 @@ public sealed class LanguageModel : IDisposable
         catch { weights.Dispose(); throw; }
     }
 
+    /// <summary>
+    /// A model over weights already in memory (random weights for benchmarks, weights built by code); it owns
+    /// them from here on. <paramref name="name"/> stands where a path would (the served name, messages).
+    /// </summary>
+    public static LanguageModel FromWeights(ModelWeights weights, string name, Tokenizer? tokenizer = null, int cacheTokens = 8192, int maxBatchTokens = 256, EngineOptions? engineOptions = null)
+        => new(name, weights, tokenizer, maxBatchTokens, cacheTokens, engineOptions);
+
     private readonly Dictionary<string, LoraAdapter> _adapters = new(StringComparer.Ordinal);
 
     /// <summary>Adapters loaded under names; any number at once, each usable per request (and mixed in one batch).</summary>
@@ -116,6 +123,20 @@ public sealed class LanguageModel : IDisposable
             catch { adapter.Dispose(); throw; }
             _adapters[name] = adapter;
             return adapter;
+        }
+    }
+
+    /// <summary>Adds an adapter built in memory (<see cref="LoraAdapter.Create"/>) under <paramref name="name"/>; the model owns it from here on.</summary>
+    public void AddAdapter(string name, LoraAdapter adapter)
+    {
+        ArgumentNullException.ThrowIfNull(adapter);
+        if (adapter.BaseConfig.LayerCount != Config.LayerCount || adapter.BaseConfig.HiddenSize != Config.HiddenSize)
+            throw new ArgumentException($"adapter '{name}' was made for another base model ({adapter.BaseConfig.LayerCount} layers of {adapter.BaseConfig.HiddenSize}, this one {Config.LayerCount} of {Config.HiddenSize})", nameof(adapter));
+        lock (_lazy)
+        {
+            if (_adapters.ContainsKey(name)) throw new ArgumentException($"an adapter named '{name}' is already loaded", nameof(name));
+            _engine?.LoadAdapter(name, adapter.AsForwardAdapter());
+            _adapters[name] = adapter;
         }
     }
 
