@@ -56,10 +56,8 @@ internal static class ServeCommands
             // The first line names the address, so a script (or a test) that asked for port 0 can read it.
             Console.Out.WriteLine($"alora serve: listening on {server.BaseAddress} (model '{options.ServedModelName}', adapters: {(languageModel.Adapters.Count == 0 ? "none" : string.Join(", ", languageModel.Adapters.Keys))})");
             Console.Out.Flush();
-            try { await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false); }
-            catch (OperationCanceledException) { }
-            Console.Out.WriteLine("alora serve: shutting down (in-flight requests finish or are cancelled)");
-            await server.StopAsync(CancellationToken.None).ConfigureAwait(false);
+            await server.WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
+            Console.Out.WriteLine("alora serve: stopped");
             return 0;
         });
         return command;

@@ -59,8 +59,16 @@ public sealed partial class AloraServer : IAsyncDisposable
     public async Task RunAsync(CancellationToken cancellationToken = default)
     {
         await _app.StartAsync(cancellationToken).ConfigureAwait(false);
-        await Microsoft.Extensions.Hosting.HostingAbstractionsHostExtensions.WaitForShutdownAsync(_app, cancellationToken).ConfigureAwait(false);
+        await WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// Completes when the host is asked to stop (SIGINT/Ctrl-C or SIGTERM, through the host's console lifetime) or the
+    /// token is cancelled, after the host has stopped: Kestrel stops accepting, in-flight requests get the shutdown
+    /// timeout to finish, then the rest are cancelled (their KV blocks go back to the pool).
+    /// </summary>
+    public Task WaitForShutdownAsync(CancellationToken cancellationToken = default)
+        => Microsoft.Extensions.Hosting.HostingAbstractionsHostExtensions.WaitForShutdownAsync(_app, cancellationToken);
 
     public Task StopAsync(CancellationToken cancellationToken = default) => _app.StopAsync(cancellationToken);
 

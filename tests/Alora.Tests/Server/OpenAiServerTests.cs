@@ -201,4 +201,17 @@ public sealed class OpenAiServerTests(ServerFixture server) : IClassFixture<Serv
         Assert.Equal(400, bad);
         Assert.Equal("lora_path", error["error"]!["param"]!.GetValue<string>());
     }
+
+    [Fact]
+    public async Task LlamaCppsLoraFieldPicksAnAdapterAsModelDoes()
+    {
+        // Adapters are numbered in name order (qa = 0, story = 1), as llama.cpp numbers its --lora list.
+        var (_, byModel) = await server.PostAsync("/v1/completions", new { model = "story", prompt = "Once upon a time", max_tokens = 6, temperature = 0 });
+        var (status, byLora) = await server.PostAsync("/v1/completions", new { model = ServerFixture.BaseName, prompt = "Once upon a time", max_tokens = 6, temperature = 0, lora = new[] { new { id = 1, scale = 1.0 } } });
+        Assert.Equal(200, status);
+        Assert.Equal(byModel["choices"]![0]!["text"]!.GetValue<string>(), byLora["choices"]![0]!["text"]!.GetValue<string>());
+        var (bad, error) = await server.PostAsync("/v1/completions", new { model = ServerFixture.BaseName, prompt = "x", lora = new[] { new { id = 1, scale = 0.5 } } });
+        Assert.Equal(400, bad);
+        Assert.Equal("lora[0].scale", error["error"]!["param"]!.GetValue<string>());
+    }
 }
