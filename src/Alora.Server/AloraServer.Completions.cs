@@ -30,8 +30,16 @@ public sealed partial class AloraServer
             throw new ApiError(400,
                 $"This model's maximum context length is {maxLength} tokens. However, you requested {ids.Length + maxTokens} tokens ({ids.Length} in the prompt, {maxTokens} in the completion). Please reduce the length of the prompt or the completion.",
                 maxField, "context_length_exceeded");
-        if (f.OptionalBool("logprobs") == true || f.Has("top_logprobs"))
-            throw ApiError.BadField(f.Has("top_logprobs") ? "top_logprobs" : "logprobs", "log probabilities are not supported by this server yet");
+        // Chat: logprobs (bool) and top_logprobs (0–20); completions: logprobs (the number of alternatives, 0–5).
+        int? logprobs;
+        if (chat)
+        {
+            bool want = f.OptionalBool("logprobs") ?? false;
+            long? top = f.OptionalInteger("top_logprobs", 0, 20);
+            if (top is not null && !want) throw ApiError.BadField("top_logprobs", "needs \"logprobs\": true");
+            logprobs = want ? (int)(top ?? 0) : null;
+        }
+        else logprobs = (int?)f.OptionalInteger("logprobs", 0, 5);
 
         long? seed = f.OptionalInteger("seed", long.MinValue, long.MaxValue);
         var sampling = new SamplingOptions
@@ -57,6 +65,7 @@ public sealed partial class AloraServer
             StopStrings = f.StopStrings("stop"),
             Sampling = sampling,
             AdapterName = adapter,
+            Logprobs = logprobs,
         };
         CheckInvocation(request, promptField);
         return new Prepared(model, ids, request, (int)(f.OptionalInteger("n", 1, 16) ?? 1), f.OptionalBool("stream") ?? false, includeUsage,

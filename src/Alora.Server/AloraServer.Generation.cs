@@ -15,6 +15,7 @@ public sealed partial class AloraServer
         public StringBuilder Text { get; } = new();
         public List<int> TokenIds { get; } = [];
         public GenerationStats? Stats { get; set; }
+        public List<TokenLogprobs> Logprobs { get; } = [];
         public string? FinishReason { get; set; }
     }
 
@@ -69,6 +70,7 @@ public sealed partial class AloraServer
     private static void Accept(Choice choice, GenerationUpdate update)
     {
         if (update.TokenId >= 0) choice.TokenIds.Add(update.TokenId);
+        if (update.Logprobs is { } logprobs) choice.Logprobs.Add(logprobs);
         choice.Text.Append(update.Text);
         if (update.Finish is { } finish)
         {
@@ -89,6 +91,47 @@ public sealed partial class AloraServer
         };
     }
 
+    /// <summary>OpenAI's logprobs object: chat's {"content": [{token, logprob, bytes, top_logprobs}]}, or completions' parallel lists.</summary>
+    private JsonObject? LogprobsJson(Prepared prepared, bool chat, List<TokenLogprobs> positions)
+    {
+        if (prepared.Request.Logprobs is null) return null;
+        string Token(int id) => _model.Tokenizer?.Decode([id]) ?? id.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        JsonArray Bytes(string token) => new([.. System.Text.Encoding.UTF8.GetBytes(token).Select(b => (JsonNode)(int)b)]);
+        if (chat)
+        {
+            var content = new JsonArray();
+            foreach (var p in positions)
+            {
+                string token = Token(p.Chosen.TokenId);
+                var top = new JsonArray();
+                foreach (var alternative in p.Top)
+                {
+                    string t = Token(alternative.TokenId);
+                    top.Add(new JsonObject { ["token"] = t, ["logprob"] = alternative.Logprob, ["bytes"] = Bytes(t) });
+                }
+                content.Add(new JsonObject { ["token"] = token, ["logprob"] = p.Chosen.Logprob, ["bytes"] = Bytes(token), ["top_logprobs"] = top });
+            }
+            return new JsonObject { ["content"] = content };
+        }
+        var tokens = new JsonArray();
+        var tokenLogprobs = new JsonArray();
+        var topLogprobs = new JsonArray();
+        var offsets = new JsonArray();
+        int offset = 0;
+        foreach (var p in positions)
+        {
+            string token = Token(p.Chosen.TokenId);
+            tokens.Add(token);
+            tokenLogprobs.Add(p.Chosen.Logprob);
+            var top = new JsonObject();
+            foreach (var alternative in p.Top) top[Token(alternative.TokenId)] = alternative.Logprob;
+            topLogprobs.Add(top);
+            offsets.Add(offset);
+            offset += token.Length;
+        }
+        return new JsonObject { ["tokens"] = tokens, ["token_logprobs"] = tokenLogprobs, ["top_logprobs"] = topLogprobs, ["text_offset"] = offsets };
+    }
+
     private static JsonArray Ids(IEnumerable<int> ids)
     {
         var array = new JsonArray();
@@ -106,8 +149,8 @@ public sealed partial class AloraServer
         foreach (var c in choices)
         {
             var choice = chat
-                ? new JsonObject { ["index"] = c.Index, ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = c.Text.ToString() }, ["logprobs"] = null, ["finish_reason"] = c.FinishReason }
-                : new JsonObject { ["index"] = c.Index, ["text"] = c.Text.ToString(), ["logprobs"] = null, ["finish_reason"] = c.FinishReason };
+                ? new JsonObject { ["index"] = c.Index, ["message"] = new JsonObject { ["role"] = "assistant", ["content"] = c.Text.ToString() }, ["logprobs"] = LogprobsJson(prepared, chat, c.Logprobs), ["finish_reason"] = c.FinishReason }
+                : new JsonObject { ["index"] = c.Index, ["text"] = c.Text.ToString(), ["logprobs"] = LogprobsJson(prepared, chat, c.Logprobs), ["finish_reason"] = c.FinishReason };
             if (prepared.ReturnTokenIds) choice["token_ids"] = Ids(c.TokenIds);
             array.Add(choice);
         }
@@ -153,11 +196,12 @@ public sealed partial class AloraServer
             return chunk;
         }
 
-        JsonObject Delta(Choice c, string text, string? finish, IEnumerable<int> tokenIds, bool first)
+        JsonObject Delta(Choice c, string text, string? finish, IEnumerable<int> tokenIds, bool first, TokenLogprobs? logprobs = null)
         {
+            var positions = logprobs is null ? [] : new List<TokenLogprobs> { logprobs };
             var choice = chat
-                ? new JsonObject { ["index"] = c.Index, ["delta"] = first ? new JsonObject { ["role"] = "assistant", ["content"] = text } : new JsonObject { ["content"] = text }, ["logprobs"] = null, ["finish_reason"] = finish }
-                : new JsonObject { ["index"] = c.Index, ["text"] = text, ["logprobs"] = null, ["finish_reason"] = finish };
+                ? new JsonObject { ["index"] = c.Index, ["delta"] = first ? new JsonObject { ["role"] = "assistant", ["content"] = text } : new JsonObject { ["content"] = text }, ["logprobs"] = LogprobsJson(prepared, chat, positions), ["finish_reason"] = finish }
+                : new JsonObject { ["index"] = c.Index, ["text"] = text, ["logprobs"] = LogprobsJson(prepared, chat, positions), ["finish_reason"] = finish };
             if (prepared.ReturnTokenIds) choice["token_ids"] = Ids(tokenIds);
             return choice;
         }
@@ -176,7 +220,7 @@ public sealed partial class AloraServer
             {
                 Accept(c, update);
                 if (update.Text.Length == 0 && update.Finish is null && !prepared.ReturnTokenIds) continue;
-                await Send(Chunk(Delta(c, update.Text, c.FinishReason, update.TokenId >= 0 ? [update.TokenId] : [], first))).ConfigureAwait(false);
+                await Send(Chunk(Delta(c, update.Text, c.FinishReason, update.TokenId >= 0 ? [update.TokenId] : [], first, update.Logprobs))).ConfigureAwait(false);
                 first = false;
             }
         })).ConfigureAwait(false);

@@ -33,6 +33,8 @@ public sealed record GenerationRequest
     public ForwardAdapter? Adapter { get; init; }
     /// <summary>The name an adapter was loaded under in the serving engine; null for the base model.</summary>
     public string? AdapterName { get; init; }
+    /// <summary>Report each generated token's log probability and this many top alternatives (0–20); null: none.</summary>
+    public int? Logprobs { get; init; }
     /// <summary>What an aLoRA does when its invocation is absent from the prompt.</summary>
     public MissingInvocationPolicy OnMissingInvocation { get; init; } = MissingInvocationPolicy.Error;
 }
@@ -53,7 +55,48 @@ public sealed record GenerationStats(int PromptTokens, int ReusedPromptTokens, i
 }
 
 /// <summary>One streamed step: a token (or -1 on the final update when no token came), its text, and on the last update the finish reason and stats.</summary>
-public sealed record GenerationUpdate(int TokenId, string Text, FinishReason? Finish = null, GenerationStats? Stats = null);
+public sealed record GenerationUpdate(int TokenId, string Text, FinishReason? Finish = null, GenerationStats? Stats = null)
+{
+    /// <summary>The token's log probability and the most likely alternatives, when the request asked for them.</summary>
+    public TokenLogprobs? Logprobs { get; init; }
+}
+
+/// <summary>A token id and its log probability under the model.</summary>
+public readonly record struct TokenLogprob(int TokenId, float Logprob);
+
+/// <summary>
+/// Log probabilities at one generated position, as vLLM reports them by default: the log-softmax of the model's
+/// logits at that position (before penalties, temperature and truncation), for the chosen token and the top
+/// alternatives (most likely first, lower id first on ties).
+/// </summary>
+public sealed record TokenLogprobs(TokenLogprob Chosen, IReadOnlyList<TokenLogprob> Top)
+{
+    /// <summary>Computes them from a row of logits [V].</summary>
+    public static TokenLogprobs From(ReadOnlySpan<float> logits, int chosen, int top)
+    {
+        float max = float.NegativeInfinity;
+        foreach (float x in logits) max = Math.Max(max, x);
+        double sum = 0;
+        foreach (float x in logits) sum += Math.Exp(x - max);
+        float logSum = max + (float)Math.Log(sum);
+        var best = new List<TokenLogprob>(top + 1);
+        if (top > 0)
+        {
+            // Keep the top k by insertion: k ≤ 20, so this is a few comparisons per logit.
+            for (int id = 0; id < logits.Length; id++)
+            {
+                float x = logits[id];
+                if (best.Count == top && x <= best[^1].Logprob) continue;
+                int at = best.Count;
+                while (at > 0 && best[at - 1].Logprob < x) at--;
+                best.Insert(at, new TokenLogprob(id, x));
+                if (best.Count > top) best.RemoveAt(top);
+            }
+            for (int i = 0; i < best.Count; i++) best[i] = best[i] with { Logprob = best[i].Logprob - logSum };
+        }
+        return new TokenLogprobs(new TokenLogprob(chosen, logits[chosen] - logSum), best);
+    }
+}
 
 /// <summary>
 /// Prefill then decode on one caller-held sequence. The sequence is a cache handle: if it already holds a prefix
@@ -158,13 +201,14 @@ public sealed class GenerationState
         _history.Add(token);
         string piece = _text?.Append(token) ?? "";
         var (emit, stopped) = Generated <= _request.MinTokens ? _stops.PushWithoutMatching(piece) : _stops.Push(piece);
+        var logprobs = _request.Logprobs is int top ? TokenLogprobs.From(logits, token, top) : null;
         if (stopped)
         {
             Finish = FinishReason.Stop;
-            return emit.Length > 0 ? new GenerationUpdate(token, emit) : null;
+            return emit.Length > 0 ? new GenerationUpdate(token, emit) { Logprobs = logprobs } : null;
         }
         if (Generated == _request.MaxTokens) Finish = FinishReason.Length;
-        return new GenerationUpdate(token, emit);
+        return new GenerationUpdate(token, emit) { Logprobs = logprobs };
     }
 
     /// <summary>The last update: held-back text, the finish reason and the request's figures.</summary>

@@ -145,6 +145,8 @@ public sealed partial class Engine : IDisposable
         long capacity = (long)_pool.BlockCount * _pool.BlockSize;
         if (request.PromptIds.Length + 1 > capacity)
             throw new ArgumentException($"the prompt has {request.PromptIds.Length} tokens; the engine's KV cache holds {capacity} (raise the KV cache size)", nameof(request));
+        if (request.Logprobs is < 0 or > 20)
+            throw new ArgumentOutOfRangeException(nameof(request), $"the request's top log probabilities must be 0 to 20, got {request.Logprobs}");
         if (request.Adapter is not null)
             throw new ArgumentException("the engine takes an adapter by the name it was loaded under (GenerationRequest.AdapterName)", nameof(request));
 

@@ -214,4 +214,39 @@ public sealed class OpenAiServerTests(ServerFixture server) : IClassFixture<Serv
         Assert.Equal(400, bad);
         Assert.Equal("lora[0].scale", error["error"]!["param"]!.GetValue<string>());
     }
+
+    [Fact]
+    public async Task LogprobsComeInOpenAisShapesAndGreedyPicksTheTopOne()
+    {
+        var completion = (await server.Chat("story").CompleteChatAsync(Story, new ChatCompletionOptions
+        {
+            Temperature = 0, MaxOutputTokenCount = 6, IncludeLogProbabilities = true, TopLogProbabilityCount = 3,
+        })).Value;
+        Assert.Equal(6, completion.ContentTokenLogProbabilities.Count);
+        foreach (var position in completion.ContentTokenLogProbabilities)
+        {
+            Assert.Equal(3, position.TopLogProbabilities.Count);
+            Assert.True(position.LogProbability <= 0);
+            Assert.Equal(position.TopLogProbabilities[0].LogProbability, position.LogProbability);   // greedy takes the most likely
+            Assert.Equal(position.TopLogProbabilities[0].Token, position.Token);
+            Assert.True(position.TopLogProbabilities[0].LogProbability >= position.TopLogProbabilities[1].LogProbability);
+        }
+
+        var (status, body) = await server.PostAsync("/v1/completions", new { model = ServerFixture.BaseName, prompt = "Once upon a time", max_tokens = 4, temperature = 0, logprobs = 2 });
+        Assert.Equal(200, status);
+        var logprobs = body["choices"]![0]!["logprobs"]!;
+        Assert.Equal(4, logprobs["tokens"]!.AsArray().Count);
+        Assert.Equal(4, logprobs["token_logprobs"]!.AsArray().Count);
+        Assert.All(logprobs["top_logprobs"]!.AsArray(), top => Assert.Equal(2, top!.AsObject().Count));
+
+        // The library's own log-softmax of the logits agrees with the server's figure for the first token.
+        int[] ids = server.Model.Encode("Once upon a time");
+        float first = 0;
+        await foreach (var u in server.Model.GenerateAsync(new GenerationRequest { PromptIds = ids, MaxTokens = 1, Logprobs = 0 }))
+            if (u.Logprobs is { } l) first = l.Chosen.Logprob;
+        Assert.Equal(first, logprobs["token_logprobs"]![0]!.GetValue<float>(), 5);
+
+        var (bad, _) = await server.PostAsync("/v1/chat/completions", new { model = ServerFixture.BaseName, messages = new[] { new { role = "user", content = "x" } }, top_logprobs = 2 });
+        Assert.Equal(400, bad);
+    }
 }
