@@ -91,12 +91,14 @@ public static unsafe partial class Gemm
         if (Vector512.IsHardwareAccelerated)
         {
             if (m <= Gemv.MaxRows) Gemv.Run<TLoad>(y, x, w, m, k, n, accumulate, pool);
+            else if (BatchInvariant && m <= Gemv.BatchMaxRows) Gemv.RunBatch<TLoad>(y, x, w, m, k, n, accumulate, pool);
             else if (BatchInvariant) Gemv.RunRowGroups<TLoad>(y, x, w, m, k, n, accumulate, pool);
             else GemmPacked.Run<MicroKernel512, TLoad>(y, x, w, m, k, n, accumulate, pool);
         }
         else if (Vector256.IsHardwareAccelerated)
         {
             if (m <= Gemv.MaxRows) Gemv.Run<TLoad>(y, x, w, m, k, n, accumulate, pool);
+            else if (BatchInvariant && m <= Gemv.BatchMaxRows) Gemv.RunBatch<TLoad>(y, x, w, m, k, n, accumulate, pool);
             else if (BatchInvariant) Gemv.RunRowGroups<TLoad>(y, x, w, m, k, n, accumulate, pool);
             else GemmPacked.Run<MicroKernel256, TLoad>(y, x, w, m, k, n, accumulate, pool);
         }
