@@ -195,8 +195,7 @@ internal static unsafe class DecodeBatchBench
         (string Name, Action Set)[] variants =
         [
             ("row groups", () => Gemv.BatchMaxRows = Gemv.MaxRows),
-            ("batched, 16 KiB panels", () => { Gemv.BatchMaxRows = 64; Gemv.PanelBytes = 16 << 10; }),
-            ("batched, 64 KiB panels", () => { Gemv.BatchMaxRows = 64; Gemv.PanelBytes = 64 << 10; }),
+            ("batched", () => Gemv.BatchMaxRows = 256),
         ];
         foreach (int m in rowCounts)
         {
@@ -209,7 +208,6 @@ internal static unsafe class DecodeBatchBench
                     best[v] = Math.Min(best[v], GemmMillisecondsPerStep(weights, m, pool));
                 }
             Gemv.BatchMaxRows = 64;
-            Gemv.PanelBytes = 64 << 10;
             Console.WriteLine($"M={m}: " + string.Join(", ", variants.Select((v, i) => string.Create(CultureInfo.InvariantCulture, $"{v.Name} {best[i]:F2} ms"))));
         }
     }

@@ -34,7 +34,7 @@ switch (scenario)
     case "decode": ModelBench.Decode(); break;
     case "decode-batch":
         // decode-batch [--gemm-only] [--no-gemm]: N = 1, 4, 16, 64 streams of one token per step, then the M = 1..64 GEMM table
-        if (args.Contains("--tune")) DecodeBatchBench.Tune([8, 16, 64]);
+        if (args.Contains("--tune")) DecodeBatchBench.Tune([5, 8, 16, 64, 96, 128]);
         else if (args.Contains("--gemm-breakdown")) DecodeBatchBench.GemmBreakdown([1, 4, 8, 16, 32, 64]);
         else if (args.Contains("--gemm-step")) DecodeBatchBench.GemmStep([1, 4, 5, 8, 16, 32, 64]);
         else if (args.Contains("--gemm-only")) DecodeBatchBench.GemmTable([1, 4, 8, 16, 32, 64]);
