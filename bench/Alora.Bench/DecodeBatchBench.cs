@@ -22,82 +22,96 @@ internal static unsafe class DecodeBatchBench
 {
     private const int PromptLength = 16;
 
-    public static void Run(int[] streamCounts, int rounds = 3, int steps = 8, bool gemmTable = true)
+    public static void Run(int[] streamCounts, int rounds = 5, int steps = 8, bool gemmTable = true)
     {
         var config = ModelConfig.FromFile(Path.Combine(BenchPaths.SharedRoot(), "configs", "smollm2-135m", "config.json"));
         using var weights = ModelWeights.CreateRandom(config, DType.BF16, seed: 1);
         using var model = new DecoderModel(weights);
-        Console.WriteLine($"threads: {WorkerPool.Shared.ThreadCount}; SmolLM2-135M shape, random bf16 weights; prompt {PromptLength} tokens per sequence, then {steps} steps per round, best of {rounds} rounds");
+        Console.WriteLine($"threads: {WorkerPool.Shared.ThreadCount}; SmolLM2-135M shape, random bf16 weights; prompt {PromptLength} tokens per sequence, then " +
+            $"{steps} steps per round; every N (and for N > 4 the row-groups variant) takes one round in turn, best of {rounds} rounds each");
+        // Every N in turn within each round: this machine's speed changes from minute to minute, and a ratio to
+        // N = 1 is only meaningful when both sides had the same chances at a quiet moment.
+        using var cache = model.CreateCache(streamCounts.Sum() * (PromptLength + 2 * rounds * (steps + 1) + 32));
+        var sets = streamCounts.Select(n => new StreamSet(model, cache, n, PromptLength + 2 * rounds * (steps + 1) + 16)).ToArray();
+        var best = new double[sets.Length];
+        var rowGroups = new double[sets.Length];
+        Array.Fill(best, double.MaxValue);
+        Array.Fill(rowGroups, double.NaN);
+        int saved = Gemv.BatchMaxRows;
+        for (int round = 0; round < rounds; round++)
+            for (int i = 0; i < sets.Length; i++)
+            {
+                best[i] = Math.Min(best[i], sets[i].Round(steps));
+                if (sets[i].Count <= Gemv.MaxRows || sets[i].Count > saved) continue;
+                Gemv.BatchMaxRows = Gemv.MaxRows;   // the GEMMs on the prefill row groups: the path before RunBatch
+                try { rowGroups[i] = Math.Min(double.IsNaN(rowGroups[i]) ? double.MaxValue : rowGroups[i], sets[i].Round(steps)); }
+                finally { Gemv.BatchMaxRows = saved; }
+            }
+        foreach (var set in sets) set.Dispose();
+
         Console.WriteLine("| N streams | ms/step | tokens/s | tokens/s vs N = 1 | step vs N = 1 | GEMMs alone ms/step | rest ms/step | ms/step, GEMMs on the row groups |");
         Console.WriteLine("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-        double singleMs = 0;
-        foreach (int n in streamCounts)
+        double singleMs = best[0] / streamCounts[0];   // the first entry (N = 1) is the reference
+        for (int i = 0; i < sets.Length; i++)
         {
-            (double ms, double rowGroupsMs) = StepMilliseconds(model, n, rounds, steps);
-            double gemmMs = GemmMillisecondsPerStep(weights, n);
-            if (singleMs == 0) singleMs = ms;   // the first entry (N = 1) is the reference
-            double tokensPerSecond = n * 1000 / ms;
+            int n = streamCounts[i];
+            double ms = best[i], gemmMs = GemmMillisecondsPerStep(weights, n), tokensPerSecond = n * 1000 / ms;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {n} | {ms:F1} | {tokensPerSecond:F0} | {tokensPerSecond * singleMs / 1000 / streamCounts[0]:F2}x | {ms / singleMs:F2}x | {gemmMs:F1} | {ms - gemmMs:F1} | {(double.IsNaN(rowGroupsMs) ? "" : rowGroupsMs.ToString("F1", CultureInfo.InvariantCulture))} |"));
+                $"| {n} | {ms:F1} | {tokensPerSecond:F0} | {tokensPerSecond * singleMs / 1000:F2}x | {ms / best[0]:F2}x | {gemmMs:F1} | {ms - gemmMs:F1} | {(double.IsNaN(rowGroups[i]) ? "" : rowGroups[i].ToString("F1", CultureInfo.InvariantCulture))} |"));
         }
         if (gemmTable) GemmTable([1, 4, 8, 16, 32, 64]);
     }
 
-    /// <summary>
-    /// Best-of-rounds mean ms per Forward step of <paramref name="n"/> sequences decoding one token each; for N &gt; 4
-    /// also with the GEMMs on the row groups (the path before the batched decode path), rounds alternated.
-    /// </summary>
-    private static (double Batched, double RowGroups) StepMilliseconds(DecoderModel model, int n, int rounds, int steps)
+    /// <summary>N sequences that decode one token each per <see cref="DecoderModel.Forward"/> step, after a prompt.</summary>
+    private sealed class StreamSet : IDisposable
     {
-        int capacity = PromptLength + 2 * rounds * (steps + 1) + 16;
-        using var cache = model.CreateCache(n * capacity);
-        var sequences = new KvSequence[n];
-        var logits = new float[(long)n * model.VocabSize];
-        try
+        private readonly DecoderModel _model;
+        private readonly KvSequence[] _sequences;
+        private readonly int[][] _tokens;          // [N][1] the token each sequence decodes next
+        private readonly SequenceChunk[] _chunks;
+        private readonly float[] _logits;          // [N, V]
+
+        public StreamSet(DecoderModel model, PagedKvCache cache, int count, int capacity)
         {
-            var prompts = new SequenceChunk[n];
-            for (int s = 0; s < n; s++)
+            _model = model;
+            _sequences = new KvSequence[count];
+            _tokens = new int[count][];
+            _chunks = new SequenceChunk[count];
+            _logits = new float[(long)count * model.VocabSize];
+            var prompts = new SequenceChunk[count];
+            for (int s = 0; s < count; s++)
             {
-                sequences[s] = new KvSequence(cache);
-                sequences[s].Reserve(capacity);
+                _sequences[s] = new KvSequence(cache);
+                _sequences[s].Reserve(capacity);
                 int[] prompt = Enumerable.Range(0, PromptLength).Select(i => (i * 7919 + s * 104729 + 13) % model.VocabSize).ToArray();
-                prompts[s] = new SequenceChunk(sequences[s], prompt, LogitRows.Last);
+                prompts[s] = new SequenceChunk(_sequences[s], prompt, LogitRows.Last);
+                _tokens[s] = new int[1];
+                _chunks[s] = new SequenceChunk(_sequences[s], _tokens[s], LogitRows.Last);
             }
-            model.Forward(prompts, logits);
-            var tokens = new int[n][];
-            var chunks = new SequenceChunk[n];
-            for (int s = 0; s < n; s++)
-            {
-                tokens[s] = new int[1];
-                chunks[s] = new SequenceChunk(sequences[s], tokens[s], LogitRows.Last);
-            }
-            void Step()
-            {
-                for (int s = 0; s < n; s++) tokens[s][0] = Sampler.ArgMax(logits.AsSpan(s * model.VocabSize, model.VocabSize));
-                model.Forward(chunks, logits);
-            }
-            double Round()
-            {
-                Step();   // warm-up (JIT of the N-row paths)
-                long start = Stopwatch.GetTimestamp();
-                for (int i = 0; i < steps; i++) Step();
-                return Stopwatch.GetElapsedTime(start).TotalMilliseconds / steps;
-            }
-            double best = double.MaxValue, rowGroups = double.NaN;
-            int saved = Gemv.BatchMaxRows;
-            for (int round = 0; round < rounds; round++)
-            {
-                best = Math.Min(best, Round());
-                if (n <= Gemv.MaxRows || n > saved) continue;
-                Gemv.BatchMaxRows = Gemv.MaxRows;
-                try { rowGroups = Math.Min(double.IsNaN(rowGroups) ? double.MaxValue : rowGroups, Round()); }
-                finally { Gemv.BatchMaxRows = saved; }
-            }
-            return (best, rowGroups);
+            model.Forward(prompts, _logits);
         }
-        finally
+
+        public int Count => _sequences.Length;
+
+        /// <summary>One warm-up step, then <paramref name="steps"/> timed steps: mean ms per step.</summary>
+        public double Round(int steps)
         {
-            foreach (var sequence in sequences) sequence?.Dispose();
+            Step();
+            long start = Stopwatch.GetTimestamp();
+            for (int i = 0; i < steps; i++) Step();
+            return Stopwatch.GetElapsedTime(start).TotalMilliseconds / steps;
+        }
+
+        private void Step()
+        {
+            int v = _model.VocabSize;
+            for (int s = 0; s < _sequences.Length; s++) _tokens[s][0] = Sampler.ArgMax(_logits.AsSpan(s * v, v));
+            _model.Forward(_chunks, _logits);
+        }
+
+        public void Dispose()
+        {
+            foreach (var sequence in _sequences) sequence.Dispose();
         }
     }
 
