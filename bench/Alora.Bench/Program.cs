@@ -33,7 +33,9 @@ switch (scenario)
     case "gemv-stream": GemvStream.Run(); break;
     case "decode": ModelBench.Decode(); break;
     case "decode-batch":
-        // decode-batch [--gemm-only] [--no-gemm]: N = 1, 4, 16, 64 streams of one token per step, then the M = 1..64 GEMM table
+        // decode-batch [--no-gemm]: N = 1, 4, 16, 64 streams of one token per step, then the M = 1..64 GEMM table.
+        // Aids: --gemm-only (the table), --gemm-step (one step's GEMMs per M), --gemm-breakdown (per projection),
+        // --tune (one thread, row groups vs the batched path, M = 5..128).
         if (args.Contains("--tune")) DecodeBatchBench.Tune([5, 8, 16, 64, 96, 128]);
         else if (args.Contains("--gemm-breakdown")) DecodeBatchBench.GemmBreakdown([1, 4, 8, 16, 32, 64]);
         else if (args.Contains("--gemm-step")) DecodeBatchBench.GemmStep([1, 4, 5, 8, 16, 32, 64]);

@@ -8,10 +8,12 @@ namespace Alora.Kernels;
 // K = input features, N = output features (rows of W), P = W rows in one panel (a multiple of 4).
 //
 // A batched decode step is a product whose W (the whole model, hundreds of MB) is far larger than its x
-// (≤ 64 rows): W must be read from DRAM exactly once, and converted from bf16/f16 exactly once. Threads take
-// contiguous ranges of W rows (one sequential stream each); a range runs panel by panel: the panel's P rows
-// are converted to f32 into a per-thread scratch that stays in L1, then every group of ≤ 6 x rows runs
-// DotTile's tiles against it. x (≤ 64 × K floats) stays in L2 for the whole call.
+// (≤ 64 rows): W must be read from memory exactly once. Threads take contiguous ranges of W rows (one
+// sequential stream each, the next panel prefetched while this one runs); a range runs panel by panel, and
+// every group of ≤ 6 x rows runs DotTile's 6×4 tiles over all of K against the panel: the first group pulls
+// it into L1, the others reuse it there. bf16/f16 are widened in registers, once per row group (converting
+// each panel to an f32 scratch once measured slower: the extra store and reload cost more than the widening,
+// which runs beside the FMAs). x (≤ 64 × K floats) stays in L2 for the whole call.
 
 /// <summary>y[M,N] (+)= x[M,K]·Wᵀ for a decode batch of rows, streaming W once with DotTile's arithmetic.</summary>
 internal static unsafe partial class Gemv
@@ -35,7 +37,7 @@ internal static unsafe partial class Gemv
     /// <summary>
     /// y[M,N] (+)= x·Wᵀ with exactly <see cref="DotTile"/>'s per-element arithmetic (the one the GEMV and the row
     /// groups run; on 256-bit machines the 256-bit tiles of <see cref="GemvTask{TLoad}"/>), so each row's bits do not
-    /// depend on M. Each W element is read from memory once and converted to f32 once per call.
+    /// depend on M. Each W element is read from memory once per call.
     /// </summary>
     public static void RunBatch<TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate, WorkerPool pool)
         where TLoad : struct, IWeightLoad
