@@ -39,6 +39,16 @@ switch (scenario)
         await EngineBench.Agentic(turns: turnsAt >= 0 ? int.Parse(args[turnsAt + 1], System.Globalization.CultureInfo.InvariantCulture) : 4,
             turnTokens: turnTokensAt >= 0 ? int.Parse(args[turnTokensAt + 1], System.Globalization.CultureInfo.InvariantCulture) : 500);
         break;
+    case "decode-batch":
+        // decode-batch [--no-gemm]: N = 1, 4, 16, 64 streams of one token per step, then the M = 1..64 GEMM table.
+        // Aids: --gemm-only (the table), --gemm-step (one step's GEMMs per M), --gemm-breakdown (per projection),
+        // --tune (one thread, row groups vs the batched path, M = 5..128).
+        if (args.Contains("--tune")) DecodeBatchBench.Tune([5, 8, 16, 64, 96, 128]);
+        else if (args.Contains("--gemm-breakdown")) DecodeBatchBench.GemmBreakdown([1, 4, 8, 16, 32, 64]);
+        else if (args.Contains("--gemm-step")) DecodeBatchBench.GemmStep([1, 4, 5, 8, 16, 32, 64]);
+        else if (args.Contains("--gemm-only")) DecodeBatchBench.GemmTable([1, 4, 8, 16, 32, 64]);
+        else DecodeBatchBench.Run([1, 4, 16, 64], gemmTable: !args.Contains("--no-gemm"));
+        break;
     case "tokenizers": return TokenizerBench.Run(args[1..]);
     case "prefill": ModelBench.Prefill(); break;
     case "alora-ttft":
@@ -71,7 +81,7 @@ switch (scenario)
         ModelBench.Llama2C(args[at + 1], threadsAt >= 0 ? int.Parse(args[threadsAt + 1], System.Globalization.CultureInfo.InvariantCulture) : Environment.ProcessorCount);
         break;
     default:
-        Console.WriteLine("scenarios: gemm [--no-lm-head] [--packed] | gemv [--no-lm-head] | pool | bandwidth | gemv-stream | decode | prefill | engine-concurrency | engine-agentic [--turns N] [--turn-tokens T] | serve-load | llama2c --run PATH [--threads N] | alora-ttft [SHARED_DIR] [--svg FILE] | adapters [LAYERS] | intrinsic [SHARED_DIR] [WORK_DIR] [STORIES] [STEPS] | template SHARED_DIR | train-step [--rows B] [--length T] | train-speed [--rows 1,2] [--length T] [--rounds N] [--dtype bf16|f32] [--python PATH] | tokenizers [--passes N] [--corpus FILE] [--no-peer]   (see bench/README.md)");
+        Console.WriteLine("scenarios: gemm [--no-lm-head] [--packed] | gemv [--no-lm-head] | pool | bandwidth | gemv-stream | decode | decode-batch [--gemm-only] [--no-gemm] | prefill | engine-concurrency | engine-agentic [--turns N] [--turn-tokens T] | serve-load | llama2c --run PATH [--threads N] | alora-ttft [SHARED_DIR] [--svg FILE] | adapters [LAYERS] | intrinsic [SHARED_DIR] [WORK_DIR] [STORIES] [STEPS] | template SHARED_DIR | train-step [--rows B] [--length T] | train-speed [--rows 1,2] [--length T] [--rounds N] [--dtype bf16|f32] [--python PATH] | tokenizers [--passes N] [--corpus FILE] [--no-peer]   (see bench/README.md)");
         return scenario == "help" ? 0 : 1;
 }
 return 0;

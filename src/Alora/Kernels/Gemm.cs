@@ -8,7 +8,10 @@ namespace Alora.Kernels;
 
 /// <summary>Activations × weightᵀ. The public entry point picks the fastest path for the shape.</summary>
 /// <remarks>
-/// Paths: M ≤ <see cref="Gemv.MaxRows"/> streams W once (<see cref="Gemv"/>); larger M packs W panels and
+/// Paths: M ≤ <see cref="Gemv.MaxRows"/> streams W once (<see cref="Gemv"/>); with <see cref="BatchInvariant"/>
+/// (the default), M up to <see cref="Gemv.BatchMaxRows"/> (a batched decode step) also streams W once
+/// (<see cref="Gemv.RunBatch{TLoad}"/>) and larger M runs the row groups (<see cref="Gemv.RunRowGroups{TLoad}"/>),
+/// all three with the same per-element arithmetic. Without it, M &gt; 4 packs W panels and
 /// runs a register-tile micro-kernel (<see cref="GemmPacked"/>) on 512-bit vectors when they are
 /// accelerated, else on 256-bit vectors; without either, the same blocking with a scalar tile. All accumulate in f32.
 /// y must not overlap x or W.
@@ -17,7 +20,8 @@ public static unsafe partial class Gemm
 {
     /// <summary>
     /// When true (the default), every row's result is bit-identical whatever the number of rows in the call:
-    /// prefill rows take the GEMV's dot-product tiles (<see cref="Gemv.RunRowGroups"/>) instead of the packed
+    /// batched decode rows (<see cref="Gemv.RunBatch"/>) and prefill rows (<see cref="Gemv.RunRowGroups"/>) take
+    /// the GEMV's dot-product tiles instead of the packed
     /// micro-kernel, whose per-element summation order differs from the decode path's. That is what makes an
     /// aLoRA on a reused base KV cache equal a from-scratch recompute, and chunked prefill equal one pass.
     /// False selects the packed kernel for M &gt; 4 (faster on some shapes; results then differ in the last bits).
@@ -91,12 +95,14 @@ public static unsafe partial class Gemm
         if (Vector512.IsHardwareAccelerated)
         {
             if (m <= Gemv.MaxRows) Gemv.Run<TLoad>(y, x, w, m, k, n, accumulate, pool);
+            else if (BatchInvariant && m <= Gemv.BatchMaxRows) Gemv.RunBatch<TLoad>(y, x, w, m, k, n, accumulate, pool);
             else if (BatchInvariant) Gemv.RunRowGroups<TLoad>(y, x, w, m, k, n, accumulate, pool);
             else GemmPacked.Run<MicroKernel512, TLoad>(y, x, w, m, k, n, accumulate, pool);
         }
         else if (Vector256.IsHardwareAccelerated)
         {
             if (m <= Gemv.MaxRows) Gemv.Run<TLoad>(y, x, w, m, k, n, accumulate, pool);
+            else if (BatchInvariant && m <= Gemv.BatchMaxRows) Gemv.RunBatch<TLoad>(y, x, w, m, k, n, accumulate, pool);
             else if (BatchInvariant) Gemv.RunRowGroups<TLoad>(y, x, w, m, k, n, accumulate, pool);
             else GemmPacked.Run<MicroKernel256, TLoad>(y, x, w, m, k, n, accumulate, pool);
         }

@@ -10,7 +10,7 @@ namespace Alora.Kernels;
 // register. Threads take contiguous ranges of W rows, so each streams its own part of the matrix.
 
 /// <summary>y[M,N] (+)= x[M,K]·Wᵀ for a few rows of x, streaming W once.</summary>
-internal static unsafe class Gemv
+internal static unsafe partial class Gemv
 {
     public const int MaxRows = 4;
 
