@@ -11,12 +11,12 @@ using LLama.Native;
 // Alora's. See bench/README.md ("decode-concurrency-peer").
 //
 //   LlamaCppPeer decode --model F.gguf [--streams 1,4,16,64] [--prompt-length 8] [--steps 16] [--rounds 3] [--threads 2]
-//   LlamaCppPeer logits --model F.gguf --prompt-ids 1,2,3 [--threads 2]
+//   LlamaCppPeer logits --model F.gguf --prompt-ids 1,2,3 [--threads 2] [--kv-f32]
 
 var options = Options.Parse(args);
 if (options.Mode is not ("decode" or "logits"))
 {
-    Console.Error.WriteLine("usage: LlamaCppPeer decode|logits --model FILE.gguf [--streams 1,4,16,64] [--prompt-length P] [--steps S] [--rounds R] [--threads T] [--prompt-ids 1,2,3]");
+    Console.Error.WriteLine("usage: LlamaCppPeer decode|logits --model FILE.gguf [--streams 1,4,16,64] [--prompt-length P] [--steps S] [--rounds R] [--threads T] [--prompt-ids 1,2,3] [--kv-f32]");
     return 2;
 }
 NativeLogConfig.llama_log_set((level, message) =>
@@ -42,12 +42,18 @@ var parameters = new ModelParams(options.Model)
     // Independent sequences (no shared prefix): llama.cpp advises a per-sequence KV stream then.
     KVUnified = false,
 };
+if (options.KvF32)
+{
+    // f32 K/V (llama.cpp's default is f16): with an f32 GGUF, the logits cross-check then compares f32 with f32.
+    parameters.TypeK = GGMLType.GGML_TYPE_F32;
+    parameters.TypeV = GGMLType.GGML_TYPE_F32;
+}
 using var weights = LLamaWeights.LoadFromFile(parameters);
 using var context = weights.CreateContext(parameters);
 var handle = context.NativeHandle;
 int vocab = weights.Vocab.Count;
 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-    $"{{\"info\":\"llama.cpp via LLamaSharp 0.30.0\",\"n_ctx\":{handle.ContextSize},\"n_seq_max\":{parameters.SeqMax},\"n_batch\":{handle.BatchSize},\"n_ubatch\":{handle.UBatchSize},\"threads\":{handle.GenerationThreads},\"batch_threads\":{handle.BatchThreads},\"n_vocab\":{vocab},\"system\":\"{Escape(System.Runtime.InteropServices.Marshal.PtrToStringUTF8(NativeApi.llama_print_system_info()) ?? "")}\"}}"));
+    $"{{\"info\":\"llama.cpp via LLamaSharp 0.30.0\",\"n_ctx\":{handle.ContextSize},\"n_seq_max\":{parameters.SeqMax},\"n_batch\":{handle.BatchSize},\"n_ubatch\":{handle.UBatchSize},\"threads\":{handle.GenerationThreads},\"batch_threads\":{handle.BatchThreads},\"n_vocab\":{vocab},\"kv_type\":\"{(options.KvF32 ? "f32" : "f16")}\",\"system\":\"{Escape(System.Runtime.InteropServices.Marshal.PtrToStringUTF8(NativeApi.llama_print_system_info()) ?? "")}\"}}"));
 
 if (options.Mode == "logits")
 {
@@ -123,7 +129,7 @@ static void Check(DecodeResult result, string what)
 
 static string Escape(string s) => s.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal).Replace("\n", " ", StringComparison.Ordinal);
 
-internal sealed record Options(string Mode, string Model, int[] Streams, int PromptLength, int Steps, int Rounds, int Threads, int[] PromptIds, bool Verbose)
+internal sealed record Options(string Mode, string Model, int[] Streams, int PromptLength, int Steps, int Rounds, int Threads, int[] PromptIds, bool KvF32, bool Verbose)
 {
     public static Options Parse(string[] args)
     {
@@ -143,6 +149,7 @@ internal sealed record Options(string Mode, string Model, int[] Streams, int Pro
             Int("--rounds", 3),
             Int("--threads", 2),
             Ints(Value("--prompt-ids") ?? ""),
+            args.Contains("--kv-f32"),
             args.Contains("--verbose"));
     }
 }
