@@ -54,6 +54,7 @@ internal static class ConcurrencyPeerBench
         string peer = o.PeerDll ?? BuildPeer();
         int threads = WorkerPool.Shared.ThreadCount;
         Console.WriteLine($"model: {model} ({new FileInfo(model).Length / 1e6:F1} MB, SmolLM2-135M shape, random {o.DType} weights, seed {o.Seed})");
+        Console.WriteLine($"load average before: {LoadAverage()} (other processes on these 2 cores distort both sides, llama.cpp's OpenMP threads badly: run on a quiet machine)");
         Console.WriteLine($"threads: Alora WorkerPool {threads}, llama.cpp --threads {threads}; prompt {o.PromptLength} tokens per sequence (distinct), {o.Steps} decode steps, greedy argmax");
 
         // With an f32 file, llama.cpp's K/V are f32 too, so f32 is compared with f32.
@@ -84,7 +85,7 @@ internal static class ConcurrencyPeerBench
                 for (int inner = 0; inner < 2; inner++)
                     ours[n] = Math.Min(ours[n], AloraDecodeSeconds(decoder, n, o.PromptLength, o.Steps) / o.Steps);
             }
-            Console.Error.WriteLine(string.Create(CultureInfo.InvariantCulture, $"N={n}: Alora {ours[n] * 1000:F2} ms/step, llama.cpp {theirs[n] * 1000:F2} ms/step"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"N={n}: Alora {ours[n] * 1000:F2} ms/step, llama.cpp {theirs[n] * 1000:F2} ms/step; load average {LoadAverage()}"));
         }
         Console.WriteLine($"llama.cpp: {info}");
         int first = o.Streams[0];
@@ -249,6 +250,9 @@ internal static class ConcurrencyPeerBench
             throw new InvalidOperationException($"LlamaCppPeer {string.Join(' ', args)} exited with {process.ExitCode}:\n{stderr.Result}\n{stdout}");
         return stdout.Split('\n').Where(l => l.StartsWith('{')).Select(l => JsonDocument.Parse(l)).ToList();
     }
+
+    /// <summary>The 1-minute load average (/proc/loadavg), or "?" where there is none.</summary>
+    private static string LoadAverage() => File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Split(' ')[0] : "?";
 
     private static string Invariant(int value) => value.ToString(CultureInfo.InvariantCulture);
 }
