@@ -15,11 +15,14 @@ public sealed class ServerGateTests
     private static async Task<(AloraServer Server, LanguageModel Model)> StartAsync(ServerOptions options)
     {
         var model = LanguageModel.Load(SharedPaths.Stories260K, engineOptions: new EngineOptions { KvCacheTokens = 1024 });
-        model.LoadAdapter("story", SharedPaths.Path("fixtures", "stories260K", "lora-all"));
+        model.LoadAdapter("story", AdapterPath("story"));
+        model.LoadAdapter("qa", AdapterPath("qa"));
         var server = AloraServer.Create(model, options, "127.0.0.1", 0);
         await server.StartAsync();
         return (server, model);
     }
+
+    private static string AdapterPath(string name) => SharedPaths.Path("fixtures", "stories260K", name == "qa" ? "alora-q-k-v" : "lora-all");
 
     private static async Task<JsonObject> ErrorOf(HttpResponseMessage response) => JsonNode.Parse(await response.Content.ReadAsStringAsync())!["error"]!.AsObject();
 
@@ -62,18 +65,19 @@ public sealed class ServerGateTests
     [Theory]
     [InlineData(null)]
     [InlineData("story")]
+    [InlineData("qa")]
     public async Task GreedyOutputEqualsAloraGenerate(string? adapter)
     {
         var (server, model) = await StartAsync(new ServerOptions { ServedModelName = "base" });
         await using var _ = server;
         using var __ = model;
         using var http = new HttpClient { BaseAddress = server.BaseAddress };
-        int[] ids = model.Encode("Once upon a time, there was a dog");
+        int[] ids = model.Encode(adapter == "qa" ? "Once upon a time, there was a dog.\nQ: What was there?\nA:" : "Once upon a time, there was a dog");
         var response = await http.PostAsJsonAsync("/v1/completions", new { model = adapter ?? "base", prompt = ids, max_tokens = 20, temperature = 0, return_token_ids = true });
         var served = JsonNode.Parse(await response.Content.ReadAsStringAsync())!["choices"]![0]!["token_ids"]!.AsArray().Select(n => n!.GetValue<int>()).ToArray();
 
         string[] args = ["--model", SharedPaths.Stories260K, "--prompt-ids", string.Join(',', ids), "--temperature", "0", "-n", "20", "--json"];
-        if (adapter is not null) args = [.. args, "--adapter", $"{adapter}={SharedPaths.Path("fixtures", "stories260K", "lora-all")}"];
+        if (adapter is not null) args = [.. args, "--adapter", $"{adapter}={AdapterPath(adapter)}"];
         var (code, output) = CliRunner.Run("GenerateCommands", "Generate", args);
         Assert.Equal(0, code);
         var generated = JsonNode.Parse(output)!["output_ids"]!.AsArray().Select(n => n!.GetValue<int>()).ToArray();
