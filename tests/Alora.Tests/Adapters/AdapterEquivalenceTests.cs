@@ -10,32 +10,17 @@ namespace Alora.Tests.Adapters;
 public sealed class AdapterEquivalenceTests : IClassFixture<BatchingTests.Stories>, IDisposable
 {
     private readonly ModelWeights _weights;
-    private readonly List<NativeSlab> _slabs = [];
-    public AdapterEquivalenceTests(BatchingTests.Stories stories) => _weights = stories.Weights;
-    public void Dispose() { foreach (var s in _slabs) s.Dispose(); }
+    private readonly RandomAdapterKit _kit;
 
-    /// <summary>An adapter on a random subset of projections with random ranks and weights large enough to matter.</summary>
-    private unsafe ForwardAdapter RandomAdapter(Random random, string name, int[]? invocation)
+    public AdapterEquivalenceTests(BatchingTests.Stories stories)
     {
-        var config = _weights.Config;
-        var adapter = new ForwardAdapter(name, config.LayerCount, invocation);
-        foreach (var module in ForwardAdapter.Modules)
-        {
-            if (random.NextDouble() < 0.3) continue;
-            int rank = random.Next(1, 9);
-            var (outFeatures, inFeatures) = ParameterLayout.ProjectionShape(config, module);
-            for (int layer = 0; layer < config.LayerCount; layer++)
-            {
-                var slab = new NativeSlab((long)rank * (inFeatures + outFeatures) * 4 + 128, "test adapter");
-                _slabs.Add(slab);
-                float* a = slab.TakeFloats((long)rank * inFeatures, "A"), b = slab.TakeFloats((long)outFeatures * rank, "B");
-                for (long i = 0; i < (long)rank * inFeatures; i++) a[i] = (float)(random.NextDouble() - 0.5) * 0.4f;
-                for (long i = 0; i < (long)outFeatures * rank; i++) b[i] = (float)(random.NextDouble() - 0.5) * 0.1f;
-                adapter.Set(layer, module, new LowRankDelta(new WeightMatrix(a, DType.F32, rank, inFeatures), new WeightMatrix(b, DType.F32, outFeatures, rank), (float)(random.NextDouble() * 3)));
-            }
-        }
-        return adapter;
+        _weights = stories.Weights;
+        _kit = new RandomAdapterKit(stories.Weights.Config);
     }
+
+    public void Dispose() => _kit.Dispose();
+
+    private ForwardAdapter RandomAdapter(Random random, string name, int[]? invocation) => _kit.Create(random, name, invocation);
 
     private static int[] RandomIds(Random random, int n) => [1, .. Enumerable.Range(0, n - 1).Select(_ => random.Next(3, 512))];
 

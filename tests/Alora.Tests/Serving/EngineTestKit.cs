@@ -1,45 +1,27 @@
 using Alora.Inference;
-using Alora.Kernels;
 using Alora.Models;
 using Alora.Serving;
-using Alora.Tensors;
 
 namespace Alora.Tests.Serving;
 
 /// <summary>Random adapters on stories260K and helpers that drive an engine step by step.</summary>
 internal sealed class EngineTestKit : IDisposable
 {
-    private readonly List<NativeSlab> _slabs = [];
+    private readonly RandomAdapterKit _adapters;
     public ModelWeights Weights { get; }
 
-    public EngineTestKit(ModelWeights weights) => Weights = weights;
+    public EngineTestKit(ModelWeights weights)
+    {
+        Weights = weights;
+        _adapters = new RandomAdapterKit(weights.Config);
+    }
 
     /// <summary>An adapter on a random subset of projections with random ranks and weights large enough to change the output.</summary>
-    public unsafe ForwardAdapter RandomAdapter(Random random, string name, int[]? invocation)
-    {
-        var config = Weights.Config;
-        var adapter = new ForwardAdapter(name, config.LayerCount, invocation);
-        foreach (var module in ForwardAdapter.Modules)
-        {
-            if (random.NextDouble() < 0.3 && module != "v_proj") continue;
-            int rank = random.Next(1, 9);
-            var (outFeatures, inFeatures) = ParameterLayout.ProjectionShape(config, module);
-            for (int layer = 0; layer < config.LayerCount; layer++)
-            {
-                var slab = new NativeSlab((long)rank * (inFeatures + outFeatures) * 4 + 128, "test adapter");
-                _slabs.Add(slab);
-                float* a = slab.TakeFloats((long)rank * inFeatures, "A"), b = slab.TakeFloats((long)outFeatures * rank, "B");
-                for (long i = 0; i < (long)rank * inFeatures; i++) a[i] = (float)(random.NextDouble() - 0.5) * 0.4f;
-                for (long i = 0; i < (long)outFeatures * rank; i++) b[i] = (float)(random.NextDouble() - 0.5) * 0.2f;
-                adapter.Set(layer, module, new LowRankDelta(new WeightMatrix(a, DType.F32, rank, inFeatures), new WeightMatrix(b, DType.F32, outFeatures, rank), 1f + (float)random.NextDouble()));
-            }
-        }
-        return adapter;
-    }
+    public ForwardAdapter RandomAdapter(Random random, string name, int[]? invocation) => _adapters.Create(random, name, invocation);
 
     public static int[] RandomIds(Random random, int n) => [1, .. Enumerable.Range(0, n - 1).Select(_ => random.Next(3, 500))];
 
-    public void Dispose() { foreach (var s in _slabs) s.Dispose(); }
+    public void Dispose() => _adapters.Dispose();
 }
 
 /// <summary>What a request produced: its updates, and the logits of every token it sampled.</summary>
