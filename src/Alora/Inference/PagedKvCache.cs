@@ -6,7 +6,7 @@ namespace Alora.Inference;
 /// A reference-counted allocator over a <see cref="KvPool"/> for caller-held sequences (<see cref="KvSequence"/>):
 /// sequences can share blocks (forks, prefix reuse); a block is free when its count drops to 0, and its
 /// contents are then forgotten. Free blocks are handed out lowest id first, so tests can assert exact block
-/// ids. The serving engine has its own allocator with a prefix cache (<see cref="KvBlockManager"/>).
+/// ids. The serving engine has its own allocator with a prefix cache (<c>Serving.KvBlockManager</c>).
 /// </summary>
 public sealed unsafe class PagedKvCache : IDisposable
 {
