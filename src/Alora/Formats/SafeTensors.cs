@@ -93,6 +93,14 @@ public sealed unsafe class SafeTensorsFile : IDisposable
 
     private static (Dictionary<string, SafeTensorInfo>, Dictionary<string, string>) ParseHeader(string path, byte[] headerBytes, long dataLength)
     {
+        // System.Text.Json checks UTF-8 only when a string is read (a name with a stray byte would throw
+        // InvalidOperationException deep in the parse), so the whole header is checked first.
+        if (!System.Text.Unicode.Utf8.IsValid(headerBytes))
+        {
+            int bad = 0;
+            while (bad < headerBytes.Length && System.Text.Unicode.Utf8.IsValid(headerBytes.AsSpan(0, bad + 1))) bad++;
+            throw new ModelFormatException($"{path}: the safetensors header is not valid UTF-8 (first bad byte 0x{headerBytes[Math.Min(bad, headerBytes.Length - 1)]:X2} at header offset {bad}, file offset {8 + bad})");
+        }
         JsonDocument document;
         try
         {

@@ -34,6 +34,23 @@ public sealed class BadFileTests
     }
 
     [Fact]
+    public void AHeaderWithInvalidUtf8IsReportedNotCrashedOn()
+    {
+        // Found by mutating stories260K: a flipped byte inside a tensor name made System.Text.Json throw
+        // InvalidOperationException ("Cannot transcode invalid UTF-8") out of the loader.
+        using var temp = new TempFolder();
+        string path = temp.File("bad-utf8.safetensors");
+        var bytes = File.ReadAllBytes(SharedPaths.Path("models", "stories260K", "model.safetensors"));
+        int name = Encoding.ASCII.GetString(bytes, 8, 400).IndexOf("model.", StringComparison.Ordinal) + 8;
+        bytes[name + 2] = 0xFF;
+        File.WriteAllBytes(path, bytes);
+        var e = Assert.Throws<ModelFormatException>(() => SafeTensorsFile.Open(path));
+        Assert.Contains("not valid UTF-8", e.Message);
+        Assert.Contains($"file offset {name + 2}", e.Message);
+        Assert.Contains(path, e.Message);
+    }
+
+    [Fact]
     public void HeaderWhoseOffsetsLieIsReported()
     {
         using var temp = new TempFolder();
