@@ -214,7 +214,7 @@ internal static class ConcurrencyPeerBench
     }
 
     /// <summary>Builds bench/peers/LlamaCppPeer in Release (a no-op when up to date) and returns its dll.</summary>
-    private static string BuildPeer()
+    internal static string BuildPeer()
     {
         string project = Path.Combine(BenchPaths.RepoRoot(), "bench", "peers", "LlamaCppPeer");
         var info = new ProcessStartInfo("dotnet") { ArgumentList = { "build", project, "-c", "Release", "-v", "quiet", "-nologo" }, RedirectStandardOutput = true };
@@ -226,7 +226,7 @@ internal static class ConcurrencyPeerBench
     }
 
     /// <summary>Runs the peer in its own process; returns its JSON lines (stdout). Its stderr is shown only on failure.</summary>
-    private static List<JsonDocument> RunPeer(string dll, params string[] args)
+    internal static List<JsonDocument> RunPeer(string dll, params string[] args)
     {
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         info.ArgumentList.Add(dll);

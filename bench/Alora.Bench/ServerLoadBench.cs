@@ -21,23 +21,33 @@ internal static class ServerLoadBench
 {
     private static string F(double v, string format = "F1") => v.ToString(format, CultureInfo.InvariantCulture);
 
-    public static async Task Run(int[] clientCounts, int rounds = 3, int timeLimitSeconds = 300)
+    /// <param name="peer">Also run the same workload on llama.cpp (bench/peers/LlamaCppPeer, its own process) and compare.</param>
+    public static async Task Run(int[] clientCounts, bool peer, int rounds = 3, int timeLimitSeconds = 300)
     {
-        var config = ModelConfig.FromFile(Path.Combine(BenchPaths.SharedRoot(), "configs", "smollm2-135m", "config.json"));
-        using var model = LanguageModel.FromWeights(ModelWeights.CreateRandom(config, DType.BF16, seed: 5), "smollm2-135m-random", maxBatchTokens: 512,
+        // The random SmolLM2-135M-shape GGUF that the llama.cpp peer reads too, and three aLoRAs exported for it.
+        string work = Path.Combine(Path.GetTempPath(), "alora-concurrency-peer");
+        string gguf = ConcurrencyPeerBench.WriteModel(DType.BF16, seed: 1, work);
+        using var model = LanguageModel.Load(gguf, maxBatchTokens: 512,
             engineOptions: new EngineOptions { KvCacheTokens = 32768, MaxRunningRequests = 64, MaxTokensPerStep = 512 });
         int[][] invocations = [[49100, 49101, 49102, 49103], [49110, 49111, 49112, 49113], [49120, 49121, 49122, 49123]];
+        var adapterFiles = new List<string>();
         for (int i = 0; i < 3; i++)
-            model.AddAdapter($"intrinsic{i}", LoraAdapter.Create($"intrinsic{i}", new LoraConfig
+        {
+            var adapter = LoraAdapter.Create($"intrinsic{i}", new LoraConfig
             {
                 R = 32, LoraAlpha = 32, TargetModules = ["q_proj", "k_proj", "v_proj"], AloraInvocationTokens = invocations[i], InitLoraWeights = "false",
-            }, config, seed: i + 1));
+            }, model.Config, seed: i + 1);
+            string file = Path.Combine(work, $"intrinsic{i}.gguf");
+            GgufLoraExport.Export(adapter, file);
+            adapterFiles.Add(file);
+            model.AddAdapter($"intrinsic{i}", adapter);
+        }
         await using var server = AloraServer.Create(model, new ServerOptions { ServedModelName = "base" }, "127.0.0.1", 0);
         await server.StartAsync();
         using var http = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(timeLimitSeconds) };
         Console.WriteLine($"server {server.BaseAddress}; each client: a 300-token conversation, then {rounds} rounds of (base turn: +64 user tokens, 32 generated; aLoRA intrinsic: +4 invocation tokens, 8 generated); streaming /v1/completions; 2 threads");
-        Console.WriteLine("| clients | requests | wall s | requests/s | output tokens/s | base TTFT p50 / p95 ms | intrinsic TTFT p50 / p95 ms | prefix-cache hit rate |");
-        Console.WriteLine("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        Console.WriteLine("| engine | clients | requests | wall s | requests/s | output tokens/s | base TTFT p50 / p95 ms | intrinsic TTFT p50 / p95 ms | prefix-cache hit rate |");
+        Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         foreach (int clients in clientCounts)
         {
             var (queriesBefore, hitsBefore) = await CacheCounters(http);
@@ -51,7 +61,19 @@ internal static class ServerLoadBench
             var baseTtft = all.Where(r => !r.Intrinsic).Select(r => r.Ttft * 1e3).ToArray();
             var intrinsicTtft = all.Where(r => r.Intrinsic).Select(r => r.Ttft * 1e3).ToArray();
             double hitRate = queriesAfter > queriesBefore ? (hitsAfter - hitsBefore) / (queriesAfter - queriesBefore) : 0;
-            Console.WriteLine($"| {clients} | {all.Length} | {F(wall)} | {F(all.Length / wall, "F2")} | {F(all.Sum(r => r.Tokens) / wall)} | {F(Percentile(baseTtft, 0.5))} / {F(Percentile(baseTtft, 0.95))} | {F(Percentile(intrinsicTtft, 0.5))} / {F(Percentile(intrinsicTtft, 0.95))} | {F(hitRate * 100)}% |");
+            Console.WriteLine($"| Alora | {clients} | {all.Length} | {F(wall)} | {F(all.Length / wall, "F2")} | {F(all.Sum(r => r.Tokens) / wall)} | {F(Percentile(baseTtft, 0.5))} / {F(Percentile(baseTtft, 0.95))} | {F(Percentile(intrinsicTtft, 0.5))} / {F(Percentile(intrinsicTtft, 0.95))} | {F(hitRate * 100)}% |");
+            if (!peer) continue;
+            // The same workload on llama.cpp, in its own process while Alora's engine idles.
+            string dll = ConcurrencyPeerBench.BuildPeer();
+            foreach (var line in ConcurrencyPeerBench.RunPeer(dll, "load", "--model", gguf, "--adapters", string.Join(',', adapterFiles),
+                "--invocations", string.Join(';', invocations.Select(i => string.Join(',', i))), "--clients", clients.ToString(CultureInfo.InvariantCulture),
+                "--rounds", rounds.ToString(CultureInfo.InvariantCulture)))
+            {
+                var r = line.RootElement;
+                if (!r.TryGetProperty("clients", out _)) continue;
+                double Get(string name) => r.GetProperty(name).GetDouble();
+                Console.WriteLine($"| llama.cpp | {clients} | {Get("requests")} | {F(Get("wall_s"))} | {F(Get("requests_per_s"), "F2")} | {F(Get("output_tokens_per_s"))} | {F(Get("base_ttft_p50_ms"))} / {F(Get("base_ttft_p95_ms"))} | {F(Get("intrinsic_ttft_p50_ms"))} / {F(Get("intrinsic_ttft_p95_ms"))} | per-sequence cache |");
+            }
         }
     }
 

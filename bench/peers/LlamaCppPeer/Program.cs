@@ -12,8 +12,10 @@ using LLama.Native;
 //
 //   LlamaCppPeer decode --model F.gguf [--streams 1,4,16,64] [--prompt-length 8] [--steps 16] [--rounds 3] [--threads 2]
 //   LlamaCppPeer logits --model F.gguf --prompt-ids 1,2,3 [--threads 2] [--kv-f32]
+//   LlamaCppPeer load --model F.gguf --adapters a.gguf,b.gguf,c.gguf --invocations 1,2,3,4;5,6,7,8;… [--clients 1,8,32] [--rounds 3]
 
 var options = Options.Parse(args);
+if (options.Mode == "load") return LoadPeer.Run(args, options);
 if (options.Mode is not ("decode" or "logits"))
 {
     Console.Error.WriteLine("usage: LlamaCppPeer decode|logits --model FILE.gguf [--streams 1,4,16,64] [--prompt-length P] [--steps S] [--rounds R] [--threads T] [--prompt-ids 1,2,3] [--kv-f32]");

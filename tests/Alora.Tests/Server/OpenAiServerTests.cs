@@ -249,4 +249,13 @@ public sealed class OpenAiServerTests(ServerFixture server) : IClassFixture<Serv
         var (bad, _) = await server.PostAsync("/v1/chat/completions", new { model = ServerFixture.BaseName, messages = new[] { new { role = "user", content = "x" } }, top_logprobs = 2 });
         Assert.Equal(400, bad);
     }
+
+    /// <summary>The SDK's model client (its legacy completions client is internal in 2.15, so completions are tested over plain HTTP).</summary>
+    [Fact]
+    public async Task TheSdksModelClientListsTheBaseAndTheAdapters()
+    {
+        var options = new OpenAI.OpenAIClientOptions { Endpoint = new Uri(server.BaseAddress, "v1") };
+        var models = (await new OpenAI.Models.OpenAIModelClient(new System.ClientModel.ApiKeyCredential("unused"), options).GetModelsAsync()).Value;
+        Assert.Equal(new[] { ServerFixture.BaseName, "qa", "story" }.Order(StringComparer.Ordinal), models.Select(m => m.Id).Order(StringComparer.Ordinal));
+    }
 }
