@@ -258,4 +258,29 @@ public sealed class OpenAiServerTests(ServerFixture server) : IClassFixture<Serv
         var models = (await new OpenAI.Models.OpenAIModelClient(new System.ClientModel.ApiKeyCredential("unused"), options).GetModelsAsync()).Value;
         Assert.Equal(new[] { ServerFixture.BaseName, "qa", "story" }.Order(StringComparer.Ordinal), models.Select(m => m.Id).Order(StringComparer.Ordinal));
     }
+
+    /// <summary>An aLoRA through the SDK: vLLM's extra field add_generation_prompt = false goes in the SDK's JSON patch.</summary>
+    [Fact]
+    public async Task AnAloraThroughTheSdkStreamsAndNotWithTheSameText()
+    {
+        var options = new ChatCompletionOptions { Temperature = 0, MaxOutputTokenCount = 8 };
+#pragma warning disable SCME0001 // JsonPatch: the SDK's way to send a field it does not model
+        options.Patch.Set("$.add_generation_prompt"u8, false);
+#pragma warning restore SCME0001
+        var client = server.Chat("qa");
+        var completion = (await client.CompleteChatAsync(Story, options)).Value;
+        Assert.Equal(8, completion.Usage.OutputTokenCount);
+        var streamed = new StringBuilder();
+        await foreach (var update in client.CompleteChatStreamingAsync(Story, options))
+            foreach (var part in update.ContentUpdate) streamed.Append(part.Text);
+        Assert.Equal(completion.Content[0].Text, streamed.ToString());
+        // The same request over plain HTTP gives the same text (and its prompt ends with the invocation).
+        var (_, body) = await server.PostAsync("/v1/chat/completions", new
+        {
+            model = "qa", messages = new[] { new { role = "user", content = "Lily had a red ball. She liked to play with it." } },
+            temperature = 0, max_tokens = 8, add_generation_prompt = false, return_token_ids = true,
+        });
+        Assert.Equal(completion.Content[0].Text, body["choices"]![0]!["message"]!["content"]!.GetValue<string>());
+        Assert.Equal([13, 473, 467], body["prompt_token_ids"]!.AsArray().Select(n => n!.GetValue<int>()).TakeLast(3));
+    }
 }
