@@ -62,7 +62,7 @@ public sealed partial class Engine
         for (int i = 0; i < _running.Count && budget > 0; i++)
         {
             var r = _running[i];
-            int n = Math.Min(r.Tokens.Count - r.Computed, budget);
+            int n = PrefillCap(Math.Min(r.Tokens.Count - r.Computed, budget));
             while (!TryGrow(r, n))
             {
                 if (_running.Count == 1)
@@ -87,7 +87,7 @@ public sealed partial class Engine
             var tokens = r.Tokens.Span;
             // Always compute at least the last token: its logits are what the request samples from.
             int hit = _blocks.FindCachedPrefix(tokens, tokens.Length - 1, r.AdapterId, r.AdapterStart, _hitBlocks, _hitHashes);
-            int n = Math.Min(tokens.Length - hit, budget);
+            int n = PrefillCap(Math.Min(tokens.Length - hit, budget));
             int newBlocks = BlocksFor(hit + n) - _hitBlocks.Count;
             if (_blocks.BlocksNeeded(_hitBlocks, newBlocks) > _blocks.FreeBlockCount)
             {
@@ -112,6 +112,9 @@ public sealed partial class Engine
             budget -= n;
         }
     }
+
+    /// <summary>A prompt chunk capped at the long-prefill threshold (decode rows, one token, are never capped).</summary>
+    private int PrefillCap(int n) => Options.LongPrefillThreshold > 0 ? Math.Min(n, Options.LongPrefillThreshold) : n;
 
     private int BlocksFor(int tokens) => (tokens + _blocks.BlockSize - 1) / _blocks.BlockSize;
 

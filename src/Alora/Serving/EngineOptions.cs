@@ -11,6 +11,12 @@ public sealed record EngineOptions
     public int KvCacheTokens { get; init; } = 16384;
     /// <summary>Tokens per KV block: the unit of allocation and of prefix caching (block_size).</summary>
     public int BlockSize { get; init; } = 16;
+    /// <summary>
+    /// Most prompt tokens one request computes in a step (long_prefill_token_threshold; 0: no cap but the step
+    /// budget). A cap lets several prompts advance in one step, so a short one (an intrinsic's invocation) is not
+    /// queued behind a long one.
+    /// </summary>
+    public int LongPrefillThreshold { get; init; }
     /// <summary>Reuse KV blocks across requests (enable_prefix_caching).</summary>
     public bool PrefixCaching { get; init; } = true;
     /// <summary>Called on the engine thread with every logits row a request samples from; for tests and debugging.</summary>
@@ -20,6 +26,7 @@ public sealed record EngineOptions
     {
         if (MaxRunningRequests < 1) throw new ArgumentException($"the engine's running-request limit must be at least 1, got {MaxRunningRequests}");
         if (MaxTokensPerStep < 1) throw new ArgumentException($"the engine's tokens-per-step limit must be at least 1, got {MaxTokensPerStep}");
+        if (LongPrefillThreshold < 0) throw new ArgumentException($"the long-prefill threshold must be >= 0, got {LongPrefillThreshold}");
         if (BlockSize < 1) throw new ArgumentException($"the KV block size must be at least 1 token, got {BlockSize}");
         if (KvCacheTokens < BlockSize) throw new ArgumentException($"the KV cache must hold at least one block ({BlockSize} tokens), got {KvCacheTokens} tokens");
     }

@@ -73,7 +73,7 @@ public sealed class EngineSchedulingTests : IClassFixture<BatchingTests.Stories>
         }
 
         // Together: a pool of 30 blocks of 4 tokens (the longest request needs ~20), 24 tokens a step, 6 running.
-        var together = new EngineDriver(model, new EngineOptions { KvCacheTokens = 120, BlockSize = 4, MaxTokensPerStep = 24, MaxRunningRequests = 6 });
+        var together = new EngineDriver(model, new EngineOptions { KvCacheTokens = 120, BlockSize = 4, MaxTokensPerStep = 24, MaxRunningRequests = 6, LongPrefillThreshold = seed % 2 == 0 ? 7 : 0 });
         using (var engine = together.Engine)
         {
             foreach (var (name, adapter) in adapters) engine.LoadAdapter(name, adapter);
@@ -123,6 +123,23 @@ public sealed class EngineSchedulingTests : IClassFixture<BatchingTests.Stories>
         Assert.Equal([a, c], engine.LastStep.Finished);
         Assert.False(engine.HasWork);
         Assert.Equal([3, 2, 1], new[] { a, b, c }.Select(id => driver[id].Tokens.Count));
+    }
+
+    [Fact]
+    public void ALongPrefillThresholdLetsAShortPromptShareTheStepWithALongOne()
+    {
+        using var model = new DecoderModel(_kit.Weights, maxBatchTokens: 32);
+        var driver = new EngineDriver(model, new EngineOptions { KvCacheTokens = 256, BlockSize = 4, MaxTokensPerStep = 16, LongPrefillThreshold = 6 });
+        using var engine = driver.Engine;
+        var random = new Random(6);
+        long a = driver.Submit(new GenerationRequest { PromptIds = EngineTestKit.RandomIds(random, 20), MaxTokens = 2, IgnoreEos = true });
+        long b = driver.Submit(new GenerationRequest { PromptIds = EngineTestKit.RandomIds(random, 3), MaxTokens = 2, IgnoreEos = true });
+        static ScheduledWork W(long id, int n, bool prefill) => new(id, n, prefill);
+        Assert.Equal([W(a, 6, true), W(b, 3, true)], driver.Step().Scheduled);      // without the cap a would take 16 and b wait
+        Assert.Equal([W(a, 6, true), W(b, 1, false)], driver.Step().Scheduled);     // b decodes (its first token came in step 1)
+        Assert.Equal([b], engine.LastStep.Finished);
+        Assert.Equal([W(a, 6, true)], driver.Step().Scheduled);
+        Assert.Equal([W(a, 2, true)], driver.Step().Scheduled);                     // a's last chunk samples its first token
     }
 
     [Fact]
