@@ -72,12 +72,7 @@ public sealed class LanguageModel : IDisposable
     /// A local path as is; a Hugging Face Hub id ("org/name" or "org/name@revision") downloaded into (or found
     /// in) the standard Hugging Face cache.
     /// </summary>
-    public static string ResolveModelPath(string pathOrModelId)
-    {
-        if (!Formats.HubDownloader.LooksLikeModelId(pathOrModelId)) return pathOrModelId;
-        using var http = new HttpClient { Timeout = TimeSpan.FromHours(2) };
-        return Formats.HubDownloader.FromEnvironment(http).ResolveAsync(pathOrModelId).GetAwaiter().GetResult();
-    }
+    public static string ResolveModelPath(string pathOrModelId) => Formats.HubDownloader.ResolveModelPath(pathOrModelId);
 
     /// <param name="path">A Hugging Face model folder, a .gguf file, or a Hub model id (see <see cref="ResolveModelPath"/>).</param>
     /// <param name="cacheTokens">Tokens the KV pool holds, all sequences together.</param>

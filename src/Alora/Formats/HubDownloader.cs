@@ -31,6 +31,17 @@ public sealed class HubDownloader(HttpClient http, string cacheRoot, string endp
             Environment.GetEnvironmentVariable("HF_TOKEN"));
 
     /// <summary>True when <paramref name="text"/> looks like a Hub id rather than a local path.</summary>
+    /// <summary>
+    /// A local path as is; a Hugging Face Hub id ("org/name" or "org/name@revision") downloaded into (or found in)
+    /// the standard Hugging Face cache, as configured by the environment (HF_HOME, HF_ENDPOINT, HF_TOKEN, …).
+    /// </summary>
+    public static string ResolveModelPath(string pathOrModelId)
+    {
+        if (!LooksLikeModelId(pathOrModelId)) return pathOrModelId;
+        using var http = new HttpClient { Timeout = TimeSpan.FromHours(2) };
+        return FromEnvironment(http).ResolveAsync(pathOrModelId).GetAwaiter().GetResult();
+    }
+
     public static bool LooksLikeModelId(string text)
     {
         if (File.Exists(text) || Directory.Exists(text)) return false;

@@ -36,8 +36,8 @@ public static class AdapterActivation
         return s < 0 ? null : ids.Length - s;
     }
 
-    public static int LastOccurrence(ReadOnlySpan<int> ids, ReadOnlySpan<int> invocation)
-        => invocation.IsEmpty || invocation.Length > ids.Length ? -1 : ids.LastIndexOf(invocation);
+    /// <summary>Start of the last occurrence (overlaps allowed) of the invocation ids, or -1: one definition, <see cref="Tokenization.InvocationTokens.FindLast"/>.</summary>
+    public static int LastOccurrence(ReadOnlySpan<int> ids, ReadOnlySpan<int> invocation) => Tokenization.InvocationTokens.FindLast(ids, invocation);
 
     /// <summary>The start position to use, applying the policy; <see cref="int.MaxValue"/> means "never adapted".</summary>
     public static int Resolve(ReadOnlySpan<int> promptIds, ForwardAdapter? adapter, MissingInvocationPolicy policy)

@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using System.Threading.Channels;
 using Alora.Inference;
 using Alora.Models;
+using Alora.Tokenization;
 
 namespace Alora.Serving;
 

@@ -16,7 +16,8 @@ public static class InvocationTokens
     }
 
     /// <summary>Start of the last occurrence of <paramref name="pattern"/> in <paramref name="ids"/> (occurrences may overlap), or -1 when absent or empty.</summary>
-    public static int FindLast(ReadOnlySpan<int> ids, ReadOnlySpan<int> pattern) => Inference.AdapterActivation.LastOccurrence(ids, pattern);
+    public static int FindLast(ReadOnlySpan<int> ids, ReadOnlySpan<int> pattern)
+        => pattern.IsEmpty || pattern.Length > ids.Length ? -1 : ids.LastIndexOf(pattern);
 
     /// <summary>
     /// Warnings (empty when fine) about using <paramref name="invocationIds"/> with a conversation rendered by

@@ -9,9 +9,9 @@ namespace Alora.Tokenization;
 /// than single ids keeps context-dependent decoders right (SentencePiece strips the first space only).
 /// When the tokenizer cleans up tokenization spaces (" ." becomes "."), text after a recent space is held
 /// back until it can no longer change; the pieces always add up to <see cref="Tokenizer.Decode(ReadOnlySpan{int}, bool)"/>.
-/// It is the generator's <see cref="Alora.Inference.ITokenTextStream"/>: pass <c>() => tokenizer.CreateStreamingDecoder()</c>.
+/// It is the generator's <see cref="ITokenTextStream"/>: pass <c>() => tokenizer.CreateStreamingDecoder()</c>.
 /// </summary>
-public sealed class StreamingDecoder : Alora.Inference.ITokenTextStream
+public sealed class StreamingDecoder : ITokenTextStream
 {
     // Every clean-up pattern starts with a space and is at most 4 characters long ("␣n't"), so text whose
     // last 3 characters hold no space can no longer be changed by what follows.

@@ -27,7 +27,7 @@ public sealed class Trainer(TrainerOptions options)
     {
         var o = Options;
         Validate(o);
-        string modelPath = LanguageModel.ResolveModelPath(o.BaseModel);
+        string modelPath = Formats.HubDownloader.ResolveModelPath(o.BaseModel);
         using var weights = ModelWeights.Load(modelPath);
         var tokenizer = Tokenizer.Load(modelPath);
         var chat = Directory.Exists(modelPath) ? TryLoadChatTemplates(modelPath) : null;
