@@ -23,10 +23,17 @@ public static class AdapterActivation
 {
     /// <summary>Position from which the adapter applies: 0 for a LoRA; s (+ shift) for an aLoRA; null when not found.</summary>
     public static int? FindStart(ReadOnlySpan<int> promptIds, ForwardAdapter adapter)
+        => Start(promptIds, adapter.InvocationTokens, adapter.ActivationShift);
+
+    /// <summary>
+    /// The activation rule, defined once for inference and training: 0 without invocation ids (a LoRA); else the
+    /// start of the invocation's last occurrence plus the adapter's shift (1 for legacy IBM aLoRAs); null when absent.
+    /// </summary>
+    public static int? Start(ReadOnlySpan<int> ids, int[]? invocationTokens, int activationShift)
     {
-        if (!adapter.IsActivated) return 0;
-        int s = LastOccurrence(promptIds, adapter.InvocationTokens);
-        return s < 0 ? null : s + adapter.ActivationShift;
+        if (invocationTokens is null) return 0;
+        int s = LastOccurrence(ids, invocationTokens);
+        return s < 0 ? null : s + activationShift;
     }
 
     /// <summary>PEFT's alora offset: len(ids) − s, or null when the invocation does not occur.</summary>

@@ -146,12 +146,7 @@ public sealed unsafe class TrainableLora : IDisposable
     /// the invocation in the row's full ids (PEFT's rule, plus the legacy shift); null when the invocation is
     /// absent (never adapted).
     /// </summary>
-    public int? ActivationStart(ReadOnlySpan<int> inputIds)
-    {
-        if (InvocationTokens is null) return 0;
-        int s = AdapterActivation.LastOccurrence(inputIds, InvocationTokens);
-        return s < 0 ? null : s + ActivationShift;
-    }
+    public int? ActivationStart(ReadOnlySpan<int> inputIds) => AdapterActivation.Start(inputIds, InvocationTokens, ActivationShift);
 
     public void ZeroGradients()
     {
