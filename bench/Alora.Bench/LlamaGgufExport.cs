@@ -74,27 +74,7 @@ internal static unsafe class LlamaGgufExport
         return gguf;
     }
 
-    private static string GgufName(string hfName)
-    {
-        if (hfName == ParameterLayout.EmbedTokens) return "token_embd.weight";
-        if (hfName == ParameterLayout.FinalNorm) return "output_norm.weight";
-        if (hfName == ParameterLayout.LmHead) return "output.weight";
-        var parts = hfName.Split('.');   // model.layers.{i}.{self_attn|mlp}.{module}.weight or model.layers.{i}.{norm}.weight
-        string module = parts[^2] switch
-        {
-            "input_layernorm" => "attn_norm",
-            "post_attention_layernorm" => "ffn_norm",
-            "q_proj" => "attn_q",
-            "k_proj" => "attn_k",
-            "v_proj" => "attn_v",
-            "o_proj" => "attn_output",
-            "gate_proj" => "ffn_gate",
-            "up_proj" => "ffn_up",
-            "down_proj" => "ffn_down",
-            _ => throw new ArgumentException($"no GGUF name for '{hfName}'", nameof(hfName)),
-        };
-        return $"blk.{parts[2]}.{module}.{parts[^1]}";
-    }
+    private static string GgufName(string hfName) => ModelWeights.GgufName(hfName);   // the loader's own mapping: the two cannot drift
 
     private static GgmlType GgmlTypeOf(DType dtype) => dtype switch
     {

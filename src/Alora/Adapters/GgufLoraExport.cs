@@ -23,11 +23,6 @@ public static class GgufLoraExport
 {
     private static readonly Regex s_tensorName = new(@"^blk\.(?<layer>\d+)\.(?<name>[a-z_]+)\.weight\.lora_(?<ab>[ab])$", RegexOptions.CultureInvariant);
 
-    private static readonly Dictionary<string, string> s_ggufModule = new(StringComparer.Ordinal)
-    {
-        ["q_proj"] = "attn_q", ["k_proj"] = "attn_k", ["v_proj"] = "attn_v", ["o_proj"] = "attn_output",
-        ["gate_proj"] = "ffn_gate", ["up_proj"] = "ffn_up", ["down_proj"] = "ffn_down",
-    };
 
     /// <summary>llama.cpp's architecture name for a base model family (what its HF converter writes).</summary>
     public static string ArchitectureOf(ModelConfig baseConfig)
@@ -45,7 +40,7 @@ public static class GgufLoraExport
     /// <summary>Whether llama.cpp's converter permutes q/k rows into Meta's interleaved-RoPE layout for this architecture.</summary>
     public static bool PermutesQueryKey(string architecture) => architecture is "llama" or "granite";
 
-    public static string TensorName(int layer, string module, char ab) => $"blk.{layer}.{s_ggufModule[module]}.weight.lora_{ab}";
+    public static string TensorName(int layer, string module, char ab) => $"blk.{layer}.{Projections.Parse(module).GgufName()}.weight.lora_{ab}";
 
     /// <param name="architecture">llama.cpp's name for the base architecture; null derives it from the base config. It must match the base model.</param>
     public static void Export(LoraAdapter adapter, string ggufPath, string? architecture = "llama")
@@ -117,7 +112,7 @@ public static class GgufLoraExport
             throw new ModelFormatException($"{ggufPath}: adapter.alora.invocation_tokens is empty; expected the invocation ids");
 
         var pairs = new SortedDictionary<(int Layer, int ModuleIndex), (GgufTensorInfo? A, GgufTensorInfo? B)>();
-        var moduleByGguf = s_ggufModule.ToDictionary(kv => kv.Value, kv => kv.Key, StringComparer.Ordinal);
+        var moduleByGguf = Projections.All.ToDictionary(p => p.GgufName(), p => p.PeftName(), StringComparer.Ordinal);
         foreach (var info in gguf.TensorOrder)
         {
             var match = s_tensorName.Match(info.Name);

@@ -10,7 +10,7 @@ namespace Alora.Adapters;
 public sealed partial record LoraConfig
 {
     /// <summary>The seven Linear modules of a Llama-family decoder layer (lm_head is never a LoRA target here).</summary>
-    public static readonly IReadOnlyList<string> ProjectionModules = [.. ParameterLayout.AttentionProjections, .. ParameterLayout.MlpProjections];
+    public static readonly IReadOnlyList<string> ProjectionModules = Projections.PeftNames;
 
     private static readonly ConcurrentDictionary<string, Regex> s_regexCache = new(StringComparer.Ordinal);
 
@@ -47,11 +47,7 @@ public sealed partial record LoraConfig
     }
 
     /// <summary>The module's position in <see cref="ProjectionModules"/> (q, k, v, o, gate, up, down), or -1.</summary>
-    public static int ModuleIndex(string module)
-    {
-        for (int i = 0; i < ProjectionModules.Count; i++) if (ProjectionModules[i] == module) return i;
-        return -1;
-    }
+    public static int ModuleIndex(string module) => Projections.TryParse(module, out var p) ? (int)p : -1;
 
     public static string ModuleKey(int layer, string module)
     {

@@ -216,9 +216,9 @@ public sealed unsafe class DecoderModel : IDisposable
 
         // Attention block.
         Elementwise.RmsNorm(_normed, _hidden, w.InputNorm, m, c.HiddenSize, c.RmsNormEps);
-        Linear(_query, _normed, w.QProj, w.QBias, m, layerIndex, 0);
-        Linear(_key, _normed, w.KProj, w.KBias, m, layerIndex, 1);
-        Linear(_value, _normed, w.VProj, w.VBias, m, layerIndex, 2);
+        Linear(_query, _normed, w.QProj, w.QBias, m, layerIndex, Projection.Q);
+        Linear(_key, _normed, w.KProj, w.KBias, m, layerIndex, Projection.K);
+        Linear(_value, _normed, w.VProj, w.VBias, m, layerIndex, Projection.V);
         Rope.Apply(_query, _rowPosition, m, c.HeadCount, RopeTable);
         Rope.Apply(_key, _rowPosition, m, c.KeyValueHeadCount, RopeTable);
         WriteKeyValues(cache, layerIndex, m, maxBlocks);
@@ -240,18 +240,18 @@ public sealed unsafe class DecoderModel : IDisposable
             Scale = c.AttentionScale,
             SlidingWindow = c.SlidingWindow ?? 0,
         });
-        Linear(_projected, _attention, w.OProj, w.OBias, m, layerIndex, 3);
+        Linear(_projected, _attention, w.OProj, w.OBias, m, layerIndex, Projection.O);
         AddResidual(m);
 
         // SiLU-gated MLP block.
         Elementwise.RmsNorm(_normed, _hidden, w.PostAttentionNorm, m, c.HiddenSize, c.RmsNormEps);
-        Linear(_gate, _normed, w.GateProj, w.GateBias, m, layerIndex, 4);
-        Linear(_up, _normed, w.UpProj, w.UpBias, m, layerIndex, 5);
+        Linear(_gate, _normed, w.GateProj, w.GateBias, m, layerIndex, Projection.Gate);
+        Linear(_up, _normed, w.UpProj, w.UpBias, m, layerIndex, Projection.Up);
         // Row by row: a vector kernel's scalar tail rounds differently, so one call over M·F elements would make a
         // row's result depend on where it sits in the batch (see Gemm.BatchInvariant).
         for (int i = 0; i < m; i++)
             Elementwise.SiluMul(_gate + (long)i * c.IntermediateSize, _up + (long)i * c.IntermediateSize, c.IntermediateSize);
-        Linear(_projected, _gate, w.DownProj, w.DownBias, m, layerIndex, 6);
+        Linear(_projected, _gate, w.DownProj, w.DownBias, m, layerIndex, Projection.Down);
         AddResidual(m);
     }
 
@@ -266,14 +266,14 @@ public sealed unsafe class DecoderModel : IDisposable
     /// y[M, out] = x[M, in]·Wᵀ + bias for every row (one GEMM with the frozen weight), then for each adapter
     /// segment y[rows] += s·(x[rows]·Aᵀ)·Bᵀ: base, LoRA and aLoRA rows of different adapters share one batch.
     /// </summary>
-    private void Linear(float* y, float* x, in WeightMatrix weight, float* bias, int m, int layer, int moduleIndex)
+    private void Linear(float* y, float* x, in WeightMatrix weight, float* bias, int m, int layer, Projection projection)
     {
         Gemm.MatMul(y, x, weight, m);
         if (bias != null)
             for (int i = 0; i < m; i++) Elementwise.Add(y + (long)i * weight.Rows, bias, weight.Rows);
         foreach (var segment in _segments)
         {
-            if (segment.Adapter.Get(layer, moduleIndex) is not { } delta) continue;
+            if (segment.Adapter.Get(layer, projection) is not { } delta) continue;
             float* rowsIn = x + (long)segment.RowStart * weight.Cols;
             float* rowsOut = y + (long)segment.RowStart * weight.Rows;
             Gemm.MatMul(_loraScratch, rowsIn, delta.A, segment.RowCount);                 // [rows, r]

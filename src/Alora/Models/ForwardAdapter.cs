@@ -18,8 +18,8 @@ public readonly struct LowRankDelta(WeightMatrix a, WeightMatrix b, float scalin
 /// </summary>
 public sealed class ForwardAdapter
 {
-    /// <summary>Projection modules in the order of <see cref="ModuleIndex"/>.</summary>
-    public static readonly string[] Modules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+    /// <summary>Projection modules in the order of <see cref="ModuleIndex"/> (<see cref="Projections.PeftNames"/>).</summary>
+    public static IReadOnlyList<string> Modules => Projections.PeftNames;
 
     private readonly LowRankDelta?[,] _deltas;   // [layers, 7]
 
@@ -30,7 +30,7 @@ public sealed class ForwardAdapter
         Name = name;
         InvocationTokens = invocationTokens;
         ActivationShift = activationShift;
-        _deltas = new LowRankDelta?[layerCount, Modules.Length];
+        _deltas = new LowRankDelta?[layerCount, Projections.All.Count];
     }
 
     public string Name { get; }
@@ -42,11 +42,7 @@ public sealed class ForwardAdapter
     public int LayerCount => _deltas.GetLength(0);
     public int MaxRank { get; private set; }
 
-    public static int ModuleIndex(string module)
-    {
-        int index = Array.IndexOf(Modules, module);
-        return index >= 0 ? index : throw new ArgumentException($"unknown projection module '{module}'", nameof(module));
-    }
+    public static int ModuleIndex(string module) => (int)Projections.Parse(module);
 
     public void Set(int layer, string module, LowRankDelta delta)
     {
@@ -55,4 +51,6 @@ public sealed class ForwardAdapter
     }
 
     public LowRankDelta? Get(int layer, int moduleIndex) => _deltas[layer, moduleIndex];
+
+    public LowRankDelta? Get(int layer, Projection projection) => _deltas[layer, (int)projection];
 }

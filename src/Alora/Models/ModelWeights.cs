@@ -33,18 +33,20 @@ public sealed unsafe class LayerWeights
     public WeightMatrix DownProj;     // [D, F]
     public float* GateBias, UpBias, DownBias;   // [out] or null
 
-    public ref WeightMatrix Projection(string module)
+    public ref WeightMatrix Projection(string module) => ref Weight(Projections.Parse(module));
+
+    public ref WeightMatrix Weight(Models.Projection projection)
     {
-        switch (module)
+        switch (projection)
         {
-            case "q_proj": return ref QProj;
-            case "k_proj": return ref KProj;
-            case "v_proj": return ref VProj;
-            case "o_proj": return ref OProj;
-            case "gate_proj": return ref GateProj;
-            case "up_proj": return ref UpProj;
-            case "down_proj": return ref DownProj;
-            default: throw new ArgumentException($"unknown projection module '{module}'", nameof(module));
+            case Models.Projection.Q: return ref QProj;
+            case Models.Projection.K: return ref KProj;
+            case Models.Projection.V: return ref VProj;
+            case Models.Projection.O: return ref OProj;
+            case Models.Projection.Gate: return ref GateProj;
+            case Models.Projection.Up: return ref UpProj;
+            case Models.Projection.Down: return ref DownProj;
+            default: throw new ArgumentOutOfRangeException(nameof(projection));
         }
     }
 }
@@ -118,8 +120,8 @@ public sealed unsafe class ModelWeights : IDisposable
         }
     }
 
-    /// <summary>GGUF tensor names of the llama architecture, by Hugging Face name.</summary>
-    private static string GgufName(string hfName)
+    /// <summary>GGUF tensor names of the llama architecture, by Hugging Face name (what llama.cpp's converter writes).</summary>
+    public static string GgufName(string hfName)
     {
         if (hfName == ParameterLayout.EmbedTokens) return "token_embd.weight";
         if (hfName == ParameterLayout.FinalNorm) return "output_norm.weight";
@@ -132,14 +134,8 @@ public sealed unsafe class ModelWeights : IDisposable
         {
             "input_layernorm" => "attn_norm",
             "post_attention_layernorm" => "ffn_norm",
-            "q_proj" => "attn_q",
-            "k_proj" => "attn_k",
-            "v_proj" => "attn_v",
-            "o_proj" => "attn_output",
-            "gate_proj" => "ffn_gate",
-            "up_proj" => "ffn_up",
-            "down_proj" => "ffn_down",
-            _ => throw new ArgumentException($"no GGUF name for '{hfName}'", nameof(hfName)),
+            _ => Projections.TryParse(module, out var projection) ? projection.GgufName()
+                : throw new ArgumentException($"no GGUF name for '{hfName}'", nameof(hfName)),
         };
         return $"blk.{layer}.{ggufModule}.{suffix}";
     }

@@ -18,24 +18,16 @@ public static class ParameterLayout
     public const string LmHead = "lm_head.weight";
 
     /// <summary>The projection modules of a decoder layer, as PEFT's target_modules name them.</summary>
-    public static readonly string[] AttentionProjections = ["q_proj", "k_proj", "v_proj", "o_proj"];
-    public static readonly string[] MlpProjections = ["gate_proj", "up_proj", "down_proj"];
+    public static readonly string[] AttentionProjections = [.. Projections.All.Where(p => p.Section() == "self_attn").Select(p => p.PeftName())];
+    public static readonly string[] MlpProjections = [.. Projections.All.Where(p => p.Section() == "mlp").Select(p => p.PeftName())];
 
     public static string LayerPrefix(int layer) => $"model.layers.{layer}.";
 
     public static string ProjectionName(int layer, string module)
-        => LayerPrefix(layer) + (module.EndsWith("_proj", StringComparison.Ordinal) && MlpProjections.Contains(module) ? "mlp." : "self_attn.") + module;
+        => LayerPrefix(layer) + (Projections.TryParse(module, out var p) ? p.Section() : "self_attn") + "." + module;
 
     /// <summary>[out, in] of a projection module.</summary>
-    public static (int Out, int In) ProjectionShape(ModelConfig c, string module) => module switch
-    {
-        "q_proj" => (c.QueryDim, c.HiddenSize),
-        "k_proj" or "v_proj" => (c.KeyValueDim, c.HiddenSize),
-        "o_proj" => (c.HiddenSize, c.QueryDim),
-        "gate_proj" or "up_proj" => (c.IntermediateSize, c.HiddenSize),
-        "down_proj" => (c.HiddenSize, c.IntermediateSize),
-        _ => throw new ArgumentException($"unknown projection module '{module}'", nameof(module)),
-    };
+    public static (int Out, int In) ProjectionShape(ModelConfig c, string module) => Projections.Parse(module).Shape(c);
 
     public static IReadOnlyList<ParameterSpec> For(ModelConfig c)
     {

@@ -92,33 +92,33 @@ public sealed unsafe partial class DecoderTrainer
         long md = (long)m * c.HiddenSize;
 
         RmsNormTraining.Forward(s.Normed1, s.InvRms1, input, w.InputNorm, m, c.HiddenSize, c.RmsNormEps);
-        Project(s.Query, s.Normed1, w.QProj, w.QBias, layer, 0);
-        Project(s.Key, s.Normed1, w.KProj, w.KBias, layer, 1);
-        Project(s.Value, s.Normed1, w.VProj, w.VBias, layer, 2);
+        Project(s.Query, s.Normed1, w.QProj, w.QBias, layer, Projection.Q);
+        Project(s.Key, s.Normed1, w.KProj, w.KBias, layer, Projection.K);
+        Project(s.Value, s.Normed1, w.VProj, w.VBias, layer, Projection.V);
         Rope.Apply(s.Query, _positions, m, c.HeadCount, _rope);
         Rope.Apply(s.Key, _positions, m, c.KeyValueHeadCount, _rope);
         CausalAttention.Forward(s.Attention, s.LogSumExp, s.Query, s.Key, s.Value, AttentionShape);
-        Project(_projected, s.Attention, w.OProj, w.OBias, layer, 3);
+        Project(_projected, s.Attention, w.OProj, w.OBias, layer, Projection.O);
         Buffer.MemoryCopy(input, s.Middle, md * sizeof(float), md * sizeof(float));
         Elementwise.Axpy(s.Middle, c.ResidualMultiplier, _projected, md);
 
         RmsNormTraining.Forward(s.Normed2, s.InvRms2, s.Middle, w.PostAttentionNorm, m, c.HiddenSize, c.RmsNormEps);
-        Project(s.Gate, s.Normed2, w.GateProj, w.GateBias, layer, 4);
-        Project(s.Up, s.Normed2, w.UpProj, w.UpBias, layer, 5);
+        Project(s.Gate, s.Normed2, w.GateProj, w.GateBias, layer, Projection.Gate);
+        Project(s.Up, s.Normed2, w.UpProj, w.UpBias, layer, Projection.Up);
         long mf = (long)m * c.IntermediateSize;
         Buffer.MemoryCopy(s.Gate, s.Activation, mf * sizeof(float), mf * sizeof(float));
         Elementwise.SiluMul(s.Activation, s.Up, mf);
-        Project(_projected, s.Activation, w.DownProj, w.DownBias, layer, 6);
+        Project(_projected, s.Activation, w.DownProj, w.DownBias, layer, Projection.Down);
         Buffer.MemoryCopy(s.Middle, output, md * sizeof(float), md * sizeof(float));
         Elementwise.Axpy(output, c.ResidualMultiplier, _projected, md);
     }
 
     /// <summary>y = x·Wᵀ + bias on every row, plus the adapter's side path on the adapted rows.</summary>
-    private void Project(float* y, float* x, in WeightMatrix weight, float* bias, int layer, int moduleIndex)
+    private void Project(float* y, float* x, in WeightMatrix weight, float* bias, int layer, Projection projection)
     {
         LinearTraining.Forward(y, x, weight, bias, TokenRows);
-        if (_adapter?.Get(layer, moduleIndex) is not { } lora) return;
-        ulong key = _dropoutOn ? _dropout!.ModuleKey(_dropoutStream, layer, moduleIndex) : 0;
+        if (_adapter?.Get(layer, (int)projection) is not { } lora) return;
+        ulong key = _dropoutOn ? _dropout!.ModuleKey(_dropoutStream, layer, (int)projection) : 0;
         foreach (var (start, count) in _segments)
         {
             float* input = x + (long)start * weight.Cols;
@@ -133,11 +133,11 @@ public sealed unsafe partial class DecoderTrainer
     }
 
     /// <summary>dx (+)= dy·W on every row, and the adapter's backward (dA, dB, dx) on the adapted rows.</summary>
-    private void ProjectBackward(float* dx, float* dy, float* x, in WeightMatrix weight, int layer, int moduleIndex, bool accumulate)
+    private void ProjectBackward(float* dx, float* dy, float* x, in WeightMatrix weight, int layer, Projection projection, bool accumulate)
     {
         LinearTraining.Backward(dx, dy, weight, TokenRows, accumulate);
-        if (_adapter?.Get(layer, moduleIndex) is not { } lora) return;
-        ulong key = _dropoutOn ? _dropout!.ModuleKey(_dropoutStream, layer, moduleIndex) : 0;
+        if (_adapter?.Get(layer, (int)projection) is not { } lora) return;
+        ulong key = _dropoutOn ? _dropout!.ModuleKey(_dropoutStream, layer, (int)projection) : 0;
         foreach (var (start, count) in _segments)
         {
             float* rowsDx = dx + (long)start * weight.Cols, rowsDy = dy + (long)start * weight.Rows, input = x + (long)start * weight.Cols;
@@ -214,21 +214,21 @@ public sealed unsafe partial class DecoderTrainer
 
         // MLP block: output = middle + rm·down(silu(gate)·up).
         float* dDown = ScaledResidualGradient();
-        ProjectBackward(_dActivation, dDown, s.Activation, w.DownProj, layer, 6, accumulate: false);
+        ProjectBackward(_dActivation, dDown, s.Activation, w.DownProj, layer, Projection.Down, accumulate: false);
         SiluMulTraining.Backward(_dGate, _dUp, _dActivation, s.Gate, s.Up, (long)m * c.IntermediateSize);
-        ProjectBackward(_dNormed, _dGate, s.Normed2, w.GateProj, layer, 4, accumulate: false);
-        ProjectBackward(_dNormed, _dUp, s.Normed2, w.UpProj, layer, 5, accumulate: true);
+        ProjectBackward(_dNormed, _dGate, s.Normed2, w.GateProj, layer, Projection.Gate, accumulate: false);
+        ProjectBackward(_dNormed, _dUp, s.Normed2, w.UpProj, layer, Projection.Up, accumulate: true);
         RmsNormTraining.Backward(_dHidden, null, _dNormed, s.Middle, w.PostAttentionNorm, s.InvRms2, m, c.HiddenSize);
 
         // Attention block: middle = input + rm·o(attention(rope(q), rope(k), v)).
         float* dOut = ScaledResidualGradient();
-        ProjectBackward(_dAttention, dOut, s.Attention, w.OProj, layer, 3, accumulate: false);
+        ProjectBackward(_dAttention, dOut, s.Attention, w.OProj, layer, Projection.O, accumulate: false);
         CausalAttention.Backward(_dQuery, _dKey, _dValue, _dAttention, s.Attention, s.LogSumExp, s.Query, s.Key, s.Value, AttentionShape);
         RopeTraining.Backward(_dQuery, _positions, m, c.HeadCount, _rope);
         RopeTraining.Backward(_dKey, _positions, m, c.KeyValueHeadCount, _rope);
-        ProjectBackward(_dNormed, _dQuery, s.Normed1, w.QProj, layer, 0, accumulate: false);
-        ProjectBackward(_dNormed, _dKey, s.Normed1, w.KProj, layer, 1, accumulate: true);
-        ProjectBackward(_dNormed, _dValue, s.Normed1, w.VProj, layer, 2, accumulate: true);
+        ProjectBackward(_dNormed, _dQuery, s.Normed1, w.QProj, layer, Projection.Q, accumulate: false);
+        ProjectBackward(_dNormed, _dKey, s.Normed1, w.KProj, layer, Projection.K, accumulate: true);
+        ProjectBackward(_dNormed, _dValue, s.Normed1, w.VProj, layer, Projection.V, accumulate: true);
         RmsNormTraining.Backward(_dHidden, null, _dNormed, input, w.InputNorm, s.InvRms1, m, c.HiddenSize);
     }
 

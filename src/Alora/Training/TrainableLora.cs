@@ -29,7 +29,7 @@ public sealed unsafe class TrainableModule
     public int Layer { get; }
     /// <summary>Index in <see cref="ForwardAdapter.Modules"/> (q, k, v, o, gate, up, down).</summary>
     public int ModuleIndex { get; }
-    public string Module => ForwardAdapter.Modules[ModuleIndex];
+    public string Module => ((Projection)ModuleIndex).PeftName();
     public int Rank { get; }
     public int InFeatures { get; }
     public int OutFeatures { get; }
@@ -45,7 +45,7 @@ public sealed unsafe class TrainableModule
     public Span<float> BGradient => new(DB, OutFeatures * Rank);
 
     /// <summary>PEFT's key prefix, e.g. base_model.model.model.layers.0.self_attn.q_proj.</summary>
-    public string PeftPrefix => $"base_model.model.model.layers.{Layer}.{(ModuleIndex < 4 ? "self_attn" : "mlp")}.{Module}";
+    public string PeftPrefix => $"base_model.model.model.layers.{Layer}.{((Projection)ModuleIndex).Section()}.{Module}";
 }
 
 /// <summary>
@@ -83,7 +83,7 @@ public sealed unsafe class TrainableLora : IDisposable
         Config = config;
         InvocationTokens = invocationTokens;
         ActivationShift = activationShift;
-        _modules = new TrainableModule?[config.LayerCount, ForwardAdapter.Modules.Length];
+        _modules = new TrainableModule?[config.LayerCount, Projections.All.Count];
         long bytes = 0;
         foreach (var spec in specs)
         {
@@ -131,15 +131,9 @@ public sealed unsafe class TrainableLora : IDisposable
     public TrainableModule? Get(int layer, int moduleIndex) => _modules[layer, moduleIndex];
 
     /// <summary>(out, in) of a projection, by module index.</summary>
-    public static (int Out, int In) ProjectionShape(ModelConfig c, int moduleIndex) => moduleIndex switch
-    {
-        0 => (c.QueryDim, c.HiddenSize),
-        1 or 2 => (c.KeyValueDim, c.HiddenSize),
-        3 => (c.HiddenSize, c.QueryDim),
-        4 or 5 => (c.IntermediateSize, c.HiddenSize),
-        6 => (c.HiddenSize, c.IntermediateSize),
-        _ => throw new ArgumentOutOfRangeException(nameof(moduleIndex), moduleIndex, "module index is 0..6"),
-    };
+    public static (int Out, int In) ProjectionShape(ModelConfig c, int moduleIndex)
+        => (uint)moduleIndex < (uint)Projections.All.Count ? ((Projection)moduleIndex).Shape(c)
+            : throw new ArgumentOutOfRangeException(nameof(moduleIndex), moduleIndex, "module index is 0..6");
 
     /// <summary>
     /// First adapted position of a training row: 0 for a LoRA; for an aLoRA the start of the last occurrence of

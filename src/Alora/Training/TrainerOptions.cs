@@ -28,7 +28,7 @@ public sealed record TrainerOptions
     public int LoraR { get; init; } = 32;
     public double LoraAlpha { get; init; } = 32;
     public double LoraDropout { get; init; }
-    public IReadOnlyList<string> TargetModules { get; init; } = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+    public IReadOnlyList<string> TargetModules { get; init; } = Models.Projections.PeftNames;
     public bool UseRslora { get; init; }
     /// <summary>PEFT's init_lora_weights: "true" (Kaiming-uniform A, zero B) or "gaussian".</summary>
     public string InitLoraWeights { get; init; } = "true";
