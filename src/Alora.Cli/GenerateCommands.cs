@@ -100,23 +100,13 @@ internal static class GenerateCommands
             using var model = LanguageModel.Load(parse.GetValue(ModelOption)!, cacheTokens: 16);
             int[] ids = ResolvePrompt(parse, model);
             var adapters = LoadedAdapters.From(parse, model);
-            float[] logits = ComputeAllLogits(model, ids, adapters.Selected, adapters.Policy);
+            float[] logits = model.ComputeLogits(ids, adapters.Selected?.Name, adapters.Policy);
             string path = parse.GetValue(output)!;
             SafeTensorsWriter.Write(path, [SafeTensorToWrite.FromFloats("logits", [ids.Length, model.Config.VocabSize], logits)]);
             Console.Out.WriteLine($"wrote logits [{ids.Length}, {model.Config.VocabSize}] to {path}");
             return 0;
         });
         return command;
-    }
-
-    internal static float[] ComputeAllLogits(LanguageModel model, int[] ids, ForwardAdapter? adapter = null, MissingInvocationPolicy policy = MissingInvocationPolicy.Error)
-    {
-        using var cache = model.Model.CreateCache(ids.Length);
-        using var sequence = new KvSequence(cache);
-        var logits = new float[(long)ids.Length * model.Config.VocabSize];
-        int start = AdapterActivation.Resolve(ids, adapter, policy);
-        model.Model.Forward([new SequenceChunk(sequence, ids, LogitRows.All, start == int.MaxValue ? null : adapter, start)], logits);
-        return logits;
     }
 
     private static int? NullIfNever(int start) => start == int.MaxValue ? null : start;

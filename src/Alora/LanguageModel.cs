@@ -157,6 +157,24 @@ public sealed class LanguageModel : IDisposable
 
     public KvSequence NewSequence() => new(Cache);
 
+    /// <summary>
+    /// The logits of every position of <paramref name="ids"/> [T, V], as one forward pass computes them (for
+    /// comparisons with other implementations), with the base model or a loaded adapter (an aLoRA from its
+    /// activation start, by <paramref name="onMissingInvocation"/> when the invocation is absent).
+    /// </summary>
+    public float[] ComputeLogits(int[] ids, string? adapterName = null, MissingInvocationPolicy onMissingInvocation = MissingInvocationPolicy.Error)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        if (ids.Length == 0) throw new ArgumentException("no token ids to compute logits for", nameof(ids));
+        var adapter = adapterName is null ? null : Adapter(adapterName);
+        int start = AdapterActivation.Resolve(ids, adapter, onMissingInvocation);
+        using var cache = Model.CreateCache(ids.Length);
+        using var sequence = new KvSequence(cache);
+        var logits = new float[(long)ids.Length * Config.VocabSize];
+        Model.Forward([new SequenceChunk(sequence, ids, LogitRows.All, start == int.MaxValue ? null : adapter, start)], logits);
+        return logits;
+    }
+
     /// <summary>A generator whose updates carry text (special tokens skipped) when the model has a tokenizer.</summary>
     public Generator CreateGenerator(bool skipSpecialTokens = true)
         => new(Model, EosTokenIds, Tokenizer is { } t ? () => t.CreateStreamingDecoder(skipSpecialTokens) : null);
