@@ -34,9 +34,10 @@ switch (scenario)
     case "decode": ModelBench.Decode(); break;
     case "engine-concurrency": EngineBench.Concurrency([1, 4, 16, 64]); break;
     case "serve-load":
-        int longPrefillAt = Array.IndexOf(args, "--long-prefill");
+        int longPrefillAt = Array.IndexOf(args, "--long-prefill"), shortPrefillAt = Array.IndexOf(args, "--short-prefill");
         await ServerLoadBench.Run([1, 8, 32], peer: args.Contains("--peer"),
-            longPrefillThreshold: longPrefillAt >= 0 ? int.Parse(args[longPrefillAt + 1], System.Globalization.CultureInfo.InvariantCulture) : 0);
+            longPrefillThreshold: longPrefillAt >= 0 ? int.Parse(args[longPrefillAt + 1], System.Globalization.CultureInfo.InvariantCulture) : 0,
+            shortPrefillTokens: shortPrefillAt >= 0 ? int.Parse(args[shortPrefillAt + 1], System.Globalization.CultureInfo.InvariantCulture) : 0);
         break;
     case "engine-agentic":
         int turnsAt = Array.IndexOf(args, "--turns"), turnTokensAt = Array.IndexOf(args, "--turn-tokens");
@@ -86,7 +87,7 @@ switch (scenario)
         ModelBench.Llama2C(args[at + 1], threadsAt >= 0 ? int.Parse(args[threadsAt + 1], System.Globalization.CultureInfo.InvariantCulture) : Environment.ProcessorCount);
         break;
     default:
-        Console.WriteLine("scenarios: gemm [--no-lm-head] [--packed] | gemv [--no-lm-head] | pool | bandwidth | gemv-stream | decode | decode-batch [--gemm-only] [--no-gemm] | prefill | engine-concurrency | engine-agentic [--turns N] [--turn-tokens T] | serve-load [--peer] [--long-prefill N] | llama2c --run PATH [--threads N] | alora-ttft [SHARED_DIR] [--svg FILE] | adapters [LAYERS] | intrinsic [SHARED_DIR] [WORK_DIR] [STORIES] [STEPS] | template SHARED_DIR | train-step [--rows B] [--length T] | train-speed [--rows 1,2] [--length T] [--rounds N] [--dtype bf16|f32] [--python PATH] | tokenizers [--passes N] [--corpus FILE] [--no-peer] | decode-concurrency-peer [--streams 1,4,16,64] [--steps S] [--prompt-length P] [--rounds R] [--dtype bf16|f16|f32] [--check-only]   (see bench/README.md)");
+        Console.WriteLine("scenarios: gemm [--no-lm-head] [--packed] | gemv [--no-lm-head] | pool | bandwidth | gemv-stream | decode | decode-batch [--gemm-only] [--no-gemm] | prefill | engine-concurrency | engine-agentic [--turns N] [--turn-tokens T] | serve-load [--peer] [--long-prefill N] [--short-prefill N] | llama2c --run PATH [--threads N] | alora-ttft [SHARED_DIR] [--svg FILE] | adapters [LAYERS] | intrinsic [SHARED_DIR] [WORK_DIR] [STORIES] [STEPS] | template SHARED_DIR | train-step [--rows B] [--length T] | train-speed [--rows 1,2] [--length T] [--rounds N] [--dtype bf16|f32] [--python PATH] | tokenizers [--passes N] [--corpus FILE] [--no-peer] | decode-concurrency-peer [--streams 1,4,16,64] [--steps S] [--prompt-length P] [--rounds R] [--dtype bf16|f16|f32] [--check-only]   (see bench/README.md)");
         return scenario == "help" ? 0 : 1;
 }
 return 0;

@@ -23,13 +23,14 @@ internal static class ServerLoadBench
 
     /// <param name="peer">Also run the same workload on llama.cpp (bench/peers/LlamaCppPeer, its own process) and compare.</param>
     /// <param name="longPrefillThreshold">The engine's cap on one request's prompt tokens per step (0: none).</param>
-    public static async Task Run(int[] clientCounts, bool peer, int longPrefillThreshold = 0, int rounds = 3, int timeLimitSeconds = 300)
+    /// <param name="shortPrefillTokens">The engine's short-prompt priority (0: off).</param>
+    public static async Task Run(int[] clientCounts, bool peer, int longPrefillThreshold = 0, int shortPrefillTokens = 0, int rounds = 3, int timeLimitSeconds = 300)
     {
         // The random SmolLM2-135M-shape GGUF that the llama.cpp peer reads too, and three aLoRAs exported for it.
         string work = Path.Combine(Path.GetTempPath(), "alora-concurrency-peer");
         string gguf = ConcurrencyPeerBench.WriteModel(DType.BF16, seed: 1, work);
         using var model = LanguageModel.Load(gguf, maxBatchTokens: 512,
-            engineOptions: new EngineOptions { KvCacheTokens = 32768, MaxRunningRequests = 64, MaxTokensPerStep = 512, LongPrefillThreshold = longPrefillThreshold });
+            engineOptions: new EngineOptions { KvCacheTokens = 32768, MaxRunningRequests = 64, MaxTokensPerStep = 512, LongPrefillThreshold = longPrefillThreshold, ShortPrefillTokens = shortPrefillTokens });
         int[][] invocations = [[49100, 49101, 49102, 49103], [49110, 49111, 49112, 49113], [49120, 49121, 49122, 49123]];
         var adapterFiles = new List<string>();
         for (int i = 0; i < 3; i++)
@@ -46,7 +47,7 @@ internal static class ServerLoadBench
         await using var server = AloraServer.Create(model, new ServerOptions { ServedModelName = "base" }, "127.0.0.1", 0);
         await server.StartAsync();
         using var http = new HttpClient { BaseAddress = server.BaseAddress, Timeout = TimeSpan.FromSeconds(timeLimitSeconds) };
-        Console.WriteLine($"server {server.BaseAddress}; each client: a 300-token conversation, then {rounds} rounds of (base turn: +64 user tokens, 32 generated; aLoRA intrinsic: +4 invocation tokens, 8 generated); streaming /v1/completions; long-prefill threshold {longPrefillThreshold}; 2 threads");
+        Console.WriteLine($"server {server.BaseAddress}; each client: a 300-token conversation, then {rounds} rounds of (base turn: +64 user tokens, 32 generated; aLoRA intrinsic: +4 invocation tokens, 8 generated); streaming /v1/completions; long-prefill threshold {longPrefillThreshold}; short-prefill priority {shortPrefillTokens}; 2 threads");
         Console.WriteLine("| engine | clients | requests | wall s | requests/s | output tokens/s | base TTFT p50 / p95 ms | intrinsic TTFT p50 / p95 ms | prefix-cache hit rate |");
         Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         foreach (int clients in clientCounts)

@@ -20,12 +20,13 @@ internal static class ServeCommands
         var maxBatchedTokens = new Option<int>("--max-num-batched-tokens") { Description = "Tokens computed per engine step (decode rows and prompt chunks)", DefaultValueFactory = _ => 512 };
         var kvCacheTokens = new Option<int>("--kv-cache-tokens") { Description = "Tokens the KV cache holds, all requests and cached prefixes together", DefaultValueFactory = _ => 16384 };
         var longPrefill = new Option<int>("--long-prefill-token-threshold") { Description = "Most prompt tokens one request computes per step (0: no cap), so short prompts are not queued behind long ones", DefaultValueFactory = _ => 0 };
+        var shortPrefill = new Option<int>("--short-prefill-tokens") { Description = "Waiting requests with at most this many uncached prompt tokens (aLoRA intrinsics) are admitted first (0: off)", DefaultValueFactory = _ => 0 };
         var noPrefixCaching = new Option<bool>("--no-enable-prefix-caching") { Description = "Do not reuse KV blocks across requests" };
         var runtimeLora = new Option<bool>("--allow-runtime-lora-updating") { Description = "Enable POST /v1/load_lora_adapter and /v1/unload_lora_adapter" };
         var quiet = new Option<bool>("--quiet") { Description = "Do not log a line per request" };
 
         var command = new Command("serve", "Serve the model and its adapters over an OpenAI-compatible HTTP API");
-        foreach (var o in new Option[] { model, adapters, servedName, host, port, apiKey, chatTemplate, maxNumSeqs, maxBatchedTokens, kvCacheTokens, longPrefill, noPrefixCaching, runtimeLora, quiet })
+        foreach (var o in new Option[] { model, adapters, servedName, host, port, apiKey, chatTemplate, maxNumSeqs, maxBatchedTokens, kvCacheTokens, longPrefill, shortPrefill, noPrefixCaching, runtimeLora, quiet })
             command.Options.Add(o);
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -37,6 +38,7 @@ internal static class ServeCommands
                 KvCacheTokens = parse.GetValue(kvCacheTokens),
                 PrefixCaching = !parse.GetValue(noPrefixCaching),
                 LongPrefillThreshold = parse.GetValue(longPrefill),
+                ShortPrefillTokens = parse.GetValue(shortPrefill),
             };
             using var languageModel = LanguageModel.Load(modelArgument, maxBatchTokens: Math.Min(512, engineOptions.MaxTokensPerStep), engineOptions: engineOptions);
             foreach (string spec in parse.GetValue(adapters) ?? [])

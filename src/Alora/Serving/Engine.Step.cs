@@ -48,69 +48,136 @@ public sealed partial class Engine
     // ───────────── scheduling ─────────────
 
     /// <summary>
-    /// Running requests first, oldest first: each gets its next token (decode) or its next prompt chunk, as the
-    /// token budget allows. When the pool cannot hold a running request's next tokens, the newest running
-    /// request is preempted (its blocks freed; full ones stay cached) until it can. Then, if nothing was
-    /// preempted, waiting requests are admitted first come first served: their prompt's cached prefix is
-    /// taken from the prefix cache and the rest scheduled in chunks.
+    /// One step's plan, in four passes under the token budget:
+    /// <list type="number">
+    /// <item>decode rows: every running request whose prompt is done gets its next token, oldest first; when the
+    /// pool cannot hold one, the newest running request not yet in the plan is preempted (its blocks freed, full
+    /// ones stay cached) and recomputed later;</item>
+    /// <item>short prompts (with <see cref="EngineOptions.ShortPrefillTokens"/>): waiting requests whose uncached
+    /// remainder is that short — an intrinsic after a cached conversation — are admitted ahead of the queue, and the
+    /// step's other prompt work is then held to that many tokens, so the step stays short;</item>
+    /// <item>prompt chunks of running requests, oldest first;</item>
+    /// <item>waiting requests, first come first served: each takes its cached prefix from the prefix cache and
+    /// schedules the rest in chunks. Nothing is admitted in a step that preempted.</item>
+    /// </list>
     /// </summary>
     private void Schedule()
     {
         _plan.Clear();
+        _stepNumber++;
         int budget = Options.MaxTokensPerStep;
         bool preempted = false;
+
+        // 1. Decode rows.
         for (int i = 0; i < _running.Count && budget > 0; i++)
         {
             var r = _running[i];
-            int n = PrefillCap(Math.Min(r.Tokens.Count - r.Computed, budget));
-            while (!TryGrow(r, n))
+            if (r.Tokens.Count - r.Computed != 1) continue;   // one token left: the next token (or a prompt's last one)
+            if (!Reserve(r, 1, ref preempted)) { i = _running.IndexOf(r) < 0 ? i - 1 : i; continue; }
+            budget -= 1;
+        }
+
+        // 2. Short prompts jump the queue and keep the step short.
+        int promptBudget = budget;
+        if (!preempted && Options.ShortPrefillTokens > 0)
+        {
+            int shortTokens = 0;
+            for (int w = 0; w < _waiting.Count && _running.Count < Options.MaxRunningRequests && budget > 0;)
             {
-                if (_running.Count == 1)
-                {
-                    Abort(r, new KvCacheFullException(
-                        $"request {r.Id} needs {r.Computed + n} tokens of KV cache and the whole cache holds {(long)_blocks.BlockCount * _blocks.BlockSize}; raise the KV cache size or lower the request's maximum tokens"));
-                    break;
-                }
-                var victim = _running[^1];
-                Preempt(victim);
-                preempted = true;
-                if (victim == r) break;
+                var r = _waiting[w];
+                var tokens = r.Tokens.Span;
+                int hit = _blocks.FindCachedPrefix(tokens, tokens.Length - 1, r.AdapterId, r.AdapterStart, _hitBlocks, _hitHashes);
+                int rest = tokens.Length - hit;
+                if (rest > Options.ShortPrefillTokens || rest > budget || !Admit(r, hit, rest)) { w++; continue; }
+                budget -= rest;
+                shortTokens += rest;
             }
-            if (!r.Running) break;   // r itself was the newest: nothing after it is left to schedule
-            _plan.Add((r, n));
+            if (shortTokens > 0) promptBudget = Math.Min(budget, Options.ShortPrefillTokens);
+        }
+        promptBudget = Math.Min(promptBudget, budget);
+
+        // 3. Prompt chunks of running requests.
+        for (int i = 0; i < _running.Count && promptBudget > 0; i++)
+        {
+            var r = _running[i];
+            if (r.PlannedStep == _stepNumber) continue;
+            int n = PrefillCap(Math.Min(r.Tokens.Count - r.Computed, promptBudget));
+            if (!Reserve(r, n, ref preempted)) { i = _running.IndexOf(r) < 0 ? i - 1 : i; continue; }
+            promptBudget -= n;
             budget -= n;
         }
 
-        while (!preempted && budget > 0 && _waiting.Count > 0 && _running.Count < Options.MaxRunningRequests)
+        // 4. Waiting requests, first come first served.
+        while (!preempted && promptBudget > 0 && _waiting.Count > 0 && _running.Count < Options.MaxRunningRequests)
         {
             var r = _waiting[0];
             var tokens = r.Tokens.Span;
             // Always compute at least the last token: its logits are what the request samples from.
             int hit = _blocks.FindCachedPrefix(tokens, tokens.Length - 1, r.AdapterId, r.AdapterStart, _hitBlocks, _hitHashes);
-            int n = PrefillCap(Math.Min(tokens.Length - hit, budget));
-            int newBlocks = BlocksFor(hit + n) - _hitBlocks.Count;
-            if (_blocks.BlocksNeeded(_hitBlocks, newBlocks) > _blocks.FreeBlockCount)
+            int n = PrefillCap(Math.Min(tokens.Length - hit, promptBudget));
+            if (!Admit(r, hit, n))
             {
                 if (_running.Count == 0 && _plan.Count == 0)
                     Abort(r, new KvCacheFullException($"request {r.Id} needs {hit + n} tokens of KV cache and the whole cache holds {(long)_blocks.BlockCount * _blocks.BlockSize}; raise the KV cache size"));
                 else break;   // first come, first served: later requests wait too
                 continue;
             }
-            _waiting.RemoveAt(0);
-            _blocks.Acquire(_hitBlocks);
-            r.Blocks.AddRange(_hitBlocks);
-            r.BlockHashes.AddRange(_hitHashes);
-            for (int b = 0; b < newBlocks; b++) r.Blocks.Add(_blocks.Allocate());
-            r.Computed = hit;
-            if (r.CachedPromptTokens < 0) r.CachedPromptTokens = Math.Min(hit, r.Request.PromptIds.Length);
-            if (r.FirstScheduled == 0) r.FirstScheduled = Stopwatch.GetTimestamp();
-            Interlocked.Add(ref _queryTokens, tokens.Length);
-            Interlocked.Add(ref _hitTokens, hit);
-            r.Running = true;
-            _running.Add(r);
-            _plan.Add((r, n));
+            promptBudget -= n;
             budget -= n;
         }
+    }
+
+    private long _stepNumber;
+
+    /// <summary>
+    /// Plans <paramref name="n"/> more tokens of a running request, growing its blocks; when the pool is short, the
+    /// newest running request not yet planned this step is preempted until it fits (r itself, when it is that
+    /// one). False when r could not be planned (preempted itself, or failed because the pool cannot hold it at all).
+    /// </summary>
+    private bool Reserve(EngineRequest r, int n, ref bool preempted)
+    {
+        while (!TryGrow(r, n))
+        {
+            EngineRequest? victim = null;
+            for (int v = _running.Count - 1; v >= 0; v--)
+                if (_running[v].PlannedStep != _stepNumber) { victim = _running[v]; break; }
+            if (victim is null || (victim == r && _running.Count == 1))
+            {
+                if (_running.Count == 1)
+                    Abort(r, new KvCacheFullException(
+                        $"request {r.Id} needs {r.Computed + n} tokens of KV cache and the whole cache holds {(long)_blocks.BlockCount * _blocks.BlockSize}; raise the KV cache size or lower the request's maximum tokens"));
+                return false;   // everything else is planned: r waits for a later step
+            }
+            Preempt(victim);
+            preempted = true;
+            if (victim == r) return false;
+        }
+        r.PlannedStep = _stepNumber;
+        _plan.Add((r, n));
+        return true;
+    }
+
+    /// <summary>Admits a waiting request with its cached prefix (<see cref="_hitBlocks"/>) and plans its first <paramref name="n"/> tokens; false when the pool cannot hold them.</summary>
+    private bool Admit(EngineRequest r, int hit, int n)
+    {
+        var tokens = r.Tokens.Span;
+        int newBlocks = BlocksFor(hit + n) - _hitBlocks.Count;
+        if (_blocks.BlocksNeeded(_hitBlocks, newBlocks) > _blocks.FreeBlockCount) return false;
+        _waiting.Remove(r);
+        _blocks.Acquire(_hitBlocks);
+        r.Blocks.AddRange(_hitBlocks);
+        r.BlockHashes.AddRange(_hitHashes);
+        for (int b = 0; b < newBlocks; b++) r.Blocks.Add(_blocks.Allocate());
+        r.Computed = hit;
+        if (r.CachedPromptTokens < 0) r.CachedPromptTokens = Math.Min(hit, r.Request.PromptIds.Length);
+        if (r.FirstScheduled == 0) r.FirstScheduled = Stopwatch.GetTimestamp();
+        Interlocked.Add(ref _queryTokens, tokens.Length);
+        Interlocked.Add(ref _hitTokens, hit);
+        r.Running = true;
+        _running.Add(r);
+        r.PlannedStep = _stepNumber;
+        _plan.Add((r, n));
+        return true;
     }
 
     /// <summary>A prompt chunk capped at the long-prefill threshold (decode rows, one token, are never capped).</summary>

@@ -283,6 +283,7 @@ public sealed partial class Engine : IDisposable
         public List<ulong> BlockHashes { get; } = [];
         public int[] Table = new int[8];   // Blocks as the forward pass reads it
         public bool Running;
+        public long PlannedStep;   // the step number whose plan holds this request
         public int CachedPromptTokens = -1;
         public long Arrival = Stopwatch.GetTimestamp(), FirstScheduled, FirstToken;
 

@@ -17,6 +17,12 @@ public sealed record EngineOptions
     /// queued behind a long one.
     /// </summary>
     public int LongPrefillThreshold { get; init; }
+    /// <summary>
+    /// Waiting requests whose uncached prompt is at most this many tokens (an aLoRA intrinsic after a cached
+    /// conversation: its invocation) are admitted ahead of the queue, and a step that admits one holds its other
+    /// prompt work to this many tokens, so the intrinsic's first token is not queued behind long prefills. 0: off.
+    /// </summary>
+    public int ShortPrefillTokens { get; init; }
     /// <summary>Reuse KV blocks across requests (enable_prefix_caching).</summary>
     public bool PrefixCaching { get; init; } = true;
     /// <summary>Called on the engine thread with every logits row a request samples from; for tests and debugging.</summary>
@@ -26,6 +32,7 @@ public sealed record EngineOptions
     {
         if (MaxRunningRequests < 1) throw new ArgumentException($"the engine's running-request limit must be at least 1, got {MaxRunningRequests}");
         if (MaxTokensPerStep < 1) throw new ArgumentException($"the engine's tokens-per-step limit must be at least 1, got {MaxTokensPerStep}");
+        if (ShortPrefillTokens < 0) throw new ArgumentException($"the short-prefill size must be >= 0, got {ShortPrefillTokens}");
         if (LongPrefillThreshold < 0) throw new ArgumentException($"the long-prefill threshold must be >= 0, got {LongPrefillThreshold}");
         if (BlockSize < 1) throw new ArgumentException($"the KV block size must be at least 1 token, got {BlockSize}");
         if (KvCacheTokens < BlockSize) throw new ArgumentException($"the KV cache must hold at least one block ({BlockSize} tokens), got {KvCacheTokens} tokens");

@@ -73,7 +73,11 @@ public sealed class EngineSchedulingTests : IClassFixture<BatchingTests.Stories>
         }
 
         // Together: a pool of 30 blocks of 4 tokens (the longest request needs ~20), 24 tokens a step, 6 running.
-        var together = new EngineDriver(model, new EngineOptions { KvCacheTokens = 120, BlockSize = 4, MaxTokensPerStep = 24, MaxRunningRequests = 6, LongPrefillThreshold = seed % 2 == 0 ? 7 : 0 });
+        var together = new EngineDriver(model, new EngineOptions
+        {
+            KvCacheTokens = 120, BlockSize = 4, MaxTokensPerStep = 24, MaxRunningRequests = 6,
+            LongPrefillThreshold = seed % 2 == 0 ? 7 : 0, ShortPrefillTokens = seed > 2 ? 6 : 0,
+        });
         using (var engine = together.Engine)
         {
             foreach (var (name, adapter) in adapters) engine.LoadAdapter(name, adapter);
@@ -136,10 +140,45 @@ public sealed class EngineSchedulingTests : IClassFixture<BatchingTests.Stories>
         long b = driver.Submit(new GenerationRequest { PromptIds = EngineTestKit.RandomIds(random, 3), MaxTokens = 2, IgnoreEos = true });
         static ScheduledWork W(long id, int n, bool prefill) => new(id, n, prefill);
         Assert.Equal([W(a, 6, true), W(b, 3, true)], driver.Step().Scheduled);      // without the cap a would take 16 and b wait
-        Assert.Equal([W(a, 6, true), W(b, 1, false)], driver.Step().Scheduled);     // b decodes (its first token came in step 1)
+        Assert.Equal([W(b, 1, false), W(a, 6, true)], driver.Step().Scheduled);     // decode rows first: b's first token came in step 1
         Assert.Equal([b], engine.LastStep.Finished);
         Assert.Equal([W(a, 6, true)], driver.Step().Scheduled);
         Assert.Equal([W(a, 2, true)], driver.Step().Scheduled);                     // a's last chunk samples its first token
+    }
+
+    [Fact]
+    public void AShortPromptJumpsTheQueueAndKeepsItsStepShort()
+    {
+        using var model = new DecoderModel(_kit.Weights, maxBatchTokens: 32);
+        var random = new Random(8);
+        int[] longPrompt = EngineTestKit.RandomIds(random, 40), shortPrompt = EngineTestKit.RandomIds(random, 3);
+        static ScheduledWork W(long id, int n, bool prefill) => new(id, n, prefill);
+
+        var driver = new EngineDriver(model, new EngineOptions { KvCacheTokens = 256, BlockSize = 4, MaxTokensPerStep = 16, ShortPrefillTokens = 4 });
+        using (var engine = driver.Engine)
+        {
+            long a = driver.Submit(new GenerationRequest { PromptIds = longPrompt, MaxTokens = 2, IgnoreEos = true });
+            Assert.Equal([W(a, 16, true)], driver.Step().Scheduled);
+            long b = driver.Submit(new GenerationRequest { PromptIds = shortPrompt, MaxTokens = 2, IgnoreEos = true });
+            Assert.Equal([W(b, 3, true), W(a, 4, true)], driver.Step().Scheduled);    // b whole (samples now), a held to 4
+            Assert.Equal([W(b, 1, false), W(a, 15, true)], driver.Step().Scheduled);  // b's last token; a takes the rest of the budget
+            Assert.Equal([b], engine.LastStep.Finished);
+        }
+
+        // Without it, b waits until a's prompt is done.
+        var plain = new EngineDriver(model, new EngineOptions { KvCacheTokens = 256, BlockSize = 4, MaxTokensPerStep = 16 });
+        using (var engine = plain.Engine)
+        {
+            long a = plain.Submit(new GenerationRequest { PromptIds = longPrompt, MaxTokens = 2, IgnoreEos = true });
+            plain.Step();
+            long b = plain.Submit(new GenerationRequest { PromptIds = shortPrompt, MaxTokens = 2, IgnoreEos = true });
+            Assert.Equal([W(a, 16, true)], plain.Step().Scheduled);
+            Assert.Equal([W(a, 8, true), W(b, 3, true)], plain.Step().Scheduled);
+            plain.RunToCompletion();
+            Assert.Equal(driverTokens(plain, b), driverTokens(driver, b));   // the order of work changes nothing in the results
+        }
+
+        static List<int> driverTokens(EngineDriver d, long id) => d[id].Tokens;
     }
 
     [Fact]
