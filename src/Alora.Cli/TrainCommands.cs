@@ -38,7 +38,7 @@ internal static class TrainCommands
         var checkpointing = new Option<bool>("--gradient_checkpointing");
         var allTokens = new Option<bool>("--train_on_all_tokens") { Description = "Loss on the prompt too, not only the response" };
         var rslora = new Option<bool>("--use_rslora");
-        var init = new Option<string>("--init_lora_weights") { Description = "true (Kaiming-uniform A, zero B), gaussian, pissa or olora (PEFT's; pissa/olora adapters are saved converted to rank-2r LoRAs of the original base)", DefaultValueFactory = _ => "true" };
+        var init = new Option<string>("--init_lora_weights") { Description = "true (Kaiming-uniform A, zero B), false (both Kaiming-uniform: not a no-op, for debugging, as PEFT allows), gaussian, pissa or olora (PEFT's; pissa/olora adapters are saved converted to rank-2r LoRAs of the original base)", DefaultValueFactory = _ => "true" };
         var initAdapter = new Option<string?>("--init_adapter") { Description = "Start from this adapter's weights" };
         var resume = new Option<string?>("--resume_from_checkpoint") { Description = "Continue from OUTPUT_DIR/checkpoint-N" };
 

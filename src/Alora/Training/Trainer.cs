@@ -282,7 +282,7 @@ public sealed class Trainer(TrainerOptions options)
         Require(o.LoraDropout is >= 0 and < 1, $"--lora_dropout must be in [0, 1), got {o.LoraDropout}");
         Require(!o.InitLoraWeights.StartsWith("pissa_niter_", StringComparison.Ordinal),
             $"--init_lora_weights '{o.InitLoraWeights}': PEFT's randomized-SVD PiSSA depends on torch's random stream and cannot be reproduced exactly; use pissa (full SVD)");
-        Require(o.InitLoraWeights is "true" or "gaussian" or "pissa" or "olora", $"--init_lora_weights '{o.InitLoraWeights}': expected true, gaussian, pissa or olora");
+        Require(o.InitLoraWeights is "true" or "false" or "gaussian" or "pissa" or "olora", $"--init_lora_weights '{o.InitLoraWeights}': expected true, false, gaussian, pissa or olora");
         Require(!LoraAdapter.RewritesBaseWeights(o.InitLoraWeights) || o.AdapterKind != "alora",
             $"--init_lora_weights {o.InitLoraWeights} with --adapter alora: an aLoRA leaves the tokens before its invocation to the base model, which {o.InitLoraWeights} would replace by a residual; use true or gaussian");
         Require(!LoraAdapter.RewritesBaseWeights(o.InitLoraWeights) || (o.InitAdapter is null && o.ResumeFromCheckpoint is null),

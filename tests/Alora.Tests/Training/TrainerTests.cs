@@ -53,6 +53,22 @@ public sealed class TrainerTests
         Assert.NotEmpty(withAdapter);
     }
 
+    /// <summary>PEFT allows init_lora_weights=False (A and B random, so the adapter is not a no-op at step 0) for debugging; so does the trainer.</summary>
+    [Fact]
+    public void InitLoraWeightsFalseTrainsAndIsRecorded()
+    {
+        using var temp = new TempFolder();
+        string output = temp.File("out");
+        var options = Options(SharedPaths.Path("data", "fms-hf-tuning", "twitter_complaints_input_output.jsonl"), output) with { MaxSteps = 2, InitLoraWeights = "false" };
+        Assert.Equal(2, new Trainer(options).Run().Steps);
+        var config = LoraConfig.Load(Path.Combine(output, "adapter_config.json"));
+        Assert.Equal("false", config.InitLoraWeights);
+        using var model = LanguageModel.Load(SharedPaths.Stories260K, cacheTokens: 64);
+        var adapter = model.LoadAdapter("debug", output);
+        // B starts Kaiming-uniform (±1/√r = ±0.5 here), far from what 2 steps of lr 0.01 make of a zero start.
+        Assert.True(adapter.Modules.Max(m => m.BValues.ToArray().Max(Math.Abs)) > 0.1f);
+    }
+
     [Fact]
     public void ResumingFromACheckpointGivesTheSameAdapterAsAnUninterruptedRun()
     {
