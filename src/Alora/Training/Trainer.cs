@@ -29,6 +29,7 @@ public sealed class Trainer(TrainerOptions options)
         Validate(o);
         string modelPath = Formats.HubDownloader.ResolveModelPath(o.BaseModel);
         using var weights = ModelWeights.Load(modelPath);
+        if (o.ResumeFromCheckpoint is null && o.InitAdapter is null) CheckTargets(o.TargetModules, weights.Config);
         var tokenizer = Tokenizer.Load(modelPath);
         var chat = Directory.Exists(modelPath) ? TryLoadChatTemplates(modelPath) : null;
 
@@ -242,6 +243,26 @@ public sealed class Trainer(TrainerOptions options)
             AloraInvocationTokens = invocation,
             BaseModelNameOrPath = o.BaseModel,
         };
+    }
+
+    /// <summary>
+    /// Every target_modules entry must name modules of the model, as PEFT insists: a misspelt name or an embedding
+    /// next to real projections is an error that names it, never silently dropped.
+    /// </summary>
+    private static void CheckTargets(IReadOnlyList<string> targets, ModelConfig config)
+    {
+        var paths = Enumerable.Range(0, config.LayerCount).SelectMany(layer => Projections.PeftNames.Select(module => ParameterLayout.ProjectionName(layer, module))).ToArray();
+        foreach (string target in targets)
+        {
+            if (target == "all-linear" || paths.Any(p => p == target || p.EndsWith("." + target, StringComparison.Ordinal))) continue;
+            string bare = target[(target.LastIndexOf('.') + 1)..];
+            string why = bare is "embed_tokens" or "lm_head" or "wte" or "output"
+                ? $"'{target}' is the embedding or output layer; LoRA there (PEFT's lora_embedding_A/B) is not supported: target the projections ({string.Join(", ", Projections.PeftNames)})"
+                : bare.EndsWith("norm", StringComparison.Ordinal) || bare.EndsWith("layernorm", StringComparison.Ordinal)
+                    ? $"'{target}' is a norm, not a linear layer; LoRA targets linear layers ({string.Join(", ", Projections.PeftNames)})"
+                    : $"'{target}' matches no module of this {config.Architecture} model (its modules are model.layers.N.self_attn.q_proj and the like: {string.Join(", ", Projections.PeftNames)}, or all-linear)";
+            throw new ArgumentException($"target_modules: {why}");
+        }
     }
 
     private static ChatTemplateConfig? TryLoadChatTemplates(string folder)

@@ -53,6 +53,24 @@ public sealed class TrainerTests
         Assert.NotEmpty(withAdapter);
     }
 
+    [Theory]
+    [InlineData("qproj", "matches no module")]
+    [InlineData("lm_head", "embedding or output layer")]
+    [InlineData("model.embed_tokens", "embedding or output layer")]
+    [InlineData("input_layernorm", "is a norm")]
+    public void ATargetThatMatchesNoProjectionIsAnErrorNamingIt(string bad, string reason)
+    {
+        using var temp = new TempFolder();
+        string output = temp.File("out");
+        var options = Options(SharedPaths.Path("data", "fms-hf-tuning", "twitter_complaints_input_output.jsonl"), output) with { TargetModules = ["q_proj", bad] };
+        var e = Assert.Throws<ArgumentException>(() => new Trainer(options).Run());
+        Assert.Contains($"'{bad}'", e.Message);
+        Assert.Contains(reason, e.Message);
+        Assert.False(Directory.Exists(output));
+        // Suffixes of real module paths are fine, as in PEFT.
+        Assert.Equal(1, new Trainer(options with { TargetModules = ["self_attn.q_proj", "mlp.down_proj"], MaxSteps = 1 }).Run().Steps);
+    }
+
     /// <summary>PEFT allows init_lora_weights=False (A and B random, so the adapter is not a no-op at step 0) for debugging; so does the trainer.</summary>
     [Fact]
     public void InitLoraWeightsFalseTrainsAndIsRecorded()
