@@ -49,7 +49,7 @@ public sealed class Trainer(TrainerOptions options)
         // Data: every line is checked before anything is written.
         var skipped = new List<string>();
         var examples = TrainingDataLoader.Load(o.DataPath, tokenizer, chat,
-            new TrainingDataOptions { CutoffLength = o.CutoffLength, InvocationTokens = invocation, TrainOnAllTokens = o.TrainOnAllTokens }, skipped);
+            new TrainingDataOptions { CutoffLength = o.CutoffLength, InvocationTokens = invocation, ActivationShift = adapter.ActivationShift, TrainOnAllTokens = o.TrainOnAllTokens }, skipped);
         SkippedExamples = skipped;
         var (train, validation) = TrainingBatches.Split(examples, o.ValSetSize, o.Seed);
         if (train.Count == 0) throw new TrainingDataException($"{o.DataPath}: no training examples remain after the validation split");

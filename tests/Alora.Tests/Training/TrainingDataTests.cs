@@ -92,6 +92,22 @@ public sealed class TrainingDataTests
         Assert.Contains("d.jsonl:2: the invocation [13, 473, 467] does not occur", e.Message);
     }
 
+    /// <summary>A legacy IBM aLoRA activates one token after its invocation's start; its training examples must too.</summary>
+    [Fact]
+    public void TheActivationStartTakesTheAdaptersShift()
+    {
+        using var temp = new TempFolder();
+        File.WriteAllText(temp.File("d.jsonl"), "{\"prompt\": \"Tom ran.\\nQ: Did Tom run?\\nA:\", \"completion\": \" yes\"}\n");
+        var tokenizer = Tokenizer.Load(SharedPaths.Stories260K);
+        int[] invocation = [13, 473, 467];
+        var current = TrainingDataLoader.Load(temp.File("d.jsonl"), tokenizer, null, new TrainingDataOptions { InvocationTokens = invocation })[0];
+        var legacy = TrainingDataLoader.Load(temp.File("d.jsonl"), tokenizer, null, new TrainingDataOptions { InvocationTokens = invocation, ActivationShift = 1 })[0];
+        int s = Alora.Inference.AdapterActivation.LastOccurrence(current.InputIds, invocation);
+        Assert.Equal(s, current.ActivationStart);
+        Assert.Equal(s + 1, legacy.ActivationStart);
+        Assert.Equal(current.Labels, legacy.Labels);   // the loss is on the same tokens
+    }
+
     [Fact]
     public void SplitAndBatchesAreSeededAndPadded()
     {

@@ -124,7 +124,7 @@ public static class TrainingDataLoader
                 throw new TrainingDataException(
                     $"{where}: the invocation [{string.Join(", ", invocation)}] does not occur in this example's {ids.Length} tokens.{hint}");
             }
-            activationStart = s;
+            activationStart = Inference.AdapterActivation.Start(ids, invocation, options.ActivationShift);   // the one rule, with the adapter's shift
             responseStart = s + invocation.Length;
         }
 
