@@ -10,7 +10,7 @@ public sealed partial class Engine
     private void StepCore()
     {
         _report.Clear();
-        Admit();
+        AcceptSubmitted();
         ProcessCancellations();
         ProcessUnloads();
         Schedule();
@@ -24,7 +24,7 @@ public sealed partial class Engine
         _waitingCount = _waiting.Count;
     }
 
-    private void Admit()
+    private void AcceptSubmitted()
     {
         while (_incoming.TryDequeue(out var r))
         {
@@ -39,7 +39,7 @@ public sealed partial class Engine
         while (_cancellations.TryDequeue(out long id))
         {
             if (!_live.TryGetValue(id, out var r)) continue;
-            Abort(r, r.CancellationToken.IsCancellationRequested
+            Retire(r, r.CancellationToken.IsCancellationRequested
                 ? new OperationCanceledException("the request was cancelled", r.CancellationToken)
                 : new OperationCanceledException("the request's stream was closed before it finished"));
         }
@@ -118,7 +118,7 @@ public sealed partial class Engine
             if (!Admit(r, hit, n))
             {
                 if (_running.Count == 0 && _plan.Count == 0)
-                    Abort(r, new KvCacheFullException($"request {r.Id} needs {hit + n} tokens of KV cache and the whole cache holds {(long)_blocks.BlockCount * _blocks.BlockSize}; raise the KV cache size"));
+                    Retire(r, new KvCacheFullException($"request {r.Id} needs {hit + n} tokens of KV cache and the whole cache holds {(long)_blocks.BlockCount * _blocks.BlockSize}; raise the KV cache size"));
                 else break;   // first come, first served: later requests wait too
                 continue;
             }
@@ -144,7 +144,7 @@ public sealed partial class Engine
             if (victim is null || (victim == r && _running.Count == 1))
             {
                 if (_running.Count == 1)
-                    Abort(r, new KvCacheFullException(
+                    Retire(r, new KvCacheFullException(
                         $"request {r.Id} needs {r.Computed + n} tokens of KV cache and the whole cache holds {(long)_blocks.BlockCount * _blocks.BlockSize}; raise the KV cache size or lower the request's maximum tokens"));
                 return false;   // everything else is planned: r waits for a later step
             }
@@ -165,7 +165,7 @@ public sealed partial class Engine
         if (_blocks.BlocksNeeded(_hitBlocks, newBlocks) > _blocks.FreeBlockCount) return false;
         _waiting.Remove(r);
         _blocks.Acquire(_hitBlocks);
-        r.Blocks.AddRange(_hitBlocks);
+        r.Blocks.AddRange(CollectionsMarshal.AsSpan(_hitBlocks));
         r.BlockHashes.AddRange(_hitHashes);
         for (int b = 0; b < newBlocks; b++) r.Blocks.Add(_blocks.Allocate());
         r.Computed = hit;
@@ -197,7 +197,8 @@ public sealed partial class Engine
     /// <summary>Frees a running request's blocks (full ones stay cached) and puts it first in line, to be recomputed.</summary>
     private void Preempt(EngineRequest r)
     {
-        _blocks.Release(r.Blocks);
+        _blocks.Release(r.Blocks.Span);
+        r.Blocks.Clear();
         r.BlockHashes.Clear();
         r.Computed = 0;
         r.Running = false;
@@ -218,7 +219,7 @@ public sealed partial class Engine
             bool last = r.Computed + n == r.Tokens.Count;
             if (last) logitRows++;
             var adapter = r.Adapter?.Adapter;
-            _chunks.Add(new ForwardChunk(r.SyncTable(), r.Computed, r.Tokens.Memory(r.Computed, n),
+            _chunks.Add(new ForwardChunk(r.Blocks.Memory(), r.Computed, r.Tokens.Memory(r.Computed, n),
                 last ? LogitRows.Last : LogitRows.None, adapter, adapter is null ? int.MaxValue : r.AdapterStart));
             bool decode = n == 1 && r.State.Generated > 0 && r.Computed == r.Tokens.Count - 1;
             _report.Scheduled.Add(new ScheduledWork(r.Id, n, !decode));
@@ -234,7 +235,7 @@ public sealed partial class Engine
         catch (Exception e)
         {
             // Nothing is committed: the step's requests fail, their blocks go back (none was registered).
-            foreach (var (r, _) in _plan) Abort(r, e);
+            foreach (var (r, _) in _plan) Retire(r, e);
             _plan.Clear();
             return false;
         }
@@ -293,12 +294,11 @@ public sealed partial class Engine
         _report.Finished.Add(r.Id);
     }
 
-    /// <summary>Ends a request with an error (cancellation, a failed step, disposal).</summary>
-    private void Abort(EngineRequest r, Exception error) => Retire(r, error);
-
+    /// <summary>Ends a request: its blocks go back, its stream completes (with the error, for a cancellation, a failed step or disposal).</summary>
     private void Retire(EngineRequest r, Exception? error)
     {
-        _blocks.Release(r.Blocks);
+        _blocks.Release(r.Blocks.Span);
+        r.Blocks.Clear();
         r.BlockHashes.Clear();
         if (r.Running) _running.Remove(r); else _waiting.Remove(r);
         r.Running = false;
@@ -310,7 +310,7 @@ public sealed partial class Engine
 
     private void FailAll(Exception error)
     {
-        foreach (var r in _live.Values.ToArray()) Abort(r, error);
+        foreach (var r in _live.Values.ToArray()) Retire(r, error);
     }
 
     // ───────────── adapter unloading ─────────────

@@ -245,7 +245,7 @@ public sealed partial class Engine : IDisposable
         _disposed = true;
         var disposed = new ObjectDisposedException(nameof(Engine), "the engine was disposed before the request finished");
         while (_incoming.TryDequeue(out var r)) { r.Output.TryComplete(disposed); r.Registration.Dispose(); }
-        foreach (var r in _live.Values.ToArray()) Abort(r, disposed);
+        foreach (var r in _live.Values.ToArray()) Retire(r, disposed);
         while (_unloads.TryDequeue(out var u)) u.Unloaded.TrySetResult();
         foreach (var u in _pendingUnloads) u.Unloaded.TrySetResult();
         _pool.Dispose();
@@ -276,32 +276,25 @@ public sealed partial class Engine : IDisposable
         public CancellationTokenRegistration Registration;
         public CancellationToken CancellationToken;
         /// <summary>Prompt then generated ids; positions [0, Computed) have keys and values in <see cref="Blocks"/>.</summary>
-        public TokenBuffer Tokens { get; } = new(request.PromptIds, request.MaxTokens);
+        public IdBuffer Tokens { get; } = new(request.PromptIds, request.MaxTokens);
         public int Computed;
-        public List<int> Blocks { get; } = [];
+        /// <summary>The block table: block ids for positions [0, 16), [16, 32), … (the forward pass reads it in place).</summary>
+        public IdBuffer Blocks { get; } = new([], 8);
         /// <summary>Chained hashes of the leading full blocks.</summary>
         public List<ulong> BlockHashes { get; } = [];
-        public int[] Table = new int[8];   // Blocks as the forward pass reads it
         public bool Running;
         public long PlannedStep;   // the step number whose plan holds this request
         public int CachedPromptTokens = -1;
         public long Arrival = Stopwatch.GetTimestamp(), FirstScheduled, FirstToken;
-
-        public ReadOnlyMemory<int> SyncTable()
-        {
-            if (Table.Length < Blocks.Count) Table = new int[Math.Max(Blocks.Count, Table.Length * 2)];
-            CollectionsMarshal.AsSpan(Blocks).CopyTo(Table);
-            return Table.AsMemory(0, Blocks.Count);
-        }
     }
 }
 
-/// <summary>A growable list of token ids that the forward pass can read as memory without a copy.</summary>
-internal sealed class TokenBuffer
+/// <summary>A growable list of ids (tokens, blocks) that the forward pass can read as memory without a copy.</summary>
+internal sealed class IdBuffer
 {
     private int[] _ids;
 
-    public TokenBuffer(int[] initial, int expectedMore)
+    public IdBuffer(int[] initial, int expectedMore)
     {
         _ids = new int[initial.Length + Math.Clamp(expectedMore, 1, 4096)];
         initial.CopyTo(_ids, 0);
@@ -309,7 +302,9 @@ internal sealed class TokenBuffer
     }
 
     public int Count { get; private set; }
+    public int this[int index] => index < Count ? _ids[index] : throw new ArgumentOutOfRangeException(nameof(index));
     public ReadOnlySpan<int> Span => _ids.AsSpan(0, Count);
+    public ReadOnlyMemory<int> Memory() => _ids.AsMemory(0, Count);
     public ReadOnlyMemory<int> Memory(int start, int length) => _ids.AsMemory(start, length);
 
     public void Add(int id)
@@ -317,6 +312,13 @@ internal sealed class TokenBuffer
         if (Count == _ids.Length) Array.Resize(ref _ids, _ids.Length * 2);
         _ids[Count++] = id;
     }
+
+    public void AddRange(ReadOnlySpan<int> ids)
+    {
+        foreach (int id in ids) Add(id);
+    }
+
+    public void Clear() => Count = 0;
 }
 
 /// <summary>A submitted request's updates, in order; the last carries the finish reason and the figures.</summary>

@@ -206,16 +206,15 @@ public sealed class KvBlockManager
     }
 
     /// <summary>Drops one reference to each block, last block first, so a request's tail is evicted before its shared head.</summary>
-    public void Release(List<int> blocks)
+    public void Release(ReadOnlySpan<int> blocks)
     {
-        for (int i = blocks.Count - 1; i >= 0; i--)
+        for (int i = blocks.Length - 1; i >= 0; i--)
         {
             int block = blocks[i];
             if (_referenceCounts[block] <= 0) throw new InvalidOperationException($"KV block {block} is already free");
             if (--_referenceCounts[block] > 0) continue;
             if (_registered[block]) PushTail(block); else PushHead(block);
         }
-        blocks.Clear();
     }
 
     /// <summary>Forgets every cached block that <paramref name="adapterId"/> computed (an unloaded adapter's).</summary>
