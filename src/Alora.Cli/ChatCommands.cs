@@ -25,12 +25,7 @@ internal static class ChatCommands
         command.SetAction(async (parse, cancellationToken) =>
         {
             using var languageModel = LanguageModel.Load(parse.GetValue(model)!);
-            foreach (string spec in parse.GetValue(adapters) ?? [])
-            {
-                int eq = spec.IndexOf('=', StringComparison.Ordinal);
-                if (eq <= 0) throw new CliException($"--adapter: expected NAME=PATH, found '{spec}'");
-                languageModel.LoadAdapter(spec[..eq], spec[(eq + 1)..]);
-            }
+            AdapterFlags.LoadInto(languageModel, parse.GetValue(adapters));
             ChatPrompter prompter;
             try { prompter = new ChatPrompter(languageModel, parse.GetValue(chatTemplate)); }
             catch (InvalidOperationException e) { throw new CliException(e.Message); }
@@ -92,9 +87,7 @@ internal static class ChatCommands
         private async Task ReplyAsync(string text, TextWriter output, CancellationToken cancellationToken)
         {
             _conversation.Add(new JsonObject { ["role"] = "user", ["content"] = text });
-            int[] ids = prompter.Render(_conversation, addGenerationPrompt: true, adapterName: _adapter).Ids;
-            if (_adapter is not null && model.Adapters[_adapter].IsActivated && AdapterActivation.LastOccurrence(ids, model.Adapters[_adapter].InvocationTokens) < 0)
-                ids = prompter.Render(_conversation, addGenerationPrompt: false, adapterName: _adapter).Ids;   // the invocation appended
+            int[] ids = prompter.RenderTurn(_conversation, _adapter);
             var reply = new StringBuilder();
             GenerationStats? stats = null;
             var request = new GenerationRequest { PromptIds = ids, AdapterName = _adapter, Sampling = sampling, MaxTokens = maxTokens };

@@ -128,16 +128,7 @@ internal static class GenerateCommands
                     var other => throw new CliException($"--on-missing-invocation: '{other}' is not a policy; expected error or base"),
                 },
             };
-            var names = new List<string>();
-            foreach (string spec in parse.GetValue(AdapterOption) ?? [])
-            {
-                int eq = spec.IndexOf('=', StringComparison.Ordinal);
-                string path = eq > 0 ? spec[(eq + 1)..] : spec;
-                string name = eq > 0 ? spec[..eq] : Path.GetFileName(Path.TrimEndingDirectorySeparator(path));
-                if (names.Contains(name)) throw new CliException($"--adapter: the name '{name}' is used twice");
-                model.LoadAdapter(name, path);
-                names.Add(name);
-            }
+            var names = AdapterFlags.LoadInto(model, parse.GetValue(AdapterOption), nameOptional: true);
             string? use = parse.GetValue(UseOption);
             if (use is not null)
             {

@@ -41,12 +41,7 @@ internal static class ServeCommands
                 ShortPrefillTokens = parse.GetValue(shortPrefill),
             };
             using var languageModel = LanguageModel.Load(modelArgument, maxBatchTokens: Math.Min(512, engineOptions.MaxTokensPerStep), engineOptions: engineOptions);
-            foreach (string spec in parse.GetValue(adapters) ?? [])
-            {
-                int eq = spec.IndexOf('=', StringComparison.Ordinal);
-                if (eq <= 0) throw new CliException($"--adapter: expected NAME=PATH, found '{spec}'");
-                languageModel.LoadAdapter(spec[..eq], spec[(eq + 1)..]);
-            }
+            AdapterFlags.LoadInto(languageModel, parse.GetValue(adapters));
             var options = new ServerOptions
             {
                 ServedModelName = parse.GetValue(servedName) ?? modelArgument,

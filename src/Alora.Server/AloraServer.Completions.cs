@@ -67,7 +67,6 @@ public sealed partial class AloraServer
             AdapterName = adapter,
             Logprobs = logprobs,
         };
-        CheckInvocation(request, promptField);
         return new Prepared(model, ids, request, (int)(f.OptionalInteger("n", 1, 16) ?? 1), f.OptionalBool("stream") ?? false, includeUsage,
             f.OptionalBool("return_token_ids") ?? false);
     }
@@ -98,17 +97,11 @@ public sealed partial class AloraServer
         return adapter;
     }
 
-    private void CheckInvocation(GenerationRequest request, string promptField)
-    {
-        if (request.AdapterName is not { } name || !_model.Adapters.TryGetValue(name, out var adapter) || !adapter.IsActivated) return;
-        if (AdapterActivation.LastOccurrence(request.PromptIds, adapter.InvocationTokens) >= 0) return;
-        throw new ApiError(400,
-            $"adapter '{name}' is an aLoRA: it applies from its invocation {InvocationText(name)} on, and the prompt does not contain it. " +
-            "End the prompt with the invocation (for chat: a chat template whose generation prompt is the invocation, or add_generation_prompt: false to append the adapter's invocation to the rendered conversation).",
-            promptField, "invocation_not_found");
-    }
-
-    private string InvocationText(string adapterName) => _prompter.DescribeInvocation(adapterName);
+    /// <summary>The 400 for an aLoRA request whose prompt lacks the invocation (the engine refuses it at submission).</summary>
+    private ApiError InvocationMissing(string adapterName, string promptField) => new(400,
+        $"adapter '{adapterName}' is an aLoRA: it applies from its invocation {_prompter.DescribeInvocation(adapterName)} on, and the prompt does not contain it. " +
+        "End the prompt with the invocation (for chat: a chat template whose generation prompt is the invocation, or add_generation_prompt: false to append the adapter's invocation to the rendered conversation).",
+        promptField, "invocation_not_found");
 
     private int[] CompletionPrompt(RequestFields f)
     {

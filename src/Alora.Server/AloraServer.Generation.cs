@@ -40,7 +40,8 @@ public sealed partial class AloraServer
         catch (Exception e) when (e is ArgumentException or InvocationNotFoundException or KeyNotFoundException)
         {
             foreach (var s in streams) _model.Engine.Cancel(s.Id);
-            throw new ApiError(400, e.Message, chat ? "messages" : "prompt");
+            string promptField = chat ? "messages" : "prompt";
+            throw e is InvocationNotFoundException ? InvocationMissing(prepared.Request.AdapterName!, promptField) : new ApiError(400, e.Message, promptField);
         }
         _metrics.RequestStarted();
         string status = "error";
@@ -171,7 +172,7 @@ public sealed partial class AloraServer
         response.ContentType = "text/event-stream";
         response.Headers.CacheControl = "no-cache";
         long created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
-        var gate = new SemaphoreSlim(1, 1);
+        using var gate = new SemaphoreSlim(1, 1);
         var cancel = context.RequestAborted;
 
         async Task Send(JsonObject chunk)

@@ -22,7 +22,6 @@ public sealed partial class AloraServer : IAsyncDisposable
     private readonly ServerOptions _options;
     private readonly ChatPrompter _prompter;
     private readonly ServerMetrics _metrics;
-    private readonly Dictionary<string, string> _adapterPaths = new(StringComparer.Ordinal);   // guarded by itself
     private readonly long _created = DateTimeOffset.UtcNow.ToUnixTimeSeconds();
 
     private AloraServer(WebApplication app, LanguageModel model, ServerOptions options)
@@ -31,7 +30,6 @@ public sealed partial class AloraServer : IAsyncDisposable
         _model = model;
         _options = options;
         _prompter = new ChatPrompter(model, options.ChatTemplatePath);
-        foreach (var (name, adapter) in model.Adapters) _adapterPaths[name] = adapter.SourcePath ?? name;
         _metrics = new ServerMetrics(model.Engine);
         MapEndpoints();
     }
@@ -172,19 +170,19 @@ public sealed partial class AloraServer : IAsyncDisposable
                 ["root"] = _model.Path, ["parent"] = null, ["max_model_len"] = MaxModelLength,
             },
         };
-        lock (_adapterPaths)
-            foreach (var name in _model.Engine.AdapterNames)
+        foreach (var name in _model.Engine.AdapterNames)
+        {
+            if (!_model.Adapters.TryGetValue(name, out var adapter)) continue;   // being unloaded
+            var entry = new JsonObject
             {
-                var entry = new JsonObject
-                {
-                    ["id"] = name, ["object"] = "model", ["created"] = _created, ["owned_by"] = "alora",
-                    ["root"] = _adapterPaths.GetValueOrDefault(name, name), ["parent"] = _options.ServedModelName, ["max_model_len"] = MaxModelLength,
-                };
-                // An extension field: an aLoRA's invocation ids (the chat page calls aLoRAs without a generation prompt).
-                if (_model.Adapters.TryGetValue(name, out var adapter) && adapter.InvocationTokens is { } invocation)
-                    entry["invocation_tokens"] = new JsonArray([.. invocation.Select(i => (JsonNode)i)]);
-                data.Add(entry);
-            }
+                ["id"] = name, ["object"] = "model", ["created"] = _created, ["owned_by"] = "alora",
+                ["root"] = adapter.SourcePath ?? name, ["parent"] = _options.ServedModelName, ["max_model_len"] = MaxModelLength,
+            };
+            // An extension field: an aLoRA's invocation ids (the chat page calls aLoRAs without a generation prompt).
+            if (adapter.InvocationTokens is { } invocation)
+                entry["invocation_tokens"] = new JsonArray([.. invocation.Select(i => (JsonNode)i)]);
+            data.Add(entry);
+        }
         return new JsonObject { ["object"] = "list", ["data"] = data };
     }
 
@@ -198,7 +196,6 @@ public sealed partial class AloraServer : IAsyncDisposable
         try
         {
             var adapter = await Task.Run(() => _model.LoadAdapter(name, path)).ConfigureAwait(false);
-            lock (_adapterPaths) _adapterPaths[name] = path;
             context.Items[LogDetailKey] = $"loaded {adapter}";
         }
         catch (Exception e) when (e is Formats.ModelFormatException or FileNotFoundException or DirectoryNotFoundException or ArgumentException or InvalidDataException)
@@ -213,7 +210,6 @@ public sealed partial class AloraServer : IAsyncDisposable
         string name = fields.RequiredString("lora_name");
         if (!_model.Engine.AdapterNames.Contains(name)) throw new ApiError(404, $"no adapter named '{name}' is loaded", "lora_name", "model_not_found");
         await _model.UnloadAdapterAsync(name).ConfigureAwait(false);
-        lock (_adapterPaths) _adapterPaths.Remove(name);
         await Results.Text($"Success: LoRA adapter '{name}' removed successfully.").ExecuteAsync(context).ConfigureAwait(false);
     }
 

@@ -41,6 +41,18 @@ public sealed class ChatPrompter
         return (ids, text);
     }
 
+    /// <summary>
+    /// The prompt of the next turn for the base model or an adapter: the template's generation prompt, or, for an aLoRA
+    /// whose invocation that prompt lacks, the conversation with the adapter's invocation appended.
+    /// </summary>
+    public int[] RenderTurn(JsonArray messages, string? adapterName)
+    {
+        int[] ids = Render(messages, addGenerationPrompt: true, adapterName: adapterName).Ids;
+        if (adapterName is not null && _model.Adapters[adapterName] is { IsActivated: true } adapter && AdapterActivation.LastOccurrence(ids, adapter.InvocationTokens) < 0)
+            ids = Render(messages, addGenerationPrompt: false, adapterName: adapterName).Ids;
+        return ids;
+    }
+
     /// <summary>A readable form of an aLoRA's invocation: its invocation string (or decoded ids) and ids.</summary>
     public string DescribeInvocation(string adapterName)
     {

@@ -112,11 +112,10 @@ public sealed class LanguageModel : IDisposable
     {
         lock (_lazy)
         {
-            if (_adapters.ContainsKey(name)) throw new ArgumentException($"an adapter named '{name}' is already loaded", nameof(name));
+            ThrowIfLoaded(name);
             var adapter = LoraAdapter.Load(folder, Config, name, Tokenizer);
-            try { _engine?.LoadAdapter(name, adapter.AsForwardAdapter()); }
+            try { Register(name, adapter); }
             catch { adapter.Dispose(); throw; }
-            _adapters[name] = adapter;
             return adapter;
         }
     }
@@ -129,10 +128,21 @@ public sealed class LanguageModel : IDisposable
             throw new ArgumentException($"adapter '{name}' was made for another base model ({adapter.BaseConfig.LayerCount} layers of {adapter.BaseConfig.HiddenSize}, this one {Config.LayerCount} of {Config.HiddenSize})", nameof(adapter));
         lock (_lazy)
         {
-            if (_adapters.ContainsKey(name)) throw new ArgumentException($"an adapter named '{name}' is already loaded", nameof(name));
-            _engine?.LoadAdapter(name, adapter.AsForwardAdapter());
-            _adapters[name] = adapter;
+            ThrowIfLoaded(name);
+            Register(name, adapter);
         }
+    }
+
+    private void ThrowIfLoaded(string name)
+    {
+        if (_adapters.ContainsKey(name)) throw new ArgumentException($"an adapter named '{name}' is already loaded", nameof(name));
+    }
+
+    /// <summary>Makes an adapter usable here and, when the engine exists, there (under <see cref="_lazy"/>).</summary>
+    private void Register(string name, LoraAdapter adapter)
+    {
+        _engine?.LoadAdapter(name, adapter.AsForwardAdapter());
+        _adapters[name] = adapter;
     }
 
     /// <summary>Unloads an adapter: the engine first finishes its requests and evicts its cached KV, then its memory is freed.</summary>
