@@ -108,29 +108,9 @@ internal static class ConcurrencyPeerBench
     /// </summary>
     public static double AloraDecodeSeconds(DecoderModel model, int streams, int promptLength, int steps)
     {
-        int vocab = model.VocabSize;
-        using var engine = new Alora.Serving.Engine(model, [], null, new Alora.Serving.EngineOptions
-        {
-            MaxRunningRequests = streams, MaxTokensPerStep = Math.Max(512, streams * promptLength), KvCacheTokens = streams * (promptLength + steps + 32), PrefixCaching = false,
-        }, startLoop: false);
-        var outputs = new List<Alora.Serving.RequestStream>();
-        for (int s = 0; s < streams; s++)
-        {
-            var prompt = new int[promptLength];
-            for (int i = 0; i < promptLength; i++) prompt[i] = PromptToken(s, i, vocab);
-            outputs.Add(engine.Submit(new GenerationRequest { PromptIds = prompt, MaxTokens = steps + 2, IgnoreEos = true }));
-        }
-        double seconds = 0;
-        int decodeSteps = 0;
-        while (engine.HasWork && decodeSteps < steps)
-        {
-            long start = Stopwatch.GetTimestamp();
-            var report = engine.Step();
-            double elapsed = Stopwatch.GetElapsedTime(start).TotalSeconds;
-            if (report.Scheduled.Count == streams && report.Scheduled.TrueForAll(w => !w.Prefill)) { seconds += elapsed; decodeSteps++; }
-            foreach (var output in outputs) while (output.Updates.TryRead(out _)) { }
-        }
-        return seconds * steps / Math.Max(1, decodeSteps);
+        var prompts = Enumerable.Range(0, streams).Select(s => Enumerable.Range(0, promptLength).Select(i => PromptToken(s, i, model.VocabSize)).ToArray()).ToArray();
+        var times = EngineBench.DecodeStepTimes(model, prompts, steps);
+        return times.Sum() * steps / Math.Max(1, times.Count);
     }
 
     /// <summary>Alora's last-position logits [V] of one prompt.</summary>

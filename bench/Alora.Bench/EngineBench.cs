@@ -44,29 +44,36 @@ internal static class EngineBench
     /// <summary>Median seconds of the engine steps in which all <paramref name="n"/> streams decode one token.</summary>
     private static double DecodeStepSeconds(DecoderModel model, int n, int steps)
     {
+        var random = new Random(n);
+        var prompts = Enumerable.Range(0, n).Select(_ => Enumerable.Range(0, 16).Select(_ => random.Next(model.VocabSize)).ToArray()).ToArray();
+        var times = DecodeStepTimes(model, prompts, steps);
+        times.Sort();
+        return times[times.Count / 2];
+    }
+
+    /// <summary>
+    /// Seconds of each of <paramref name="steps"/> engine steps in which every prompt's request decodes one token
+    /// (schedule, one forward pass over N rows, sampling, streaming); prefill steps are not timed. Greedy, EOS ignored.
+    /// </summary>
+    internal static List<double> DecodeStepTimes(DecoderModel model, int[][] prompts, int steps)
+    {
+        int n = prompts.Length;
         using var engine = new Engine(model, [], null, new EngineOptions
         {
-            MaxRunningRequests = Math.Max(n, 1), MaxTokensPerStep = Math.Max(512, n), KvCacheTokens = n * (16 + steps + 16) + 64, PrefixCaching = false,
+            MaxRunningRequests = Math.Max(n, 1), MaxTokensPerStep = Math.Max(512, prompts.Sum(p => p.Length)),
+            KvCacheTokens = prompts.Sum(p => p.Length + steps + 16) + 64, PrefixCaching = false,
         }, startLoop: false);
-        var random = new Random(n);
-        var streams = new List<RequestStream>();
-        for (int i = 0; i < n; i++)
-            streams.Add(engine.Submit(new GenerationRequest
-            {
-                PromptIds = Enumerable.Range(0, 16).Select(_ => random.Next(model.VocabSize)).ToArray(),
-                MaxTokens = steps + 2, IgnoreEos = true,
-            }));
+        var streams = prompts.Select(p => engine.Submit(new GenerationRequest { PromptIds = p, MaxTokens = steps + 2, IgnoreEos = true })).ToList();
         var times = new List<double>();
-        while (engine.HasWork)
+        while (engine.HasWork && times.Count < steps)
         {
             long start = Stopwatch.GetTimestamp();
             var report = engine.Step();
             double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-            if (report.Scheduled.Count == n && report.Scheduled.All(w => !w.Prefill)) times.Add(seconds);
+            if (report.Scheduled.Count == n && report.Scheduled.TrueForAll(w => !w.Prefill)) times.Add(seconds);
             foreach (var s in streams) while (s.Updates.TryRead(out _)) { }
         }
-        times.Sort();
-        return times[times.Count / 2];
+        return times;
     }
 
     private sealed record Mode(string Name, bool Activated, bool PrefixCaching);
