@@ -24,6 +24,8 @@ public sealed record GenerationRequest
     public string? AdapterName { get; init; }
     /// <summary>Report each generated token's log probability and this many top alternatives (0–20); null: none.</summary>
     public int? Logprobs { get; init; }
+    /// <summary>Structured outputs: what the generated text must look like; null leaves it free.</summary>
+    public Structured.OutputConstraint? Constraint { get; init; }
     /// <summary>What an aLoRA does when its invocation is absent from the prompt.</summary>
     public MissingInvocationPolicy OnMissingInvocation { get; init; } = MissingInvocationPolicy.Error;
 }
