@@ -57,7 +57,8 @@ public sealed class LanguageModel : IDisposable
             lock (_lazy)
             {
                 if (_engine is not null) return _engine;
-                var engine = new Engine(Model, EosTokenIds, Tokenizer is { } t ? () => t.CreateStreamingDecoder(skipSpecialTokens: true) : null, _engineOptions);
+                var engine = new Engine(Model, EosTokenIds, Tokenizer is { } t ? () => t.CreateStreamingDecoder(skipSpecialTokens: true) : null, _engineOptions,
+                    vocabulary: Tokenizer is { } v ? Structured.TokenVocabulary.For(v) : null);
                 foreach (var (name, adapter) in _adapters) engine.LoadAdapter(name, adapter.AsForwardAdapter());
                 return _engine = engine;
             }
