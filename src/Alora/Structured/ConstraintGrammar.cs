@@ -8,9 +8,9 @@ internal static class ConstraintGrammar
         switch (c.Kind)
         {
             case ConstraintKind.JsonObject:
-                return JsonSchemaGrammar.AnyObject();
+                return JsonSchemaGrammar.AnyObject(c.JsonWhitespace);
             case ConstraintKind.JsonSchema:
-                return JsonSchemaGrammar.Compile(c.Schema!);
+                return JsonSchemaGrammar.Compile(c.Schema!, c.JsonWhitespace);
             case ConstraintKind.Choice:
             {
                 var b = new GrammarBuilder();

@@ -15,7 +15,7 @@ namespace Alora.Structured;
 /// $comment, deprecated, readOnly, writeOnly) are ignored; any other keyword is refused and named.
 /// Choices, as llama.cpp and XGrammar make them: properties come in the order the schema lists them; when a
 /// schema lists properties, others are allowed only if additionalProperties says so; whitespace between
-/// tokens is up to 20 of space, tab, CR and LF; strings use raw UTF-8 except where JSON requires an escape
+/// tokens is a space or a line break with up to 20 spaces or tabs (or none: <see cref="OutputConstraint.JsonWhitespace"/>); strings use raw UTF-8 except where JSON requires an escape
 /// (any escape is accepted in free strings); bounded numbers are written without an exponent.
 /// </summary>
 internal sealed class JsonSchemaGrammar
@@ -32,11 +32,15 @@ internal sealed class JsonSchemaGrammar
     private readonly int _ws, _value, _string, _number;
     private readonly string _what;
 
-    private JsonSchemaGrammar(JsonNode root, string what)
+    private JsonSchemaGrammar(JsonNode root, string what, bool whitespace)
     {
         _root = root;
         _what = what;
-        _ws = _b.Add("ws", GExpr.Repeat(new GByte(ByteSet.Of((byte)' ').Union(ByteSet.Of((byte)'\t')).Union(ByteSet.Of((byte)'\n')).Union(ByteSet.Of((byte)'\r'))), 0, 20));
+        // llama.cpp's rule: nothing, one space, or a line break and up to 20 spaces or tabs. Free whitespace lets a
+        // weak model pad forever; this still takes compact, one-line and pretty-printed JSON.
+        _ws = _b.Add("ws", whitespace
+            ? GExpr.Optional(GExpr.Alt(GExpr.Literal(" "), GExpr.Seq(GExpr.Literal("\n"), GExpr.Repeat(new GByte(ByteSet.Of((byte)' ').Union(ByteSet.Of((byte)'\t'))), 0, 20))))
+            : GExpr.Empty);
         _string = _b.Add("string", GExpr.Seq(GExpr.Literal("\""), GExpr.Star(AnyStringChar()), GExpr.Literal("\"")));
         _number = _b.Add("number", NumberSyntax());
         _value = _b.Declare("value");
@@ -44,18 +48,18 @@ internal sealed class JsonSchemaGrammar
     }
 
     /// <summary>The grammar of JSON texts valid under the schema.</summary>
-    public static ByteGrammar Compile(JsonNode schema, string what = "the schema")
+    public static ByteGrammar Compile(JsonNode schema, bool whitespace = true, string what = "the schema")
     {
-        var compiler = new JsonSchemaGrammar(schema, what);
+        var compiler = new JsonSchemaGrammar(schema, what, whitespace);
         var body = compiler.Schema(schema, "#");
         int root = compiler._b.Add("root", GExpr.Seq(new GRef(compiler._ws), body));
         return compiler._b.Build(root);
     }
 
     /// <summary>The grammar of any JSON object (OpenAI's json_object).</summary>
-    public static ByteGrammar AnyObject()
+    public static ByteGrammar AnyObject(bool whitespace = true)
     {
-        var compiler = new JsonSchemaGrammar(new JsonObject(), "json_object");
+        var compiler = new JsonSchemaGrammar(new JsonObject(), "json_object", whitespace);
         int root = compiler._b.Add("root", GExpr.Seq(new GRef(compiler._ws), compiler.AnyObjectExpr()));
         return compiler._b.Build(root);
     }
@@ -213,6 +217,12 @@ internal sealed class JsonSchemaGrammar
         return set;
     }
 
+    /// <summary>Calendar dates (RFC 3339 full-date) with each month's length; 29 February is left out (it needs the year).</summary>
+    private const string Date = @"[1-9]\d{3}-((0[1-9]|1[0-2])-(0[1-9]|1\d|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31)";
+
+    /// <summary>As llama.cpp: integer parts and fractions of free numbers have at most 16 digits (a weak model may emit digits forever).</summary>
+    private const int MaxDigits = 16;
+
     private GExpr StringSchema(JsonObject s, string path)
     {
         int? minLength = Count(s, "minLength", path), maxLength = Count(s, "maxLength", path);
@@ -225,9 +235,9 @@ internal sealed class JsonSchemaGrammar
         {
             pattern = format switch
             {
-                "date" => @"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])",
+                "date" => Date,
                 "time" => @"([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)",
-                "date-time" => @"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)",
+                "date-time" => Date + @"T([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)",
                 "uuid" => @"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}",
                 _ => throw Error(path + "/format", $"the format '{format}' is not supported (supported: date, time, date-time, uuid)"),
             };
@@ -257,9 +267,9 @@ internal sealed class JsonSchemaGrammar
 
     private static GExpr NumberSyntax() => GExpr.Seq(
         GExpr.Optional(GExpr.Literal("-")),
-        GExpr.Alt(GExpr.Literal("0"), GExpr.Seq(Digit(1, 9), GExpr.Star(Digit()))),
-        GExpr.Optional(GExpr.Seq(GExpr.Literal("."), GExpr.Plus(Digit()))),
-        GExpr.Optional(GExpr.Seq(new GByte(ByteSetOf("eE")), GExpr.Optional(new GByte(ByteSetOf("+-"))), GExpr.Plus(Digit()))));
+        GExpr.Alt(GExpr.Literal("0"), GExpr.Seq(Digit(1, 9), GExpr.Repeat(Digit(), 0, MaxDigits - 1))),
+        GExpr.Optional(GExpr.Seq(GExpr.Literal("."), GExpr.Repeat(Digit(), 1, MaxDigits))),
+        GExpr.Optional(GExpr.Seq(new GByte(ByteSetOf("eE")), GExpr.Optional(new GByte(ByteSetOf("+-"))), GExpr.Repeat(Digit(), 1, 3))));
 
     private GExpr IntegerSchema(JsonObject s, string path)
     {
@@ -359,7 +369,7 @@ internal sealed class JsonSchemaGrammar
     {
         string loRest = i < lo.Length ? lo[i..] : "";
         string? hiRest = hi is null ? null : i < hi.Length ? hi[i..] : "";
-        if (loRest.Length == 0 && hiRest is null) return nonEmpty ? GExpr.Plus(Digit()) : GExpr.Star(Digit());
+        if (loRest.Length == 0 && hiRest is null) return GExpr.Repeat(Digit(), nonEmpty ? 1 : 0, MaxDigits);
         var alternatives = new List<GExpr>();
         // Ending here means the remaining digits are zeros: ≥ loRest only if loRest is empty; ≤ hiRest always.
         if (!nonEmpty && loRest.Length == 0) alternatives.Add(GExpr.Empty);
@@ -369,9 +379,9 @@ internal sealed class JsonSchemaGrammar
         {
             // Upper bound reached: only zeros may follow.
             if (loRest.Length > 0) throw new InvalidOperationException("the fraction's lower bound is above its upper bound");
-            return nonEmpty ? GExpr.Plus(GExpr.Literal("0")) : GExpr.Star(GExpr.Literal("0"));
+            return GExpr.Repeat(GExpr.Literal("0"), nonEmpty ? 1 : 0, MaxDigits);
         }
-        if (a + 1 <= b - 1) alternatives.Add(GExpr.Seq(Digit(a + 1, b - 1), GExpr.Star(Digit())));
+        if (a + 1 <= b - 1) alternatives.Add(GExpr.Seq(Digit(a + 1, b - 1), GExpr.Repeat(Digit(), 0, MaxDigits)));
         if (a == b) alternatives.Add(GExpr.Seq(Digit(a, a), FractionDigits(lo, hi, i + 1, nonEmpty: false)));
         else
         {
@@ -424,7 +434,7 @@ internal sealed class JsonSchemaGrammar
             BigInteger a = BigInteger.Max(lo, first), b = hi is { } hb ? BigInteger.Min(hb, last) : last;
             if (a <= b) parts.Add(SameLength(a.ToString(CultureInfo.InvariantCulture), b.ToString(CultureInfo.InvariantCulture), 0));
         }
-        if (hi is null) parts.Add(GExpr.Seq(Digit(1, 9), GExpr.Repeat(Digit(), loLength, loLength), GExpr.Star(Digit())));
+        if (hi is null && loLength < MaxDigits) parts.Add(GExpr.Seq(Digit(1, 9), GExpr.Repeat(Digit(), loLength, MaxDigits - 1)));
         return GExpr.Alt([.. parts]);
     }
 
@@ -540,7 +550,8 @@ internal sealed class JsonSchemaGrammar
     private int? Count(JsonObject s, string key, string path)
     {
         if (s[key] is not { } node) return null;
-        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.Number && v.TryGetValue(out double d) && d >= 0 && d == Math.Floor(d) && d <= 100_000)
+        if (node is JsonValue v && v.GetValueKind() == JsonValueKind.Number
+            && double.TryParse(v.ToJsonString(), NumberStyles.Float, CultureInfo.InvariantCulture, out double d) && d >= 0 && d == Math.Floor(d) && d <= 100_000)
             return (int)d;
         throw Error($"{path}/{key}", $"expected a non-negative integer (at most 100000), found {Describe(node)}");
     }

@@ -51,9 +51,9 @@ public sealed class TokenConstraint
 
     internal static string Key(OutputConstraint c) => c.Kind switch
     {
-        ConstraintKind.JsonSchema => "schema:" + c.Schema!.ToJsonString(),
+        ConstraintKind.JsonSchema => (c.JsonWhitespace ? "schema:" : "compact schema:") + c.Schema!.ToJsonString(),
         ConstraintKind.Choice => "choice:" + JsonSerializer.Serialize(c.Choices),
-        ConstraintKind.JsonObject => "object",
+        ConstraintKind.JsonObject => c.JsonWhitespace ? "object" : "compact object",
         _ => $"{c.Kind}:{c.Text}",
     };
 

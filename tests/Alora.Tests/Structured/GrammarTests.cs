@@ -92,7 +92,8 @@ public class GrammarTests
 
     [Theory]
     [InlineData("""{"type":"integer","minimum":-15,"maximum":130}""", new[] { "-15", "-9", "0", "7", "99", "130", "100" }, new[] { "-16", "131", "-0", "007", "1000", "1.5" })]
-    [InlineData("""{"type":"integer","exclusiveMinimum":0}""", new[] { "1", "12345678901234567890" }, new[] { "0", "-1" })]
+    [InlineData("""{"type":"integer","exclusiveMinimum":0}""", new[] { "1", "1234567890123456" }, new[] { "0", "-1", "12345678901234567" })]
+    [InlineData("""{"type":"string","format":"date"}""", new[] { "\"2024-01-31\"", "\"1999-04-30\"", "\"2000-02-28\"" }, new[] { "\"2024-04-31\"", "\"2024-02-30\"", "\"2024-13-01\"" })]
     [InlineData("""{"type":"number","minimum":-1.25,"maximum":3.5}""", new[] { "-1.25", "-1.2", "-1", "0", "0.0001", "3", "3.5", "3.50", "2.999" }, new[] { "-1.26", "-1.3", "3.51", "4", "1e2" })]
     [InlineData("""{"type":"number","minimum":0.5}""", new[] { "0.5", "0.51", "1", "123.25" }, new[] { "0.49", "0", "-1" })]
     [InlineData("""{"type":"string","minLength":2,"maxLength":3}""", new[] { "\"ab\"", "\"a\\nb\"", "\"日本語\"" }, new[] { "\"a\"", "\"abcd\"", "\"a\nb\"" })]
