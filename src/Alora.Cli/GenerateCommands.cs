@@ -32,9 +32,10 @@ internal static class GenerateCommands
         var ignoreEos = new Option<bool>("--ignore-eos") { Description = "Do not stop at end-of-sequence tokens" };
         var stop = new Option<string[]>("--stop") { Description = "Stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of streaming text" };
+        var constraints = new ConstraintFlags();
 
         var command = new Command("generate", "Generate text from a prompt");
-        foreach (var o in new Option[] { ModelOption, PromptOption, PromptIdsOption, maxTokens }.Concat(sampling.All).Concat([ignoreEos, stop, json]).Concat(AdapterOptions))
+        foreach (var o in new Option[] { ModelOption, PromptOption, PromptIdsOption, maxTokens }.Concat(sampling.All).Concat([ignoreEos, stop, json]).Concat(constraints.All).Concat(AdapterOptions))
             command.Options.Add(o);
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -52,6 +53,7 @@ internal static class GenerateCommands
                 AdapterName = adapters.Selected?.Name,
                 OnMissingInvocation = adapters.Policy,
                 Sampling = sampling.Read(parse),
+                Constraint = constraints.Read(parse, model.Tokenizer),
             };
             bool asJson = parse.GetValue(json);
             var output = new List<int>();

@@ -11,6 +11,7 @@ using Xunit;
 namespace Alora.Tests.Server;
 
 /// <summary>Structured outputs and logprobs through the HTTP API (OpenAI SDK and plain HTTP), on a real server.</summary>
+[Collection("Console")]   // runs `alora logits` in-process with stdout captured
 public sealed class StructuredOutputServerTests(ServerFixture server) : IClassFixture<ServerFixture>
 {
     private const string Schema = """

@@ -54,7 +54,7 @@ public class ConstrainedGenerationTests
 
     [Theory]
     [InlineData("stories260K", 0, 60)]
-    [InlineData("granite3", 1000, 12)]
+    [InlineData("granite3", 1000, 6)]
     public void Random_schemas_give_outputs_that_validate(string tokenizerName, int firstSeed, int schemas)
     {
         var tokenizer = TokenMaskTests.Load(tokenizerName);
@@ -90,7 +90,7 @@ public class ConstrainedGenerationTests
             // Answerability.
             """{"type":"object","properties":{"answerability":{"type":"string","enum":["answerable","unanswerable"]}},"required":["answerability"]}""",
             // Query rewrite.
-            """{"type":"object","properties":{"rewritten_question":{"type":"string","maxLength":200}},"required":["rewritten_question"],"additionalProperties":false}""",
+            """{"type":"object","properties":{"rewritten_question":{"type":"string","maxLength":80}},"required":["rewritten_question"],"additionalProperties":false}""",
             // Hallucination detection / citations: lists of sentence-level records.
             """{"type":"array","items":{"type":"object","properties":{"response_begin":{"type":"integer","minimum":0},"response_end":{"type":"integer","minimum":0},"faithfulness_likelihood":{"type":"number","minimum":0,"maximum":1},"explanation":{"type":"string","maxLength":60}},"required":["response_begin","response_end","faithfulness_likelihood"]},"maxItems":3}""",
         ];
@@ -98,7 +98,7 @@ public class ConstrainedGenerationTests
         {
             var schema = JsonNode.Parse(text)!;
             var validator = JsonSchema.FromText(text);
-            for (int seed = 0; seed < 3; seed++)
+            for (int seed = 0; seed < 2; seed++)
             {
                 var (output, finish, _) = Run(tokenizer, OutputConstraint.JsonSchema(schema), RandomLogits(tokenizer, seed), new SamplingOptions { Temperature = 1, TopK = 0, TopP = 1, MinP = 0, Seed = (ulong)seed + 5 }, maxTokens: 600);
                 Assert.Equal(FinishReason.Stop, finish);
