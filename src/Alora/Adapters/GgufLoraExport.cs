@@ -38,7 +38,7 @@ public static class GgufLoraExport
     }
 
     /// <summary>Whether llama.cpp's converter permutes q/k rows into Meta's interleaved-RoPE layout for this architecture.</summary>
-    public static bool PermutesQueryKey(string architecture) => architecture is "llama" or "granite";
+    public static bool PermutesQueryKey(string architecture) => ModelWeights.GgufPermutesQueryKey(architecture);
 
     public static string TensorName(int layer, string module, char ab) => $"blk.{layer}.{Projections.Parse(module).GgufName()}.weight.lora_{ab}";
 
