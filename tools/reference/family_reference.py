@@ -72,8 +72,10 @@ FAMILIES = {
         "architectures": ["GraniteForCausalLM"], "model_type": "granite",
         "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "tie_word_embeddings": True,
         "attention_bias": False, "mlp_bias": False,
-        # Values in the range of IBM's Granite 3.x configs, chosen so that each one is visible: 0.25 != 1/sqrt(8).
-        "embedding_multiplier": 12.0, "residual_multiplier": 0.22, "attention_multiplier": 0.25, "logits_scaling": 8.0,
+        # Each multiplier away from 1 (and 0.25 != 1/sqrt(8)), and sized so that with N(0, 1) embeddings the attention
+        # and MLP branches still move the residual stream by a sixth or more (Granite 3.x's 12 and 0.22 would drown
+        # them in the scaled embeddings and leave attention barely visible in the logits).
+        "embedding_multiplier": 3.0, "residual_multiplier": 0.5, "attention_multiplier": 0.25, "logits_scaling": 4.0,
     },
 }
 

@@ -113,7 +113,7 @@ internal static unsafe class GgufModelWriter
         return
         [
             new("tokenizer.ggml.model", "gpt2"),
-            new("tokenizer.ggml.pre", "gpt2"),
+            new("tokenizer.ggml.pre", "default"),
             new("tokenizer.ggml.tokens", tokens),
             new("tokenizer.ggml.token_type", Enumerable.Repeat(1, vocabSize).ToArray()),
             new("tokenizer.ggml.merges", Array.Empty<string>()),
