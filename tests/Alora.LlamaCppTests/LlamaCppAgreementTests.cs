@@ -192,3 +192,52 @@ public sealed class LlamaCppAgreementTests(ITestOutputHelper output)
         Assert.True(early > 0.1f && late > 0.1f, $"{family} aLoRA: starting one token off should change the logits (s - 1: {early}, s + 1: {late})");
     }
 }
+
+/// <summary>
+/// The real stories260K (shared/models/stories260K/stories260K.gguf: trained weights, SentencePiece vocabulary, logits
+/// up to ~23) with the PEFT fixtures of shared/fixtures/stories260K exported to GGUF: lora-all (rsLoRA on all seven
+/// projections) and alora-q-k-v (invocation "\nQ:" = [13, 473, 467], occurring twice: PEFT activates at the last one).
+/// </summary>
+public sealed class Stories260KLlamaCppTests(ITestOutputHelper output)
+{
+    private static readonly string ModelPath = SharedPaths.Path("models", "stories260K", "stories260K.gguf");
+    private static readonly string Fixtures = SharedPaths.Path("fixtures", "stories260K");
+
+    private static int[] CaseIds(string adapter, string caseName)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(Fixtures, "expected.json")));
+        return doc.RootElement.GetProperty("adapters").GetProperty(adapter).GetProperty("cases").EnumerateArray()
+            .First(c => c.GetProperty("name").GetString() == caseName).GetProperty("input_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+    }
+
+    private static float MaxAbsDiff(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
+    {
+        float max = 0;
+        for (int i = 0; i < a.Length; i++) max = MathF.Max(max, MathF.Abs(a[i] - b[i]));
+        return max;
+    }
+
+    [Theory]
+    [InlineData("lora-all", "story", true)]
+    [InlineData("lora-all", "story", false)]
+    [InlineData("alora-q-k-v", "two_invocations", true)]
+    [InlineData("alora-q-k-v", "two_invocations", false)]
+    public void ExportedFixtureAdaptersAgreeWithLlamaCpp(string fixture, string caseName, bool f32Kv)
+    {
+        using var temp = new TempFolder();
+        using var model = LanguageModel.Load(ModelPath);
+        var peft = model.LoadAdapter("a", Path.Combine(Fixtures, fixture));
+        string adapterPath = temp.File(fixture + ".gguf");
+        GgufLoraExport.Export(peft, adapterPath);
+        using var llama = new LlamaCppRunner(ModelPath, 128, f32Kv);
+        var adapter = llama.LoadAdapter(adapterPath);
+        int[] ids = CaseIds(fixture, caseName);
+        int start = Inference.AdapterActivation.Resolve(ids, peft.AsForwardAdapter(), Inference.MissingInvocationPolicy.Error);
+        float tolerance = f32Kv ? 1e-4f : 0.04f;
+        float baseDiff = MaxAbsDiff(llama.Logits(ids), model.ComputeLogits(ids));
+        float adapterDiff = MaxAbsDiff(llama.Logits(ids, adapter, start), model.ComputeLogits(ids, "a"));
+        output.WriteLine($"stories260K {fixture} ({(f32Kv ? "f32" : "f16")} KV), {ids.Length} tokens, adapter from {start}: base {baseDiff:G3}, with the adapter {adapterDiff:G3}");
+        Assert.True(baseDiff <= tolerance, $"stories260K base: llama.cpp vs Alora max |logit diff| {baseDiff} > {tolerance}");
+        Assert.True(adapterDiff <= tolerance, $"stories260K {fixture}: llama.cpp vs Alora max |logit diff| {adapterDiff} > {tolerance}");
+    }
+}
