@@ -85,6 +85,21 @@ public sealed class FamilyReferenceTests
             Assert.Equal(c.GreedyIds, Reference.GreedyIds(model, c.PromptIds, c.GreedyIds.Length));
     }
 
+    [Theory]
+    [MemberData(nameof(Families))]
+    public void TheGgufFileGivesTheLogitsOfTheHuggingFaceFolder(string family)
+    {
+        using var temp = new TempFolder();
+        using var hf = Load(family, gguf: false, temp);
+        using var gguf = Load(family, gguf: true, temp);
+        using var a = new DecoderModel(hf);
+        using var b = new DecoderModel(gguf);
+        var c = Cases(family)[1];
+        int[] ids = [.. c.PromptIds, .. c.GreedyIds];
+        float diff = Reference.MaxAbsDiff(Reference.RunAllLogits(a, ids), Reference.RunAllLogits(b, ids));
+        Assert.True(diff <= 1e-6f, $"{family}: HF folder vs GGUF max |logit diff| {diff}");
+    }
+
     [Fact]
     public void TheMistralFixtureRunsPastItsWindowAndTheWindowChangesTheLogits()
     {
