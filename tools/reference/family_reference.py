@@ -25,6 +25,9 @@ Deterministic: the same command gives byte-identical files.
 
 Run (from the repository root):
   /usr/bin/python3 tools/reference/family_reference.py tests/Alora.Tests/Fixtures/families
+Cross-check of the reference itself on a trained Llama (stories260K; its golden logits come from a separate PyTorch
+reference checked against llama2.c):
+  /usr/bin/python3 tools/reference/family_reference.py --check-stories ../shared
 """
 import json
 import math
@@ -215,6 +218,42 @@ def write_safetensors(path, tensors, metadata=None):
             out.write(raw)
 
 
+def read_safetensors(path):
+    """F32 tensors of a .safetensors file, as float64."""
+    with open(path, "rb") as f:
+        size = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(size))
+        data = f.read()
+    tensors = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if info["dtype"] != "F32":
+            raise SystemExit(f"{path}: tensor '{name}' is {info['dtype']}, this reader takes F32 only")
+        begin, end = info["data_offsets"]
+        values = struct.unpack(f"<{(end - begin) // 4}f", data[begin:end])
+        tensors[name] = torch.tensor(values, dtype=torch.float64).view(*info["shape"])
+    return tensors
+
+
+def check_stories(shared):
+    """Cross-check: this reference on stories260K against the established golden logits (shared/fixtures/stories260K)."""
+    folder = os.path.join(shared, "models", "stories260K")
+    with open(os.path.join(folder, "config.json")) as f:
+        c = json.load(f)
+    c.setdefault("head_dim", c["hidden_size"] // c["num_attention_heads"])
+    w = read_safetensors(os.path.join(folder, "model.safetensors"))
+    golden = read_safetensors(os.path.join(shared, "fixtures", "stories260K", "logits.safetensors"))
+    with open(os.path.join(shared, "fixtures", "stories260K", "tokens.json")) as f:
+        cases = json.load(f)["cases"]
+    worst = 0.0
+    for name, expected in golden.items():
+        case = cases[int(name.split("_")[1])]
+        ids = case["prompt_ids"] + case["greedy_ids"][:-1]
+        worst = max(worst, float((forward(c, w, ids) - expected).abs().max()))
+    print(json.dumps({"stories260K_max_abs_diff_vs_golden": worst}))
+
+
 def write_json(path, value):
     with open(path, "w", encoding="utf-8", newline="\n") as out:
         json.dump(value, out, indent=1)
@@ -222,8 +261,11 @@ def write_json(path, value):
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--check-stories":
+        check_stories(sys.argv[2])
+        return
     if len(sys.argv) != 2:
-        raise SystemExit("usage: family_reference.py OUT_FOLDER")
+        raise SystemExit("usage: family_reference.py OUT_FOLDER | --check-stories SHARED_FOLDER")
     root = sys.argv[1]
     for index, family in enumerate(FAMILIES):
         c = config_of(family)
