@@ -16,7 +16,7 @@ internal static class GenerateCommands
     private static readonly Option<string> ModelOption = new("--model", "-m") { Description = "Hugging Face model folder or .gguf file", Required = true };
     private static readonly Option<string?> PromptOption = new("--prompt", "-p") { Description = "Prompt text (the tokenizer adds BOS as the model's tokenizer does)" };
     private static readonly Option<string?> PromptIdsOption = new("--prompt-ids") { Description = "Prompt as comma-separated token ids, used as given" };
-    private static readonly Option<string[]> AdapterOption = new("--adapter") { Description = "Load a PEFT adapter folder as name=path (or just path: named after its folder); repeatable" };
+    private static readonly Option<string[]> AdapterOption = new("--adapter") { Description = "Load an adapter (PEFT folder or llama.cpp GGUF LoRA file) as name=path (or just path: named after it); repeatable" };
     private static readonly Option<string?> UseOption = new("--use") { Description = "The loaded adapter to apply (default: the only one loaded)" };
     private static readonly Option<string> MissingInvocationOption = new("--on-missing-invocation")
     {
