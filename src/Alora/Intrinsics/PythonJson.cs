@@ -56,7 +56,7 @@ public static class PythonJson
                     default:
                         if (IsFloat(v))
                         {
-                            double d = v.GetValue<double>();
+                            double d = ToDouble(v);
                             sb.Append(double.IsPositiveInfinity(d) ? "Infinity" : double.IsNegativeInfinity(d) ? "-Infinity" : double.IsNaN(d) ? "NaN" : YamlScalar.PythonFloat(d));
                         }
                         else sb.Append(v.ToJsonString());
@@ -100,7 +100,7 @@ public static class PythonJson
     public static string Str(JsonNode? node) => node switch
     {
         null => "None",
-        JsonValue v when v.GetValueKind() == JsonValueKind.Number => IsFloat(v) ? YamlScalar.PythonFloat(v.GetValue<double>()) : v.ToJsonString(),
+        JsonValue v when v.GetValueKind() == JsonValueKind.Number => IsFloat(v) ? YamlScalar.PythonFloat(ToDouble(v)) : v.ToJsonString(),
         JsonValue v => YamlScalar.PythonText(v),
         _ => Dumps(node),
     };
@@ -124,7 +124,37 @@ public static class PythonJson
     {
         JsonValueKind.True => 1,
         JsonValueKind.False => 0,
-        JsonValueKind.Number => v.GetValue<double>(),
+        JsonValueKind.Number => ToDouble(v),
         _ => null,
     };
+
+    /// <summary>Python's <c>sum()</c> of floats (CPython 3.12+): left to right with Neumaier's compensation, the
+    /// compensation added at the end when it is finite and non-zero.</summary>
+    public static double Sum(IEnumerable<double> values)
+    {
+        double sum = 0, c = 0;
+        foreach (double x in values)
+        {
+            double t = sum + x;
+            if (Math.Abs(sum) >= Math.Abs(x)) c += (sum - t) + x;
+            else c += (x - t) + sum;
+            sum = t;
+        }
+        return c != 0 && double.IsFinite(c) ? sum + c : sum;
+    }
+
+    /// <summary>A JSON number as a double, whatever CLR type holds it (a parsed element, a long, an int, a double).</summary>
+    public static double ToDouble(JsonNode? node)
+    {
+        if (node is JsonValue v)
+        {
+            if (v.TryGetValue(out double d)) return d;
+            if (v.TryGetValue(out long l)) return l;
+            if (v.TryGetValue(out int i)) return i;
+            if (v.TryGetValue(out float f)) return f;
+            if (v.TryGetValue(out decimal m)) return (double)m;
+            if (v.TryGetValue(out JsonElement e) && e.ValueKind == JsonValueKind.Number) return e.GetDouble();
+        }
+        throw new InvalidOperationException($"{node?.ToJsonString() ?? "null"} is not a number");
+    }
 }

@@ -211,7 +211,7 @@ public sealed class LikelihoodRule : InPlaceRule
         {
             if (value is not YamlScalar { Value: { } v } || v.GetValueKind() != JsonValueKind.Number)
                 throw new IntrinsicException($"{where}: the value of category '{key.PythonString}' must be a number, found {IntrinsicDefinition.Describe(value)}");
-            categories.Add((key.Value, v.GetValue<double>()));
+            categories.Add((key.Value, PythonJson.ToDouble(v)));
         }
         Categories = categories;
     }
@@ -285,9 +285,11 @@ public sealed class LikelihoodRule : InPlaceRule
             }
         }
         if (values.Count == 0) return JsonValue.Create(0.0);
-        double total = weights.Sum();
-        double result = 0;
-        for (int i = 0; i < values.Count; i++) result += weights[i] / total * values[i];
+        // As granite-common computes it, with Python's sum() (3.12+: Neumaier-compensated, left to right).
+        double total = PythonJson.Sum(weights);
+        var products = new double[values.Count];
+        for (int i = 0; i < values.Count; i++) products[i] = weights[i] / total * values[i];
+        double result = PythonJson.Sum(products);
         return JsonValue.Create(result);
     }
 }
@@ -422,7 +424,7 @@ public sealed class MergeSpansRule : InPlaceRule
         var ka = a.GetValueKind();
         var kb = b.GetValueKind();
         if (ka == JsonValueKind.String && kb == JsonValueKind.String) return string.CompareOrdinal(a.GetValue<string>(), b.GetValue<string>());
-        if (ka == JsonValueKind.Number && kb == JsonValueKind.Number) return a.GetValue<double>().CompareTo(b.GetValue<double>());
+        if (ka == JsonValueKind.Number && kb == JsonValueKind.Number) return PythonJson.ToDouble(a).CompareTo(PythonJson.ToDouble(b));
         throw new IntrinsicException($"cannot order {PythonJson.Dumps(a)} and {PythonJson.Dumps(b)} in merge_spans");
     }
 
@@ -573,8 +575,9 @@ public sealed class DecodeSentencesRule : TransformationRule
         var parent = Fetch(result, path, path.Count - 1) as JsonObject
             ?? throw new IntrinsicException($"{Where}: expected an object at path {Describe(path.Take(path.Count - 1).ToList())}");
         var value = parent[(string)path[^1]];
-        if (value is not JsonValue v || v.GetValueKind() != JsonValueKind.Number || !v.TryGetValue(out long n) && !(v.TryGetValue(out double d) && d == Math.Floor(d) && (n = (long)d) == n) || PythonJson.IsFloat(v))
+        if (value is not JsonValue v || v.GetValueKind() != JsonValueKind.Number || PythonJson.IsFloat(v))
             throw new IntrinsicException($"{Where}: expected an integer sentence number at path {Describe(path)}, found {PythonJson.Dumps(value)}");
+        long n = (long)PythonJson.ToDouble(v);
         var s = (Sentences)prepared!;
         if (n < 0 || n >= s.Begins.Count) throw new IntrinsicException($"{Where}: sentence number {n} at path {Describe(path)} is out of range (the input has {s.Begins.Count} sentences)");
         int k = (int)n;

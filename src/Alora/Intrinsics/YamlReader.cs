@@ -46,7 +46,7 @@ public sealed class YamlScalar(JsonValue? value, string text, bool quoted, int l
             System.Text.Json.JsonValueKind.True => "True",
             System.Text.Json.JsonValueKind.False => "False",
             _ when value.TryGetValue(out long l) => l.ToString(CultureInfo.InvariantCulture),
-            _ => PythonFloat(value.GetValue<double>()),
+            _ => PythonFloat(PythonJson.ToDouble(value)),
         };
     }
 
