@@ -345,6 +345,9 @@ public sealed class IntrinsicDefinition
         ArgumentNullException.ThrowIfNull(content);
         if (LogprobsWorkaround && tokens is not null && HarmonyFinalChannel(tokens) is { } derived)
             (content, tokens) = derived;
+        // Alora's extension: with neither a schema nor transformations the output is free text, returned as a
+        // JSON string (granite-common would fail to parse it as JSON).
+        if (ResponseFormat is null && Transformations.Count == 0) return JsonValue.Create(content);
         var positioned = PositionedJson.Parse(content);
         JsonNode? value = positioned.Value?.DeepClone();
         var context = new RuleContext(positioned, tokens, call, this);
