@@ -30,13 +30,12 @@ public sealed record PipelineOptions
 }
 
 /// <summary>
-/// A conversation run through base turns and intrinsic calls on one model, so that every call reuses the
-/// conversation's KV. The pipeline keeps the conversation's token ids exactly as the model saw and wrote them
-/// (the rendered prompt plus the generated tokens); each later prompt is those ids plus the tokens of what the
-/// chat template adds after them (the next user turn, or an intrinsic's instruction and invocation). The
-/// engine's prefix cache then holds every full block of the conversation for the next request: an aLoRA
-/// intrinsic reuses all base blocks before its invocation, and the next base turn reuses them too. Each step
-/// reports its prompt, cached and computed tokens and its time to first token.
+/// A conversation run through base turns and intrinsic calls on one model's engine, so that every call reuses
+/// the conversation's KV: each prompt is the conversation rendered by the chat template (plus, for an
+/// intrinsic, its io.yaml's instruction and the aLoRA's invocation), and the engine's prefix cache holds every
+/// full block the base model computed for the conversation (its prompts and generated tokens). An aLoRA
+/// intrinsic reuses all base blocks before its invocation; the next base turn reuses them too (not the
+/// aLoRA's). Each step reports its prompt, cached and computed tokens and its time to first token.
 /// </summary>
 public sealed class IntrinsicPipeline
 {
@@ -46,7 +45,7 @@ public sealed class IntrinsicPipeline
     private readonly PipelineOptions _options;
     private readonly JsonArray _messages = [];
     private readonly List<PipelineStep> _steps = [];
-    // The conversation as the model has it: ids and the text they decode to, and a snapshot before each user turn.
+    // The conversation as the model computed it (last prompt + generated ids) and its text; a snapshot before each user turn.
     private int[] _ids = [];
     private string _text = "";
     private readonly Stack<(int MessageCount, int[] Ids, string Text)> _turns = new();
@@ -68,7 +67,7 @@ public sealed class IntrinsicPipeline
     /// <summary>Documents the intrinsics see (and the chat template, as its <c>documents</c> variable).</summary>
     public IReadOnlyList<IntrinsicDocument> Documents { get; set; } = [];
     public IReadOnlyList<PipelineStep> Steps => _steps;
-    /// <summary>The conversation's token ids as the model has them.</summary>
+    /// <summary>The conversation's token ids as the base model computed them (the last turn's prompt and answer).</summary>
     public IReadOnlyList<int> ConversationIds => _ids;
 
     /// <summary>Adds a user turn and lets the base model answer it; the answer joins the conversation.</summary>
@@ -144,24 +143,14 @@ public sealed class IntrinsicPipeline
     }
 
     /// <summary>
-    /// The prompt ids for <paramref name="messages"/>: when the rendered text extends the conversation's text, the
-    /// conversation's own ids plus the encoded rest (so the cached prefix matches exactly); otherwise the rendering's ids.
+    /// The prompt ids for <paramref name="messages"/> as the chat template and tokenizer make them (as transformers'
+    /// apply_chat_template does). The engine's prefix cache matches them against the conversation's ids block by
+    /// block; with a template that renders a conversation as a growing text and a tokenizer that encodes the model's
+    /// own tokens back to themselves, every full block of the conversation matches. (The conversation's suffix is
+    /// not encoded on its own: tokenizers such as Llama's SentencePiece prepend "▁" to every text they encode.)
     /// </summary>
     private (int[] Ids, string Text) Prompt(JsonArray messages, bool addGenerationPrompt, string? adapterName, JsonObject? variables)
-    {
-        var (ids, text) = _prompter.Render(messages, addGenerationPrompt, variables, adapterName);
-        if (_ids.Length > 0 && text.StartsWith(_text, StringComparison.Ordinal))
-        {
-            int[] rest = _model.Tokenizer!.Encode(text[_text.Length..], addSpecialTokens: false);
-            int[] extended = [.. _ids, .. rest];
-            // Keep an invocation the rendering appended (an aLoRA without a generation prompt).
-            if (adapterName is not null && _model.Adapters[adapterName].InvocationTokens is { } inv
-                && AdapterActivation.LastOccurrence(ids, inv) >= 0 && AdapterActivation.LastOccurrence(extended, inv) < 0)
-                extended = [.. extended, .. inv];
-            return (extended, text);
-        }
-        return (ids, text);
-    }
+        => _prompter.Render(messages, addGenerationPrompt, variables, adapterName);
 
     private sealed record Run(string Text, List<int> Tokens, List<TokenLogprobs> Logprobs, GenerationStats Stats, FinishReason Finish);
 
