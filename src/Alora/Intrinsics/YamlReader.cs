@@ -155,6 +155,8 @@ public sealed class YamlReader
         return root;
     }
 
+    private bool AtDocumentMarker() => IsDocumentMarker(_lines[_line], "---") || IsDocumentMarker(_lines[_line], "...");
+
     private static bool IsDocumentMarker(string line, string marker)
         => line.StartsWith(marker, StringComparison.Ordinal) && (line.Length == 3 || line[3] is ' ' or '\t');
 
@@ -286,7 +288,7 @@ public sealed class YamlReader
                 items.Add(ParseBlock(indent));
             }
             SkipBlankLines();
-            if (_line >= _lines.Length) break;
+            if (_line >= _lines.Length || AtDocumentMarker()) break;
             int next = Indent(_lines[_line]);
             if (next < indent) break;
             if (next > indent) { _col = next; throw Error($"unexpected indentation: expected a sequence entry at column {indent + 1} or less"); }
@@ -338,7 +340,7 @@ public sealed class YamlReader
             }
             entries.Add(new(key, value));
             SkipBlankLines();
-            if (_line >= _lines.Length) break;
+            if (_line >= _lines.Length || AtDocumentMarker()) break;
             int next = Indent(_lines[_line]);
             if (next < indent) break;
             if (next > indent) { _col = next; throw Error($"unexpected indentation: expected a key at column {indent + 1} (or less), found {Quote(_lines[_line].Trim())}"); }

@@ -284,4 +284,33 @@ public sealed class IoYamlProcessingTests
         var json = node.ToJson();
         Assert.Equal("""{"a": true, "b": "yes", "c": 8, "d": "1e5", "e": 1500.0, "f": null, "g": "folded text\nkept", "h": [1, "two", {"x": null}], "i": "it's"}""", PythonJson.Dumps(json));
     }
+
+    [Fact]
+    public void YamlBlockStructuresAndTheirErrors()
+    {
+        // A sequence at its key's indent, mappings inside sequence items, a keep-chomped literal, comments everywhere.
+        var node = (YamlMapping)YamlReader.Parse("""
+            --- # a document marker
+            list:
+            - type: a   # trailing comment
+              path: [x, ~, 2]
+            -
+              type: b
+            text: |+
+              kept
+
+            end: "two\tparts"
+            """)!;
+        Assert.Equal("""{"list": [{"type": "a", "path": ["x", null, 2]}, {"type": "b"}], "text": "kept\n\n", "end": "two\tparts"}""", PythonJson.Dumps(node.ToJson()));
+
+        var continued = Assert.Throws<YamlException>(() => YamlReader.Parse("a: one\n  two\nb: 1\n", "x.yaml"));
+        Assert.Equal(2, continued.Line);
+        Assert.Contains("indentation", continued.Message);
+        var duplicate = Assert.Throws<YamlException>(() => YamlReader.Parse("a: 1\na: 2\n", "x.yaml"));
+        Assert.Contains("duplicate key \"a\"", duplicate.Message);
+        var unclosed = Assert.Throws<YamlException>(() => YamlReader.Parse("a: [1, 2\nb: 3\n", "x.yaml"));
+        Assert.Contains("expected ',' or ']'", unclosed.Message);
+        var twoDocuments = Assert.Throws<YamlException>(() => YamlReader.Parse("a: 1\n---\nb: 2\n", "x.yaml"));
+        Assert.Contains("second YAML document", twoDocuments.Message);
+    }
 }
