@@ -56,6 +56,19 @@ public sealed class IntrinsicServerTests
         // No schema and no transformations: the raw text comes back as a JSON string.
         Assert.StartsWith("\"", (string)body["choices"]![0]!["message"]!["content"]!);
 
+        // Streamed: the processed result in one chunk, then [DONE]; the same text as without streaming (greedy).
+        var streamed = await http.PostAsJsonAsync("/v1/chat/completions", new
+        {
+            model = "qa", stream = true,
+            messages = new[] { new { role = "user", content = "Which pet has fleas?" } },
+            documents = new object[] { new { doc_id = "1", text = "My dog has fleas." }, new { doc_id = 2, text = "My cat is clean. It naps." } },
+            intrinsic_kwargs = new { question = "Is it the dog?" },
+        });
+        var events = (await streamed.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(2, events.Length);
+        Assert.Equal("data: [DONE]", events[1]);
+        Assert.Equal((string)body["choices"]![0]!["message"]!["content"]!, (string)JsonNode.Parse(events[0]["data: ".Length..])!["choices"]![0]!["delta"]!["content"]!);
+
         var missing = await http.PostAsJsonAsync("/v1/chat/completions", new { model = "qa", messages = new[] { new { role = "user", content = "Hi" } } });
         Assert.Equal(400, (int)missing.StatusCode);
         Assert.Contains("'question'", await missing.Content.ReadAsStringAsync());
