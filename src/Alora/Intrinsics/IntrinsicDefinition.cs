@@ -156,7 +156,14 @@ public sealed class IntrinsicDefinition
         }
         else if (map["logprobs_workaround"] is { } bad and not YamlScalar) throw new IntrinsicException($"{At(source, bad)}: logprobs_workaround must be true or false, found {Describe(bad)}");
 
-        var definition = new IntrinsicDefinition
+        var rules = new List<TransformationRule>();
+        if (map["transformations"] is { } t && t is not YamlScalar { Value: null })
+        {
+            if (t is not YamlSequence seq) throw new IntrinsicException($"{At(source, t)}: 'transformations' must be null (~) or a list of rules, found {Describe(t)}");
+            for (int i = 0; i < seq.Items.Count; i++)
+                rules.Add(TransformationRule.Parse(docsAsMessage, seq.Items[i], $"{source}: transformations[{i}]"));
+        }
+        return new IntrinsicDefinition
         {
             Source = source,
             Name = OptionalString(source, map, "name"),
@@ -168,19 +175,7 @@ public sealed class IntrinsicDefinition
             SentenceBoundaries = boundaries,
             DocsAsMessage = docsAsMessage,
             LogprobsWorkaround = workaround,
-        };
-        var rules = new List<TransformationRule>();
-        if (map["transformations"] is { } t && t is not YamlScalar { Value: null })
-        {
-            if (t is not YamlSequence seq) throw new IntrinsicException($"{At(source, t)}: 'transformations' must be null (~) or a list of rules, found {Describe(t)}");
-            for (int i = 0; i < seq.Items.Count; i++)
-                rules.Add(TransformationRule.Parse(definition, seq.Items[i], $"{source}: transformations[{i}]"));
-        }
-        return new IntrinsicDefinition
-        {
-            Source = definition.Source, Name = definition.Name, Model = model, ResponseFormat = responseFormat, Instruction = definition.Instruction,
-            Parameters = parameters, ExtraBodyParameters = extraBody, SentenceBoundaries = boundaries, DocsAsMessage = docsAsMessage,
-            LogprobsWorkaround = workaround, Transformations = rules,
+            Transformations = rules,
         };
     }
 

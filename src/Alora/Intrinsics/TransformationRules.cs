@@ -98,7 +98,7 @@ public abstract class TransformationRule
 
     // ───────────── parsing from io.yaml ─────────────
 
-    internal static TransformationRule Parse(IntrinsicDefinition definition, YamlNode? node, string where)
+    internal static TransformationRule Parse(string? docsAsMessage, YamlNode? node, string where)
     {
         if (node is not YamlMapping map) throw new IntrinsicException($"{where}: expected a mapping with 'type' and 'input_path', found {IntrinsicDefinition.Describe(node)}");
         where = $"{where} (line {map.Line})";
@@ -116,7 +116,7 @@ public abstract class TransformationRule
             "explode" => new ExplodeRule(inputPath, where, a),
             "drop_duplicates" => new DropDuplicatesRule(inputPath, where, a),
             "merge_spans" => new MergeSpansRule(inputPath, where, a),
-            "decode_sentences" => new DecodeSentencesRule(inputPath, where, a, definition),
+            "decode_sentences" => new DecodeSentencesRule(inputPath, where, a, docsAsMessage),
             _ => throw new IntrinsicException($"{where}: unknown transformation rule '{type}'; available rules are {string.Join(", ", Names)}"),
         };
         a.ThrowIfUnused();
@@ -484,7 +484,7 @@ public sealed class MergeSpansRule : InPlaceRule
 /// </summary>
 public sealed class DecodeSentencesRule : TransformationRule
 {
-    internal DecodeSentencesRule(IReadOnlyList<object?> inputPath, string where, RuleArguments a, IntrinsicDefinition definition) : base(inputPath, where)
+    internal DecodeSentencesRule(IReadOnlyList<object?> inputPath, string where, RuleArguments a, string? docsAsMessage) : base(inputPath, where)
     {
         Source = a.RequiredString("source");
         if (Source is not ("last_message" or "documents")) throw new IntrinsicException($"{where}: 'source' argument must be last_message or documents, found '{Source}'");
@@ -498,8 +498,8 @@ public sealed class DecodeSentencesRule : TransformationRule
             output[k.PythonString] = v is YamlScalar s ? s.PythonString : throw new IntrinsicException($"{where}: output_names.{k.PythonString} must be a field name");
         }
         OutputNames = output;
-        if (definition.DocsAsMessage is not (null or "json" or "roles"))
-            throw new IntrinsicException($"{where}: decoding sentences with document encoding method '{definition.DocsAsMessage}' is not supported (granite-common supports json and roles)");
+        if (docsAsMessage is not (null or "json" or "roles"))
+            throw new IntrinsicException($"{where}: decoding sentences with document encoding method '{docsAsMessage}' is not supported (granite-common supports json and roles)");
     }
 
     public override string YamlName => "decode_sentences";
