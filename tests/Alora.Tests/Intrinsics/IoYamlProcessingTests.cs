@@ -158,6 +158,19 @@ public sealed class IoYamlProcessingTests
         var tokens = new List<OutputToken> { new("1", -0.9768693447113037, [.. top.Select(t => new TokenAlternative(t.Item1, t.Item2))]), new("", 0, []) };
         string text = definition.ProcessOutputText("1", tokens, definition.Prepare(Messages(("user", "Which of my pets have fleas?"))));
         Assert.Equal("{\"certainty\": 0.44682381241838287}", text);
+
+        // mellea's newer uncertainty io.yaml: {"score": "1"} with string categories, then project renames score.
+        var mellea = IntrinsicDefinition.Parse(yaml
+            .Replace("{\"type\": \"integer\", \"enum\": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]}", "{\"type\": \"object\", \"properties\": {\"score\": {\"type\": \"string\"}}}")
+            .Replace("input_path: []\n  - type: nest\n    input_path: []\n    field_name: \"certainty\"", "input_path: [\"score\"]\n  - type: project\n    input_path: []\n    retained_fields:\n      score: \"certainty\"")
+            .Replace("      0: 0.05", "      \"0\": 0.05").Replace("      1: 0.15", "      \"1\": 0.15").Replace("      2: 0.25", "      \"2\": 0.25")
+            .Replace("      3: 0.35", "      \"3\": 0.35").Replace("      4: 0.45", "      \"4\": 0.45").Replace("      5: 0.55", "      \"5\": 0.55")
+            .Replace("      6: 0.65", "      \"6\": 0.65").Replace("      7: 0.75", "      \"7\": 0.75").Replace("      8: 0.85", "      \"8\": 0.85").Replace("      9: 0.95", "      \"9\": 0.95"));
+        Assert.IsType<ProjectRule>(mellea.Transformations[1]);
+        var scoreTokens = new List<OutputToken> { new("{\"", 0, []), new("score", 0, []), new("\": \"", 0, []), tokens[0], new("\"}", 0, []) };
+        Assert.Equal("{\"certainty\": 0.44682381241838287}", mellea.ProcessOutputText("{\"score\": \"1\"}", scoreTokens, null));
+        // The same output against integer categories: the string "1" is not the integer 1, and only alternatives match.
+        Assert.NotEqual(text, definition.ProcessOutputText("\"1\"", [new("\"", 0, []), tokens[0], new("\"", 0, [])], null));
     }
 
     [Fact]
