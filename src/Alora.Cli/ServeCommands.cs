@@ -10,7 +10,7 @@ internal static class ServeCommands
     public static Command Serve()
     {
         var model = new Option<string>("--model", "-m") { Description = "Hugging Face model folder, .gguf file or Hub id", Required = true };
-        var adapters = new Option<string[]>("--adapter", "--lora-modules") { Description = "Load a PEFT adapter as NAME=PATH (repeatable); requests pick it with \"model\": NAME" };
+        var adapters = new Option<string[]>("--adapter", "--lora-modules") { Description = "Load an adapter (PEFT folder or llama.cpp GGUF LoRA file) as NAME=PATH (repeatable); requests pick it with \"model\": NAME" };
         var intrinsics = new Option<string[]>("--intrinsic") { Description = "Serve an intrinsic as NAME=FOLDER: an adapter folder with its io.yaml (granite-common's format); requests pick it with \"model\": NAME (an io.yaml beside an --adapter is read too)" };
         var servedName = new Option<string?>("--served-model-name") { Description = "The base model's name in the API (default: the --model argument)" };
         var host = new Option<string>("--host") { Description = "Address to listen on (loopback unless told otherwise)", DefaultValueFactory = _ => "127.0.0.1" };
