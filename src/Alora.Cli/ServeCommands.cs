@@ -11,6 +11,7 @@ internal static class ServeCommands
     {
         var model = new Option<string>("--model", "-m") { Description = "Hugging Face model folder, .gguf file or Hub id", Required = true };
         var adapters = new Option<string[]>("--adapter", "--lora-modules") { Description = "Load an adapter (PEFT folder or llama.cpp GGUF LoRA file) as NAME=PATH (repeatable); requests pick it with \"model\": NAME" };
+        var intrinsics = new Option<string[]>("--intrinsic") { Description = "Serve an intrinsic as NAME=FOLDER: an adapter folder with its io.yaml (granite-common's format); requests pick it with \"model\": NAME (an io.yaml beside an --adapter is read too)" };
         var servedName = new Option<string?>("--served-model-name") { Description = "The base model's name in the API (default: the --model argument)" };
         var host = new Option<string>("--host") { Description = "Address to listen on (loopback unless told otherwise)", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "Port (0: any free port)", DefaultValueFactory = _ => 8000 };
@@ -26,7 +27,7 @@ internal static class ServeCommands
         var quiet = new Option<bool>("--quiet") { Description = "Do not log a line per request" };
 
         var command = new Command("serve", "Serve the model and its adapters over an OpenAI-compatible HTTP API");
-        foreach (var o in new Option[] { model, adapters, servedName, host, port, apiKey, chatTemplate, maxNumSeqs, maxBatchedTokens, kvCacheTokens, longPrefill, shortPrefill, noPrefixCaching, runtimeLora, quiet })
+        foreach (var o in new Option[] { model, adapters, intrinsics, servedName, host, port, apiKey, chatTemplate, maxNumSeqs, maxBatchedTokens, kvCacheTokens, longPrefill, shortPrefill, noPrefixCaching, runtimeLora, quiet })
             command.Options.Add(o);
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -41,19 +42,21 @@ internal static class ServeCommands
                 ShortPrefillTokens = parse.GetValue(shortPrefill),
             };
             using var languageModel = LanguageModel.Load(modelArgument, maxBatchTokens: Math.Min(512, engineOptions.MaxTokensPerStep), engineOptions: engineOptions);
-            AdapterFlags.LoadInto(languageModel, parse.GetValue(adapters));
+            var adapterNames = AdapterFlags.LoadInto(languageModel, parse.GetValue(adapters));
+            var definitions = IntrinsicFlags.LoadInto(languageModel, parse.GetValue(intrinsics), adapterNames);
             var options = new ServerOptions
             {
                 ServedModelName = parse.GetValue(servedName) ?? modelArgument,
                 ApiKey = parse.GetValue(apiKey),
                 ChatTemplatePath = parse.GetValue(chatTemplate),
                 AllowRuntimeLoraUpdating = parse.GetValue(runtimeLora),
+                Intrinsics = definitions,
                 RequestLog = parse.GetValue(quiet) ? null : Console.Out,
             };
             await using var server = AloraServer.Create(languageModel, options, parse.GetValue(host)!, parse.GetValue(port));
             await server.StartAsync(cancellationToken).ConfigureAwait(false);
             // The first line names the address, so a script (or a test) that asked for port 0 can read it.
-            Console.Out.WriteLine($"alora serve: listening on {server.BaseAddress} (model '{options.ServedModelName}', adapters: {(languageModel.Adapters.Count == 0 ? "none" : string.Join(", ", languageModel.Adapters.Keys))})");
+            Console.Out.WriteLine($"alora serve: listening on {server.BaseAddress} (model '{options.ServedModelName}', adapters: {(languageModel.Adapters.Count == 0 ? "none" : string.Join(", ", languageModel.Adapters.Keys))}{(definitions.Count == 0 ? "" : $", intrinsics: {string.Join(", ", definitions.Keys)}")})");
             Console.Out.Flush();
             await server.WaitForShutdownAsync(cancellationToken).ConfigureAwait(false);
             Console.Out.WriteLine("alora serve: stopped");

@@ -10,7 +10,8 @@ public sealed partial class AloraServer
     /// <summary>A validated completion request: the prompt ids, the engine request, and how to answer.</summary>
     private sealed record Prepared(string Model, int[] PromptIds, GenerationRequest Request, int Choices, bool Stream, bool IncludeUsage, bool ReturnTokenIds);
 
-    private Task ChatCompletionsAsync(HttpContext context, RequestFields fields) => CompleteAsync(context, fields, chat: true);
+    private Task ChatCompletionsAsync(HttpContext context, RequestFields fields)
+        => IntrinsicFor(fields) is { } intrinsic ? IntrinsicChatAsync(context, fields, intrinsic) : CompleteAsync(context, fields, chat: true);
 
     private Task CompletionsAsync(HttpContext context, RequestFields fields) => CompleteAsync(context, fields, chat: false);
 

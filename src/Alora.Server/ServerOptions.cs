@@ -13,6 +13,8 @@ public sealed record ServerOptions
     public string? ChatTemplatePath { get; init; }
     /// <summary>Requests waiting for a slot beyond this are refused with 503.</summary>
     public int MaxWaitingRequests { get; init; } = 1024;
+    /// <summary>Intrinsics by name (io.yaml definitions; each name is also a loaded adapter): a chat request for one is processed by its definition.</summary>
+    public IReadOnlyDictionary<string, Alora.Intrinsics.IntrinsicDefinition> Intrinsics { get; init; } = new Dictionary<string, Alora.Intrinsics.IntrinsicDefinition>();
     /// <summary>Where each request's log line goes (null: nowhere).</summary>
     public TextWriter? RequestLog { get; init; }
 }

@@ -22,6 +22,7 @@ public sealed class LayeringTests
         ["Alora.Inference"] = ["Alora.Structured", "Alora.Models", "Alora.Tokenization", "Alora.Formats", "Alora.Kernels", "Alora.Tensors"],
         ["Alora.Serving"] = ["Alora.Inference", "Alora.Structured", "Alora.Models", "Alora.Tokenization", "Alora.Formats", "Alora.Kernels", "Alora.Tensors"],
         ["Alora.Adapters"] = ["Alora.Inference", "Alora.Structured", "Alora.Models", "Alora.Tokenization", "Alora.Formats", "Alora.Kernels", "Alora.Tensors"],
+        ["Alora.Intrinsics"] = ["Alora.Serving", "Alora.Inference", "Alora.Structured", "Alora.Models", "Alora.Tokenization", "Alora.Formats", "Alora.Kernels", "Alora.Tensors"],
         ["Alora.Training"] = ["Alora.Adapters", "Alora.Inference", "Alora.Structured", "Alora.Models", "Alora.Tokenization", "Alora.Formats", "Alora.Kernels", "Alora.Tensors"],
     };
 
