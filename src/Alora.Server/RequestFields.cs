@@ -56,7 +56,7 @@ internal sealed class RequestFields(JsonObject body)
         var node = Node(name);
         if (node is null) return null;
         if (node is not JsonValue v || v.GetValueKind() != JsonValueKind.Number) throw ApiError.BadField(name, $"expected a number, found {Describe(node)}");
-        double value = v.GetValue<double>();
+        double value = double.Parse(v.ToJsonString(), System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture);
         if (value < min || value > max || double.IsNaN(value)) throw ApiError.BadField(name, $"must be between {min} and {max}, found {value}");
         return value;
     }
@@ -65,9 +65,13 @@ internal sealed class RequestFields(JsonObject body)
     {
         var node = Node(name);
         if (node is null) return null;
-        if (node is not JsonValue v || v.GetValueKind() != JsonValueKind.Number || !v.TryGetValue(out long value))
+        // Read the number's JSON text: a value parsed from the body and one built in code (an int, say) both have it.
+        long value;
+        if (node is not JsonValue v || v.GetValueKind() != JsonValueKind.Number) throw ApiError.BadField(name, $"expected an integer, found {Describe(node)}");
+        string text = v.ToJsonString();
+        if (!long.TryParse(text, System.Globalization.NumberStyles.AllowLeadingSign, System.Globalization.CultureInfo.InvariantCulture, out value))
         {
-            if (node is JsonValue d && d.GetValueKind() == JsonValueKind.Number && d.TryGetValue(out double real) && real == Math.Floor(real) && Math.Abs(real) < 9e15)
+            if (double.TryParse(text, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double real) && real == Math.Floor(real) && Math.Abs(real) < 9e15)
                 value = (long)real;
             else throw ApiError.BadField(name, $"expected an integer, found {Describe(node)}");
         }
