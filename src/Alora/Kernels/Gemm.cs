@@ -48,6 +48,15 @@ public static unsafe partial class Gemm
             case DType.F32: Dispatch<F32Load>(y, x, w.Data, m, k, n, accumulate, pool); break;
             case DType.BF16: Dispatch<BF16Load>(y, x, w.Data, m, k, n, accumulate, pool); break;
             case DType.F16: Dispatch<F16Load>(y, x, w.Data, m, k, n, accumulate, pool); break;
+            case DType.Q8_0: Dispatch<Q8_0Load>(y, x, w.Data, m, k, n, accumulate, pool); break;
+            case DType.Q4_0: Dispatch<Q4_0Load>(y, x, w.Data, m, k, n, accumulate, pool); break;
+            case DType.Q4_1: Dispatch<Q4_1Load>(y, x, w.Data, m, k, n, accumulate, pool); break;
+            case DType.Q5_0: Dispatch<Q5_0Load>(y, x, w.Data, m, k, n, accumulate, pool); break;
+            case DType.Q5_1: Dispatch<Q5_1Load>(y, x, w.Data, m, k, n, accumulate, pool); break;
+            case DType.Q4_K: Dispatch<Q4_KLoad>(y, x, w.Data, m, k, n, accumulate, pool); break;
+            case DType.Q5_K: Dispatch<Q5_KLoad>(y, x, w.Data, m, k, n, accumulate, pool); break;
+            case DType.Q6_K: Dispatch<Q6_KLoad>(y, x, w.Data, m, k, n, accumulate, pool); break;
+            case DType.Q8_K: Dispatch<Q8_KLoad>(y, x, w.Data, m, k, n, accumulate, pool); break;
             default: throw new ArgumentException($"unknown weight dtype {w.DType}", nameof(w));
         }
     }
