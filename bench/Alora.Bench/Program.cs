@@ -6,7 +6,7 @@ string scenario = args.Length > 0 ? args[0] : "help";
 int layerFlag = Array.IndexOf(args, "--layer");
 string? onlyLayer = layerFlag >= 0 && layerFlag + 1 < args.Length ? args[layerFlag + 1] : null;
 if (scenario == "help")
-    Console.WriteLine("kernel scenarios: gemm|gemv [--no-lm-head] [--layer NAME] | backward | elementwise | pool | bandwidth | gemv-stream");
+    Console.WriteLine("kernel scenarios: gemm|gemv [--no-lm-head] [--layer NAME] | quant-gemv | backward | elementwise | pool | bandwidth | gemv-stream");
 switch (scenario)
 {
     case "gemm":
@@ -31,6 +31,7 @@ switch (scenario)
         Console.WriteLine($"memory read bandwidth: {MemoryBandwidth.MeasureReadGBps():F1} GB/s (1 GiB, {Alora.Kernels.WorkerPool.Shared.ThreadCount} threads, best of 5)");
         break;
     case "gemv-stream": GemvStream.Run(); break;
+    case "quant-gemv": QuantBench.Run(); break;
     case "decode": ModelBench.Decode(); break;
     case "engine-concurrency": EngineBench.Concurrency([1, 4, 16, 64]); break;
     case "serve-load":

@@ -142,7 +142,7 @@ internal static unsafe class DotTile
     /// ((l + l⁺⁸) + (l⁺⁴ + l⁺¹²)) pairwise down to one, interleaved so the whole tile costs 30 shuffles and 15 adds.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Reduce(
+    internal static Vector512<float> Reduce(
         Vector512<float> r0c0, Vector512<float> r1c0, Vector512<float> r2c0, Vector512<float> r3c0,
         Vector512<float> r0c1, Vector512<float> r1c1, Vector512<float> r2c1, Vector512<float> r3c1,
         Vector512<float> r0c2, Vector512<float> r1c2, Vector512<float> r2c2, Vector512<float> r3c2,
