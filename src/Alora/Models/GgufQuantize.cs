@@ -90,7 +90,7 @@ public static unsafe class GgufQuantize
         => name.StartsWith("blk.", StringComparison.Ordinal) && int.TryParse(name.Split('.')[1], System.Globalization.CultureInfo.InvariantCulture, out int layer) ? layer : 0;
 
     /// <summary>llama.cpp's fallbacks for rows that are not whole blocks; null means F16.</summary>
-    private static DType? Fallback(DType type, long rowLength)
+    internal static DType? Fallback(DType type, long rowLength)
     {
         if (rowLength % type.BlockLength() == 0) return type;
         DType? next = type switch { DType.Q4_K => DType.Q5_0, DType.Q5_K => DType.Q5_1, DType.Q6_K => DType.Q8_0, _ => null };

@@ -56,7 +56,7 @@ public sealed unsafe class LayerWeights
 /// anything converted (norms to f32, GGUF q/k permuted) lives in one owned slab. GGUF's quantized matrices stay
 /// quantized (the kernels read their blocks).
 /// </summary>
-public sealed unsafe class ModelWeights : IDisposable
+public sealed unsafe partial class ModelWeights : IDisposable
 {
     private readonly List<IDisposable> _owned = [];
 

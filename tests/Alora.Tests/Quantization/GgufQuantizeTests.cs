@@ -73,3 +73,32 @@ public sealed unsafe class GgufQuantizeTests
         Assert.Contains(".gguf", e2.Message);
     }
 }
+
+/// <summary>`--quantize` on load: a Hugging Face model's matrices quantized in memory, as `alora quantize` would write them.</summary>
+public sealed unsafe class QuantizeOnLoadTests
+{
+    [Theory]
+    [InlineData(DType.Q8_0, DType.Q8_0)]
+    [InlineData(DType.Q4_K, DType.Q5_0)]   // rows of 64: llama.cpp's fallback
+    public void HuggingFaceModel_QuantizedOnLoad_HoldsTheQuantizersBytes(DType requested, DType expected)
+    {
+        using var f32 = ModelWeights.Load(SharedPaths.Stories260K);
+        using var weights = ModelWeights.Load(SharedPaths.Stories260K);
+        var types = weights.QuantizeMatrices(requested);
+        Assert.Equal(expected, weights.Layers[0].QProj.DType);
+        Assert.Equal(expected, types["model.layers.0.self_attn.q_proj.weight"]);
+        Assert.Equal(DType.F32, weights.Layers[0].DownProj.DType);   // rows of 172: no type fits
+        var q = weights.Layers[0].QProj;
+        var values = new float[q.Rows * q.Cols];
+        fixed (float* v = values) Alora.Kernels.Convert.ToSingle(v, f32.Layers[0].QProj.Data, DType.F32, values.Length);
+        byte[] expectedBytes = Quantizer.Quantize(values, expected);
+        Assert.True(new ReadOnlySpan<byte>(q.Data, expectedBytes.Length).SequenceEqual(expectedBytes));
+
+        using var model = new DecoderModel(weights, maxBatchTokens: 32);
+        using var reference = new DecoderModel(f32, maxBatchTokens: 32);
+        int[] prompt = [1, 403, 407, 261, 378, 432];
+        Assert.Equal(Models.Reference.GreedyIds(reference, prompt, 8), Models.Reference.GreedyIds(model, prompt, 8));
+        Assert.Throws<ArgumentException>(() => ModelWeights.ParseQuantization("q3_k"));
+        Assert.Equal(DType.Q4_K, ModelWeights.ParseQuantization("q4_k"));
+    }
+}
