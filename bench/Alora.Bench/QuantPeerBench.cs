@@ -14,6 +14,7 @@ namespace Alora.Bench;
 /// (bench/peers/LlamaCppPeer, LLamaSharp 0.30.0's CPU backend, in its own process), alternating rounds in one run.
 /// The files are made by llama.cpp's own quantizer (LlamaCppPeer quantize) from a random-weight bf16 GGUF of a
 /// Llama-3.2-1B shape cut to a few layers (tied embeddings, so the LM head reads token_embd, Q6_K in Q4_K_M).
+/// "alora:Q4_K_M" is the same scheme written by `alora quantize` instead (llama.cpp decodes Alora's file).
 /// Also prints the read-bandwidth roofline (bytes a token reads / the bandwidth measured in the same run).
 /// </summary>
 internal static class QuantPeerBench
@@ -27,7 +28,7 @@ internal static class QuantPeerBench
         }
         int Int(string name, int fallback) => Value(name) is string v ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
         int layers = Int("--layers", 4), steps = Int("--steps", 32), rounds = Int("--rounds", 3), promptLength = Int("--prompt-length", 8);
-        string[] types = (Value("--types") ?? "Q8_0,Q4_K_M").Split(',');
+        string[] types = (Value("--types") ?? "Q8_0,Q4_K_M,alora:Q4_K_M").Split(',');
         string configName = Value("--config") ?? "llama-3.2-1b";
         string work = Value("--work") ?? Path.Combine(Path.GetTempPath(), "alora-quant-peer");
         Directory.CreateDirectory(work);
@@ -49,9 +50,15 @@ internal static class QuantPeerBench
         Console.WriteLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
         foreach (string type in types)
         {
-            string file = Path.Combine(work, $"{configName}-{layers}l-random-{type.ToLowerInvariant()}.gguf");
+            // "alora:Q4_K_M": the file `alora quantize` writes (llama.cpp then reads Alora's file); else llama.cpp's quantizer.
+            bool byAlora = type.StartsWith("alora:", StringComparison.Ordinal);
+            string scheme = byAlora ? type["alora:".Length..] : type;
+            string file = Path.Combine(work, $"{configName}-{layers}l-random-{scheme.ToLowerInvariant()}{(byAlora ? "-by-alora" : "")}.gguf");
             if (!File.Exists(file))
-                ConcurrencyPeerBench.RunPeer(peer, "quantize", "--model", source, "--out", file, "--type", type, "--threads", Invariant(threads));
+            {
+                if (byAlora) GgufQuantize.Write(source, file, scheme);
+                else ConcurrencyPeerBench.RunPeer(peer, "quantize", "--model", source, "--out", file, "--type", scheme, "--threads", Invariant(threads));
+            }
             using var weights = ModelWeights.LoadGguf(file);
             using var decoder = new DecoderModel(weights, maxBatchTokens: 64);
             string histogram = string.Join(" ", weights.Parameters.Values.Where(t => t.Shape.Length == 2).GroupBy(t => t.DType).OrderBy(g => g.Key).Select(g => $"{g.Key}×{g.Count()}"));

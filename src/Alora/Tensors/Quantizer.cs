@@ -22,8 +22,20 @@ public static unsafe class Quantizer
     {
         if (!CanQuantize(dtype)) throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "Alora writes Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K");
         long blocks = dtype.ByteCount(n) / dtype.BlockBytes();
+        // Blocks are independent: large tensors run in parallel chunks (the bytes do not depend on the split).
+        const long chunk = 4096;
+        if (blocks > chunk)
+        {
+            Parallel.For(0, (blocks + chunk - 1) / chunk, c => QuantizeBlocks(dst, src, dtype, c * chunk, Math.Min(blocks, (c + 1) * chunk)));
+            return;
+        }
+        QuantizeBlocks(dst, src, dtype, 0, blocks);
+    }
+
+    private static void QuantizeBlocks(byte* dst, float* src, DType dtype, long first, long end)
+    {
         int qk = dtype.BlockLength(), bytes = dtype.BlockBytes();
-        for (long i = 0; i < blocks; i++)
+        for (long i = first; i < end; i++)
         {
             float* x = src + i * qk;
             byte* y = dst + i * bytes;

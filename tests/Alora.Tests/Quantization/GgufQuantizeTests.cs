@@ -63,6 +63,19 @@ public sealed unsafe class GgufQuantizeTests
     }
 
     [Fact]
+    public void TruncatedQuantizedFile_NamesTheTensor()
+    {
+        using var temp = new TempFolder();
+        string whole = temp.File("q.gguf"), cut = temp.File("cut.gguf");
+        GgufQuantize.Write(Path.Combine(SharedPaths.Stories260K, "stories260K.gguf"), whole, "Q8_0");
+        var bytes = File.ReadAllBytes(whole);
+        File.WriteAllBytes(cut, bytes[..(bytes.Length - 100)]);
+        var e = Assert.Throws<ModelFormatException>(() => GgufFile.Open(cut));
+        Assert.Contains("truncated", e.Message);
+        Assert.Contains("tensor '", e.Message);
+    }
+
+    [Fact]
     public void BadTypeAndInputAreReported()
     {
         using var temp = new TempFolder();
