@@ -60,38 +60,39 @@ public static unsafe class Attention
         public void Execute(int index)
         {
             int row = index / P.KeyValueHeadCount, kvHead = index % P.KeyValueHeadCount;
-            if (Vector512.IsHardwareAccelerated && P.BlockSize % 16 == 0) RowVector512(P, row, kvHead);
-            else if (Vector256.IsHardwareAccelerated && P.BlockSize % 8 == 0) RowVector256(P, row, kvHead);
+            if (Vector512.IsHardwareAccelerated && P.BlockSize % 16 == 0) RowVector<Vector512<float>, Vector512Ops>(P, row, kvHead);
+            else if (Vector256.IsHardwareAccelerated && P.BlockSize % 8 == 0) RowVector<Vector256<float>, Vector256Ops>(P, row, kvHead);
             else RowScalar(P, row, kvHead);
         }
     }
 
     /// <summary>
-    /// One (row, KV head), Vector512. For each of the G queries, the keys are walked 64 at a time (four
-    /// chunks of 16, each inside one block): each chunk's 16 scores come from Dh broadcast-FMAs over the
-    /// transposed key tile; one online-softmax update (running max and sum) per 64 keys rescales the
-    /// output, which accumulates the weighted values in registers. No buffer of length T.
+    /// One (row, KV head), for any vector width W (16 lanes for Vector512, 8 for Vector256). For each of the G
+    /// queries, the keys are walked 64 at a time (64 / W chunks of W, each inside one block): each chunk's W scores
+    /// come from Dh broadcast-FMAs over the transposed key tile; one online-softmax update (running max and sum) per
+    /// 64 keys rescales the output, which accumulates the weighted values in registers. No buffer of length T.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void RowVector512(in Problem p, int row, int kvHead)
+    private static void RowVector<TVec, TOps>(in Problem p, int row, int kvHead) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
     {
-        const int Chunk = 16, ChunksPerStep = 4;
+        const int KeysPerStep = 64;
+        int w = TOps.Count, chunksPerStep = KeysPerStep / w;
         int group = p.HeadCount / p.KeyValueHeadCount, dh = p.HeadDim, blockSize = p.BlockSize;
         int sequence = p.RowSequence[row], position = p.RowPosition[row];
         int first = p.FirstPosition(position);
-        bool wideRows = dh % 16 == 0;
-        int vectorsPerRow = dh / 16;
-        Vector512<float>* accumulator = stackalloc Vector512<float>[Math.Max(1, vectorsPerRow)];  // [Dh/16]
-        float* weights = stackalloc float[Chunk * ChunksPerStep];                               // [64]
-        Vector512<float>* scores = stackalloc Vector512<float>[ChunksPerStep];
-        Vector512<float>* validLanes = stackalloc Vector512<float>[ChunksPerStep];
-        float** valueTiles = stackalloc float*[ChunksPerStep];
-        int* lows = stackalloc int[ChunksPerStep];
-        int* highs = stackalloc int[ChunksPerStep];
-        var lane = Vector512.Create(0f, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        var scale = Vector512.Create(p.Scale);
-        var negativeInfinity = Vector512.Create(float.NegativeInfinity);
-        var floor = Vector512.Create(-87f);   // below this, e^x is subnormal (slow on x86) and negligible: it becomes 0
+        bool wideRows = dh % w == 0;
+        int vectorsPerRow = dh / w;
+        TVec* accumulator = stackalloc TVec[Math.Max(1, vectorsPerRow)];   // [Dh/W]
+        float* weights = stackalloc float[KeysPerStep];                     // [64]
+        TVec* scores = stackalloc TVec[chunksPerStep];                      // [64/W]
+        TVec* validLanes = stackalloc TVec[chunksPerStep];                  // [64/W]
+        float** valueTiles = stackalloc float*[chunksPerStep];
+        int* lows = stackalloc int[chunksPerStep];
+        int* highs = stackalloc int[chunksPerStep];
+        var lane = TOps.Indices;
+        var scale = TOps.Create(p.Scale);
+        var negativeInfinity = TOps.Create(float.NegativeInfinity);
+        var floor = TOps.Create(-87f);   // below this, e^x is subnormal (slow on x86) and negligible: it becomes 0
 
         for (int g = 0; g < group; g++)
         {
@@ -99,83 +100,84 @@ public static unsafe class Attention
             float* q = p.Query + ((long)row * p.HeadCount + head) * dh;
             float* o = p.Output + ((long)row * p.HeadCount + head) * dh;
             float runningMax = float.NegativeInfinity, runningSum = 0;
-            if (wideRows) for (int v = 0; v < vectorsPerRow; v++) accumulator[v] = Vector512<float>.Zero;
+            if (wideRows) for (int v = 0; v < vectorsPerRow; v++) accumulator[v] = TOps.Zero;
             else new Span<float>(o, dh).Clear();
 
-            for (int stepStart = first / Chunk * Chunk; stepStart <= position; stepStart += Chunk * ChunksPerStep)
+            for (int stepStart = first / w * w; stepStart <= position; stepStart += KeysPerStep)
             {
-                int chunks = Math.Min(ChunksPerStep, (position - stepStart) / Chunk + 1);
+                int chunks = Math.Min(chunksPerStep, (position - stepStart) / w + 1);
                 var stepMax = negativeInfinity;
                 for (int c = 0; c < chunks; c++)
                 {
-                    int chunkStart = stepStart + c * Chunk;
+                    int chunkStart = stepStart + c * w;
                     int block = p.Block(sequence, chunkStart);
                     int slot = chunkStart % blockSize;
                     float* keys = p.KeyTile(block, kvHead) + slot;                // column `slot` of [Dh, B]
                     valueTiles[c] = p.ValueTile(block, kvHead) + (long)slot * dh;  // rows slot.. of [B, Dh]
                     lows[c] = Math.Max(first - chunkStart, 0);
-                    highs[c] = Math.Min(position - chunkStart, Chunk - 1);
+                    highs[c] = Math.Min(position - chunkStart, w - 1);
                     // Four partial sums break the FMA dependency chain over d.
-                    Vector512<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
+                    TVec acc0 = TOps.Zero, acc1 = TOps.Zero, acc2 = TOps.Zero, acc3 = TOps.Zero;
                     int d = 0;
                     for (; d + 4 <= dh; d += 4)
                     {
                         float* k = keys + (long)d * blockSize;
-                        acc0 = Vector512.FusedMultiplyAdd(Vector512.Create(q[d]), Vector512.Load(k), acc0);
-                        acc1 = Vector512.FusedMultiplyAdd(Vector512.Create(q[d + 1]), Vector512.Load(k + blockSize), acc1);
-                        acc2 = Vector512.FusedMultiplyAdd(Vector512.Create(q[d + 2]), Vector512.Load(k + 2 * blockSize), acc2);
-                        acc3 = Vector512.FusedMultiplyAdd(Vector512.Create(q[d + 3]), Vector512.Load(k + 3 * blockSize), acc3);
+                        acc0 = TOps.FusedMultiplyAdd(TOps.Create(q[d]), TOps.Load(k), acc0);
+                        acc1 = TOps.FusedMultiplyAdd(TOps.Create(q[d + 1]), TOps.Load(k + blockSize), acc1);
+                        acc2 = TOps.FusedMultiplyAdd(TOps.Create(q[d + 2]), TOps.Load(k + 2 * blockSize), acc2);
+                        acc3 = TOps.FusedMultiplyAdd(TOps.Create(q[d + 3]), TOps.Load(k + 3 * blockSize), acc3);
                     }
-                    for (; d < dh; d++) acc0 = Vector512.FusedMultiplyAdd(Vector512.Create(q[d]), Vector512.Load(keys + (long)d * blockSize), acc0);
-                    var valid = Vector512.GreaterThanOrEqual(lane, Vector512.Create((float)lows[c])) & Vector512.LessThanOrEqual(lane, Vector512.Create((float)highs[c]));
+                    for (; d < dh; d++) acc0 = TOps.FusedMultiplyAdd(TOps.Create(q[d]), TOps.Load(keys + (long)d * blockSize), acc0);
+                    var valid = TOps.And(TOps.GreaterThanOrEqual(lane, TOps.Create(lows[c])), TOps.LessThanOrEqual(lane, TOps.Create(highs[c])));
                     validLanes[c] = valid;
-                    scores[c] = Vector512.ConditionalSelect(valid, ((acc0 + acc1) + (acc2 + acc3)) * scale, negativeInfinity);
-                    stepMax = Vector512.Max(stepMax, scores[c]);
+                    scores[c] = TOps.ConditionalSelect(valid, TOps.Multiply(TOps.Add(TOps.Add(acc0, acc1), TOps.Add(acc2, acc3)), scale), negativeInfinity);
+                    stepMax = TOps.Max(stepMax, scores[c]);
                 }
-                float newMax = MathF.Max(runningMax, ToScalarMax(stepMax));
-                var shift = Vector512.Create(newMax);
-                var sum = Vector512<float>.Zero;
+                float newMax = MathF.Max(runningMax, TOps.MaxAcross(stepMax));
+                var shift = TOps.Create(newMax);
+                var sum = TOps.Zero;
                 for (int c = 0; c < chunks; c++)
                 {
-                    var shifted = Vector512.ConditionalSelect(validLanes[c], scores[c] - shift, Vector512<float>.Zero);
-                    var keep = validLanes[c] & Vector512.GreaterThan(shifted, floor);
-                    var e = Vector512.ConditionalSelect(keep, VectorMath.Exp(Vector512.Max(shifted, floor)), Vector512<float>.Zero);
-                    sum += e;
-                    e.Store(weights + c * Chunk);
+                    var shifted = TOps.ConditionalSelect(validLanes[c], TOps.Subtract(scores[c], shift), TOps.Zero);
+                    var keep = TOps.And(validLanes[c], TOps.GreaterThan(shifted, floor));
+                    var e = TOps.ConditionalSelect(keep, VectorMath.Exp<TVec, TOps>(TOps.Max(shifted, floor)), TOps.Zero);
+                    sum = TOps.Add(sum, e);
+                    TOps.Store(e, weights + c * w);
                 }
                 float correction = MathF.Exp(runningMax - newMax);   // 0 on the first step
-                runningSum = runningSum * correction + Vector512.Sum(sum);
+                runningSum = runningSum * correction + TOps.Sum(sum);
                 runningMax = newMax;
 
                 if (wideRows)
                 {
                     // Output vectors are loaded once per step, accumulated in registers over its keys, stored once.
-                    var scaleBy = Vector512.Create(correction);
+                    var scaleBy = TOps.Create(correction);
                     int v = 0;
                     for (; v + 4 <= vectorsPerRow; v += 4)
                     {
-                        Vector512<float> o0 = accumulator[v] * scaleBy, o1 = accumulator[v + 1] * scaleBy, o2 = accumulator[v + 2] * scaleBy, o3 = accumulator[v + 3] * scaleBy;
+                        TVec o0 = TOps.Multiply(accumulator[v], scaleBy), o1 = TOps.Multiply(accumulator[v + 1], scaleBy);
+                        TVec o2 = TOps.Multiply(accumulator[v + 2], scaleBy), o3 = TOps.Multiply(accumulator[v + 3], scaleBy);
                         for (int c = 0; c < chunks; c++)
                         {
-                            float* w = weights + c * Chunk;
+                            float* weight = weights + c * w;
                             for (int t = lows[c]; t <= highs[c]; t++)
                             {
-                                var wt = Vector512.Create(w[t]);
-                                float* valueRow = valueTiles[c] + (long)t * dh + v * 16;
-                                o0 = Vector512.FusedMultiplyAdd(wt, Vector512.Load(valueRow), o0);
-                                o1 = Vector512.FusedMultiplyAdd(wt, Vector512.Load(valueRow + 16), o1);
-                                o2 = Vector512.FusedMultiplyAdd(wt, Vector512.Load(valueRow + 32), o2);
-                                o3 = Vector512.FusedMultiplyAdd(wt, Vector512.Load(valueRow + 48), o3);
+                                var wt = TOps.Create(weight[t]);
+                                float* valueRow = valueTiles[c] + (long)t * dh + v * w;
+                                o0 = TOps.FusedMultiplyAdd(wt, TOps.Load(valueRow), o0);
+                                o1 = TOps.FusedMultiplyAdd(wt, TOps.Load(valueRow + w), o1);
+                                o2 = TOps.FusedMultiplyAdd(wt, TOps.Load(valueRow + 2 * w), o2);
+                                o3 = TOps.FusedMultiplyAdd(wt, TOps.Load(valueRow + 3 * w), o3);
                             }
                         }
                         accumulator[v] = o0; accumulator[v + 1] = o1; accumulator[v + 2] = o2; accumulator[v + 3] = o3;
                     }
                     for (; v < vectorsPerRow; v++)
                     {
-                        var o0 = accumulator[v] * scaleBy;
+                        var o0 = TOps.Multiply(accumulator[v], scaleBy);
                         for (int c = 0; c < chunks; c++)
                             for (int t = lows[c]; t <= highs[c]; t++)
-                                o0 = Vector512.FusedMultiplyAdd(Vector512.Create(weights[c * Chunk + t]), Vector512.Load(valueTiles[c] + (long)t * dh + v * 16), o0);
+                                o0 = TOps.FusedMultiplyAdd(TOps.Create(weights[c * w + t]), TOps.Load(valueTiles[c] + (long)t * dh + v * w), o0);
                         accumulator[v] = o0;
                     }
                 }
@@ -183,152 +185,13 @@ public static unsafe class Attention
                 {
                     if (correction != 1f) Elementwise.Scale(o, correction, dh);
                     for (int c = 0; c < chunks; c++)
-                        for (int t = lows[c]; t <= highs[c]; t++) Elementwise.Axpy(o, weights[c * Chunk + t], valueTiles[c] + (long)t * dh, dh);
+                        for (int t = lows[c]; t <= highs[c]; t++) Elementwise.Axpy(o, weights[c * w + t], valueTiles[c] + (long)t * dh, dh);
                 }
             }
             float inverse = 1f / runningSum;
-            if (wideRows) for (int v = 0; v < vectorsPerRow; v++) (accumulator[v] * inverse).Store(o + v * 16);
+            if (wideRows) for (int v = 0; v < vectorsPerRow; v++) TOps.Store(TOps.Multiply(accumulator[v], TOps.Create(inverse)), o + v * w);
             else Elementwise.Scale(o, inverse, dh);
         }
-    }
-
-    /// <summary>
-    /// One (row, KV head), Vector256. For each of the G queries, the keys are walked 64 at a time (four
-    /// chunks of 16, each inside one block): each chunk's 16 scores come from Dh broadcast-FMAs over the
-    /// transposed key tile; one online-softmax update (running max and sum) per 64 keys rescales the
-    /// output, which accumulates the weighted values in registers. No buffer of length T.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void RowVector256(in Problem p, int row, int kvHead)
-    {
-        const int Chunk = 8, ChunksPerStep = 8;
-        int group = p.HeadCount / p.KeyValueHeadCount, dh = p.HeadDim, blockSize = p.BlockSize;
-        int sequence = p.RowSequence[row], position = p.RowPosition[row];
-        int first = p.FirstPosition(position);
-        bool wideRows = dh % 8 == 0;
-        int vectorsPerRow = dh / 8;
-        Vector256<float>* accumulator = stackalloc Vector256<float>[Math.Max(1, vectorsPerRow)];  // [Dh/8]
-        float* weights = stackalloc float[Chunk * ChunksPerStep];                               // [64]
-        Vector256<float>* scores = stackalloc Vector256<float>[ChunksPerStep];
-        Vector256<float>* validLanes = stackalloc Vector256<float>[ChunksPerStep];
-        float** valueTiles = stackalloc float*[ChunksPerStep];
-        int* lows = stackalloc int[ChunksPerStep];
-        int* highs = stackalloc int[ChunksPerStep];
-        var lane = Vector256.Create(0f, 1, 2, 3, 4, 5, 6, 7);
-        var scale = Vector256.Create(p.Scale);
-        var negativeInfinity = Vector256.Create(float.NegativeInfinity);
-        var floor = Vector256.Create(-87f);   // below this, e^x is subnormal (slow on x86) and negligible: it becomes 0
-
-        for (int g = 0; g < group; g++)
-        {
-            int head = kvHead * group + g;
-            float* q = p.Query + ((long)row * p.HeadCount + head) * dh;
-            float* o = p.Output + ((long)row * p.HeadCount + head) * dh;
-            float runningMax = float.NegativeInfinity, runningSum = 0;
-            if (wideRows) for (int v = 0; v < vectorsPerRow; v++) accumulator[v] = Vector256<float>.Zero;
-            else new Span<float>(o, dh).Clear();
-
-            for (int stepStart = first / Chunk * Chunk; stepStart <= position; stepStart += Chunk * ChunksPerStep)
-            {
-                int chunks = Math.Min(ChunksPerStep, (position - stepStart) / Chunk + 1);
-                var stepMax = negativeInfinity;
-                for (int c = 0; c < chunks; c++)
-                {
-                    int chunkStart = stepStart + c * Chunk;
-                    int block = p.Block(sequence, chunkStart);
-                    int slot = chunkStart % blockSize;
-                    float* keys = p.KeyTile(block, kvHead) + slot;                // column `slot` of [Dh, B]
-                    valueTiles[c] = p.ValueTile(block, kvHead) + (long)slot * dh;  // rows slot.. of [B, Dh]
-                    lows[c] = Math.Max(first - chunkStart, 0);
-                    highs[c] = Math.Min(position - chunkStart, Chunk - 1);
-                    // Four partial sums break the FMA dependency chain over d.
-                    Vector256<float> acc0 = default, acc1 = default, acc2 = default, acc3 = default;
-                    int d = 0;
-                    for (; d + 4 <= dh; d += 4)
-                    {
-                        float* k = keys + (long)d * blockSize;
-                        acc0 = Vector256.FusedMultiplyAdd(Vector256.Create(q[d]), Vector256.Load(k), acc0);
-                        acc1 = Vector256.FusedMultiplyAdd(Vector256.Create(q[d + 1]), Vector256.Load(k + blockSize), acc1);
-                        acc2 = Vector256.FusedMultiplyAdd(Vector256.Create(q[d + 2]), Vector256.Load(k + 2 * blockSize), acc2);
-                        acc3 = Vector256.FusedMultiplyAdd(Vector256.Create(q[d + 3]), Vector256.Load(k + 3 * blockSize), acc3);
-                    }
-                    for (; d < dh; d++) acc0 = Vector256.FusedMultiplyAdd(Vector256.Create(q[d]), Vector256.Load(keys + (long)d * blockSize), acc0);
-                    var valid = Vector256.GreaterThanOrEqual(lane, Vector256.Create((float)lows[c])) & Vector256.LessThanOrEqual(lane, Vector256.Create((float)highs[c]));
-                    validLanes[c] = valid;
-                    scores[c] = Vector256.ConditionalSelect(valid, ((acc0 + acc1) + (acc2 + acc3)) * scale, negativeInfinity);
-                    stepMax = Vector256.Max(stepMax, scores[c]);
-                }
-                float newMax = MathF.Max(runningMax, ToScalarMax(stepMax));
-                var shift = Vector256.Create(newMax);
-                var sum = Vector256<float>.Zero;
-                for (int c = 0; c < chunks; c++)
-                {
-                    var shifted = Vector256.ConditionalSelect(validLanes[c], scores[c] - shift, Vector256<float>.Zero);
-                    var keep = validLanes[c] & Vector256.GreaterThan(shifted, floor);
-                    var e = Vector256.ConditionalSelect(keep, VectorMath.Exp(Vector256.Max(shifted, floor)), Vector256<float>.Zero);
-                    sum += e;
-                    e.Store(weights + c * Chunk);
-                }
-                float correction = MathF.Exp(runningMax - newMax);   // 0 on the first step
-                runningSum = runningSum * correction + Vector256.Sum(sum);
-                runningMax = newMax;
-
-                if (wideRows)
-                {
-                    // Output vectors are loaded once per step, accumulated in registers over its keys, stored once.
-                    var scaleBy = Vector256.Create(correction);
-                    int v = 0;
-                    for (; v + 4 <= vectorsPerRow; v += 4)
-                    {
-                        Vector256<float> o0 = accumulator[v] * scaleBy, o1 = accumulator[v + 1] * scaleBy, o2 = accumulator[v + 2] * scaleBy, o3 = accumulator[v + 3] * scaleBy;
-                        for (int c = 0; c < chunks; c++)
-                        {
-                            float* w = weights + c * Chunk;
-                            for (int t = lows[c]; t <= highs[c]; t++)
-                            {
-                                var wt = Vector256.Create(w[t]);
-                                float* valueRow = valueTiles[c] + (long)t * dh + v * 8;
-                                o0 = Vector256.FusedMultiplyAdd(wt, Vector256.Load(valueRow), o0);
-                                o1 = Vector256.FusedMultiplyAdd(wt, Vector256.Load(valueRow + 8), o1);
-                                o2 = Vector256.FusedMultiplyAdd(wt, Vector256.Load(valueRow + 16), o2);
-                                o3 = Vector256.FusedMultiplyAdd(wt, Vector256.Load(valueRow + 24), o3);
-                            }
-                        }
-                        accumulator[v] = o0; accumulator[v + 1] = o1; accumulator[v + 2] = o2; accumulator[v + 3] = o3;
-                    }
-                    for (; v < vectorsPerRow; v++)
-                    {
-                        var o0 = accumulator[v] * scaleBy;
-                        for (int c = 0; c < chunks; c++)
-                            for (int t = lows[c]; t <= highs[c]; t++)
-                                o0 = Vector256.FusedMultiplyAdd(Vector256.Create(weights[c * Chunk + t]), Vector256.Load(valueTiles[c] + (long)t * dh + v * 8), o0);
-                        accumulator[v] = o0;
-                    }
-                }
-                else
-                {
-                    if (correction != 1f) Elementwise.Scale(o, correction, dh);
-                    for (int c = 0; c < chunks; c++)
-                        for (int t = lows[c]; t <= highs[c]; t++) Elementwise.Axpy(o, weights[c * Chunk + t], valueTiles[c] + (long)t * dh, dh);
-                }
-            }
-            float inverse = 1f / runningSum;
-            if (wideRows) for (int v = 0; v < vectorsPerRow; v++) (accumulator[v] * inverse).Store(o + v * 8);
-            else Elementwise.Scale(o, inverse, dh);
-        }
-    }
-
-    private static float ToScalarMax(Vector256<float> v)
-    {
-        var n = Vector128.Max(v.GetLower(), v.GetUpper());
-        return MathF.Max(MathF.Max(n[0], n[1]), MathF.Max(n[2], n[3]));
-    }
-
-    private static float ToScalarMax(Vector512<float> v)
-    {
-        var m = Vector256.Max(v.GetLower(), v.GetUpper());
-        var n = Vector128.Max(m.GetLower(), m.GetUpper());
-        return MathF.Max(MathF.Max(n[0], n[1]), MathF.Max(n[2], n[3]));
     }
 
     /// <summary>The same block-wise online softmax in scalar code (any block size; no vector hardware).</summary>

@@ -4,8 +4,9 @@ namespace Alora.Kernels;
 
 // Legend: M = rows (tokens), D = row width (hidden or head size), n = element count.
 //
-// Each operation runs a 512-bit loop when those vectors are accelerated, else a 256-bit loop, then a scalar
-// tail; without vector hardware only the scalar loop runs. Element order and rounding follow the reference
+// Each operation's vector loop is written once, generic over the width (IFloatVectorOps): it runs with 512-bit
+// vectors when those are accelerated, else with 256-bit ones, then a scalar tail finishes; without vector
+// hardware only the scalar loop runs. Element order and rounding follow the reference
 // twins (separate multiply and add where the reference has them), so results differ only where a
 // reduction (sum, max) is reassociated, or by the vector exp's ulp.
 // In-place use: y may equal x in RmsNorm; the other operations work in place by contract.
@@ -22,19 +23,20 @@ public static unsafe class Elementwise
         {
             float* xi = x + (long)i * d, yi = y + (long)i * d;
             float inv = 1f / MathF.Sqrt(SumOfSquares(xi, d) / d + eps);
-            int j = 0;
-            if (Vector512.IsHardwareAccelerated)
-            {
-                var scale = Vector512.Create(inv);
-                for (; j + 16 <= d; j += 16) (Vector512.Load(xi + j) * scale * Vector512.Load(gamma + j)).Store(yi + j);
-            }
-            else if (Vector256.IsHardwareAccelerated)
-            {
-                var scale = Vector256.Create(inv);
-                for (; j + 8 <= d; j += 8) (Vector256.Load(xi + j) * scale * Vector256.Load(gamma + j)).Store(yi + j);
-            }
+            long j = Vector512.IsHardwareAccelerated ? ScaleByAndMultiply<Vector512<float>, Vector512Ops>(yi, xi, inv, gamma, d)
+                : Vector256.IsHardwareAccelerated ? ScaleByAndMultiply<Vector256<float>, Vector256Ops>(yi, xi, inv, gamma, d) : 0;
             for (; j < d; j++) yi[j] = xi[j] * inv * gamma[j];
         }
+    }
+
+    /// <summary>y = x · a · g over whole vectors; returns where the scalar tail starts.</summary>
+    private static long ScaleByAndMultiply<TVec, TOps>(float* y, float* x, float a, float* g, long n) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
+    {
+        int w = TOps.Count;
+        var scale = TOps.Create(a);
+        long j = 0;
+        for (; j + w <= n; j += w) TOps.Store(TOps.Multiply(TOps.Multiply(TOps.Load(x + j), scale), TOps.Load(g + j)), y + j);
+        return j;
     }
 
     public static void RmsNormReference(float* y, float* x, float* gamma, int m, int d, float eps)
@@ -52,61 +54,49 @@ public static unsafe class Elementwise
     private static float SumOfSquares(float* x, int n)
     {
         int i = 0;
-        float sum = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            Vector512<float> a0 = default, a1 = default;
-            for (; i + 32 <= n; i += 32)
-            {
-                Vector512<float> v0 = Vector512.Load(x + i), v1 = Vector512.Load(x + i + 16);
-                a0 = Vector512.FusedMultiplyAdd(v0, v0, a0);
-                a1 = Vector512.FusedMultiplyAdd(v1, v1, a1);
-            }
-            for (; i + 16 <= n; i += 16) { Vector512<float> v = Vector512.Load(x + i); a0 = Vector512.FusedMultiplyAdd(v, v, a0); }
-            sum = Vector512.Sum(a0 + a1);
-        }
-        else if (Vector256.IsHardwareAccelerated)
-        {
-            Vector256<float> a0 = default, a1 = default;
-            for (; i + 16 <= n; i += 16)
-            {
-                Vector256<float> v0 = Vector256.Load(x + i), v1 = Vector256.Load(x + i + 8);
-                a0 = Vector256.FusedMultiplyAdd(v0, v0, a0);
-                a1 = Vector256.FusedMultiplyAdd(v1, v1, a1);
-            }
-            for (; i + 8 <= n; i += 8) { Vector256<float> v = Vector256.Load(x + i); a0 = Vector256.FusedMultiplyAdd(v, v, a0); }
-            sum = Vector256.Sum(a0 + a1);
-        }
+        float sum = Vector512.IsHardwareAccelerated ? SumOfSquares<Vector512<float>, Vector512Ops>(x, n, ref i)
+            : Vector256.IsHardwareAccelerated ? SumOfSquares<Vector256<float>, Vector256Ops>(x, n, ref i) : 0;
         for (; i < n; i++) sum += x[i] * x[i];
         return sum;
+    }
+
+    private static float SumOfSquares<TVec, TOps>(float* x, int n, ref int i) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
+    {
+        int w = TOps.Count;
+        TVec a0 = TOps.Zero, a1 = TOps.Zero;
+        for (; i + 2 * w <= n; i += 2 * w)
+        {
+            TVec v0 = TOps.Load(x + i), v1 = TOps.Load(x + i + w);
+            a0 = TOps.FusedMultiplyAdd(v0, v0, a0);
+            a1 = TOps.FusedMultiplyAdd(v1, v1, a1);
+        }
+        for (; i + w <= n; i += w) { TVec v = TOps.Load(x + i); a0 = TOps.FusedMultiplyAdd(v, v, a0); }
+        return TOps.Sum(TOps.Add(a0, a1));
     }
 
     /// <summary>gate[n] = silu(gate) * up, in place: the SiLU-gated MLP's activation.</summary>
     public static void SiluMul(float* gate, float* up, long n)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(n);
-        long i = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            for (; i + 16 <= n; i += 16)
-            {
-                Vector512<float> g = Vector512.Load(gate + i);
-                (g / (Vector512<float>.One + VectorMath.Exp(-g)) * Vector512.Load(up + i)).Store(gate + i);
-            }
-        }
-        else if (Vector256.IsHardwareAccelerated)
-        {
-            for (; i + 8 <= n; i += 8)
-            {
-                Vector256<float> g = Vector256.Load(gate + i);
-                (g / (Vector256<float>.One + VectorMath.Exp(-g)) * Vector256.Load(up + i)).Store(gate + i);
-            }
-        }
+        long i = Vector512.IsHardwareAccelerated ? SiluMul<Vector512<float>, Vector512Ops>(gate, up, n)
+            : Vector256.IsHardwareAccelerated ? SiluMul<Vector256<float>, Vector256Ops>(gate, up, n) : 0;
         for (; i < n; i++)
         {
             float g = gate[i];
             gate[i] = g / (1f + MathF.Exp(-g)) * up[i];
         }
+    }
+
+    private static long SiluMul<TVec, TOps>(float* gate, float* up, long n) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
+    {
+        int w = TOps.Count;
+        long i = 0;
+        for (; i + w <= n; i += w)
+        {
+            TVec g = TOps.Load(gate + i);
+            TOps.Store(TOps.Multiply(TOps.Divide(g, TOps.Add(TOps.One, VectorMath.Exp<TVec, TOps>(TOps.Negate(g)))), TOps.Load(up + i)), gate + i);
+        }
+        return i;
     }
 
     public static void SiluMulReference(float* gate, float* up, long n)
@@ -139,70 +129,56 @@ public static unsafe class Elementwise
         for (int i = 0; i < n; i++) x[i] *= inv;
     }
 
-    private static float Max(float* x, int n)
+    /// <summary>The largest of x[n] (−∞ when n is 0).</summary>
+    internal static float Max(float* x, int n)
     {
         int i = 0;
         float max = float.NegativeInfinity;
-        if (Vector512.IsHardwareAccelerated && n >= 16)
-        {
-            Vector512<float> m = Vector512.Create(float.NegativeInfinity);
-            for (; i + 16 <= n; i += 16) m = Vector512.Max(m, Vector512.Load(x + i));
-            for (int lane = 0; lane < 16; lane++) max = MathF.Max(max, m[lane]);
-        }
-        else if (Vector256.IsHardwareAccelerated && n >= 8)
-        {
-            Vector256<float> m = Vector256.Create(float.NegativeInfinity);
-            for (; i + 8 <= n; i += 8) m = Vector256.Max(m, Vector256.Load(x + i));
-            for (int lane = 0; lane < 8; lane++) max = MathF.Max(max, m[lane]);
-        }
+        if (Vector512.IsHardwareAccelerated && n >= 16) max = Max<Vector512<float>, Vector512Ops>(x, n, ref i);
+        else if (Vector256.IsHardwareAccelerated && n >= 8) max = Max<Vector256<float>, Vector256Ops>(x, n, ref i);
         for (; i < n; i++) max = MathF.Max(max, x[i]);
         return max;
     }
 
+    private static float Max<TVec, TOps>(float* x, int n, ref int i) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
+    {
+        int w = TOps.Count;
+        TVec m = TOps.Create(float.NegativeInfinity);
+        for (; i + w <= n; i += w) m = TOps.Max(m, TOps.Load(x + i));
+        float max = float.NegativeInfinity;
+        for (int lane = 0; lane < w; lane++) max = MathF.Max(max, TOps.Element(m, lane));
+        return max;
+    }
+
     /// <summary>x[i] = exp(x[i] − max) in place; returns the sum of the new values.</summary>
-    private static float ExpSubtractAndSum(float* x, int n, float max)
+    internal static float ExpSubtractAndSum(float* x, int n, float max)
     {
         int i = 0;
-        float sum = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            Vector512<float> shift = Vector512.Create(max), total = default;
-            for (; i + 16 <= n; i += 16)
-            {
-                Vector512<float> e = VectorMath.Exp(Vector512.Load(x + i) - shift);
-                e.Store(x + i);
-                total += e;
-            }
-            sum = Vector512.Sum(total);
-        }
-        else if (Vector256.IsHardwareAccelerated)
-        {
-            Vector256<float> shift = Vector256.Create(max), total = default;
-            for (; i + 8 <= n; i += 8)
-            {
-                Vector256<float> e = VectorMath.Exp(Vector256.Load(x + i) - shift);
-                e.Store(x + i);
-                total += e;
-            }
-            sum = Vector256.Sum(total);
-        }
+        float sum = Vector512.IsHardwareAccelerated ? ExpSubtractAndSum<Vector512<float>, Vector512Ops>(x, n, max, ref i)
+            : Vector256.IsHardwareAccelerated ? ExpSubtractAndSum<Vector256<float>, Vector256Ops>(x, n, max, ref i) : 0;
         for (; i < n; i++) { x[i] = MathF.Exp(x[i] - max); sum += x[i]; }
         return sum;
+    }
+
+    private static float ExpSubtractAndSum<TVec, TOps>(float* x, int n, float max, ref int i) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
+    {
+        int w = TOps.Count;
+        TVec shift = TOps.Create(max), total = TOps.Zero;
+        for (; i + w <= n; i += w)
+        {
+            TVec e = VectorMath.Exp<TVec, TOps>(TOps.Subtract(TOps.Load(x + i), shift));
+            TOps.Store(e, x + i);
+            total = TOps.Add(total, e);
+        }
+        return TOps.Sum(total);
     }
 
     /// <summary>y[n] += x[n].</summary>
     public static void Add(float* y, float* x, long n)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(n);
-        long i = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            for (; i + 16 <= n; i += 16) (Vector512.Load(y + i) + Vector512.Load(x + i)).Store(y + i);
-        }
-        else if (Vector256.IsHardwareAccelerated)
-        {
-            for (; i + 8 <= n; i += 8) (Vector256.Load(y + i) + Vector256.Load(x + i)).Store(y + i);
-        }
+        long i = Vector512.IsHardwareAccelerated ? Axpy<Vector512<float>, Vector512Ops>(y, null, x, n)
+            : Vector256.IsHardwareAccelerated ? Axpy<Vector256<float>, Vector256Ops>(y, null, x, n) : 0;
         for (; i < n; i++) y[i] += x[i];
     }
 
@@ -215,19 +191,24 @@ public static unsafe class Elementwise
     public static void Axpy(float* y, float a, float* x, long n)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(n);
-        long i = 0;
-        // Multiply then add (not fused), as the reference rounds.
-        if (Vector512.IsHardwareAccelerated)
-        {
-            var av = Vector512.Create(a);
-            for (; i + 16 <= n; i += 16) (Vector512.Load(y + i) + av * Vector512.Load(x + i)).Store(y + i);
-        }
-        else if (Vector256.IsHardwareAccelerated)
-        {
-            var av = Vector256.Create(a);
-            for (; i + 8 <= n; i += 8) (Vector256.Load(y + i) + av * Vector256.Load(x + i)).Store(y + i);
-        }
+        long i = Vector512.IsHardwareAccelerated ? Axpy<Vector512<float>, Vector512Ops>(y, &a, x, n)
+            : Vector256.IsHardwareAccelerated ? Axpy<Vector256<float>, Vector256Ops>(y, &a, x, n) : 0;
         for (; i < n; i++) y[i] += a * x[i];
+    }
+
+    /// <summary>y += a·x (a null: y += x) over whole vectors, multiply then add (not fused) as the reference rounds; returns where the tail starts.</summary>
+    private static long Axpy<TVec, TOps>(float* y, float* a, float* x, long n) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
+    {
+        int w = TOps.Count;
+        long i = 0;
+        if (a is null)
+            for (; i + w <= n; i += w) TOps.Store(TOps.Add(TOps.Load(y + i), TOps.Load(x + i)), y + i);
+        else
+        {
+            var av = TOps.Create(*a);
+            for (; i + w <= n; i += w) TOps.Store(TOps.Add(TOps.Load(y + i), TOps.Multiply(av, TOps.Load(x + i))), y + i);
+        }
+        return i;
     }
 
     public static void AxpyReference(float* y, float a, float* x, long n)
@@ -239,18 +220,18 @@ public static unsafe class Elementwise
     public static void Scale(float* x, float a, long n)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(n);
-        long i = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            var av = Vector512.Create(a);
-            for (; i + 16 <= n; i += 16) (Vector512.Load(x + i) * av).Store(x + i);
-        }
-        else if (Vector256.IsHardwareAccelerated)
-        {
-            var av = Vector256.Create(a);
-            for (; i + 8 <= n; i += 8) (Vector256.Load(x + i) * av).Store(x + i);
-        }
+        long i = Vector512.IsHardwareAccelerated ? Scale<Vector512<float>, Vector512Ops>(x, a, n)
+            : Vector256.IsHardwareAccelerated ? Scale<Vector256<float>, Vector256Ops>(x, a, n) : 0;
         for (; i < n; i++) x[i] *= a;
+    }
+
+    private static long Scale<TVec, TOps>(float* x, float a, long n) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
+    {
+        int w = TOps.Count;
+        var av = TOps.Create(a);
+        long i = 0;
+        for (; i + w <= n; i += w) TOps.Store(TOps.Multiply(TOps.Load(x + i), av), x + i);
+        return i;
     }
 
     public static void ScaleReference(float* x, float a, long n)
@@ -263,35 +244,25 @@ public static unsafe class Elementwise
     {
         ArgumentOutOfRangeException.ThrowIfNegative(n);
         int i = 0;
-        float sum = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (; i + 64 <= n; i += 64)
-            {
-                a0 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i), Vector512.Load(y + i), a0);
-                a1 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 16), Vector512.Load(y + i + 16), a1);
-                a2 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 32), Vector512.Load(y + i + 32), a2);
-                a3 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i + 48), Vector512.Load(y + i + 48), a3);
-            }
-            for (; i + 16 <= n; i += 16) a0 = Vector512.FusedMultiplyAdd(Vector512.Load(x + i), Vector512.Load(y + i), a0);
-            sum = Vector512.Sum((a0 + a1) + (a2 + a3));
-        }
-        else if (Vector256.IsHardwareAccelerated)
-        {
-            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-            for (; i + 32 <= n; i += 32)
-            {
-                a0 = Vector256.FusedMultiplyAdd(Vector256.Load(x + i), Vector256.Load(y + i), a0);
-                a1 = Vector256.FusedMultiplyAdd(Vector256.Load(x + i + 8), Vector256.Load(y + i + 8), a1);
-                a2 = Vector256.FusedMultiplyAdd(Vector256.Load(x + i + 16), Vector256.Load(y + i + 16), a2);
-                a3 = Vector256.FusedMultiplyAdd(Vector256.Load(x + i + 24), Vector256.Load(y + i + 24), a3);
-            }
-            for (; i + 8 <= n; i += 8) a0 = Vector256.FusedMultiplyAdd(Vector256.Load(x + i), Vector256.Load(y + i), a0);
-            sum = Vector256.Sum((a0 + a1) + (a2 + a3));
-        }
+        float sum = Vector512.IsHardwareAccelerated ? Dot<Vector512<float>, Vector512Ops>(x, y, n, ref i)
+            : Vector256.IsHardwareAccelerated ? Dot<Vector256<float>, Vector256Ops>(x, y, n, ref i) : 0;
         for (; i < n; i++) sum += x[i] * y[i];
         return sum;
+    }
+
+    private static float Dot<TVec, TOps>(float* x, float* y, int n, ref int i) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
+    {
+        int w = TOps.Count;
+        TVec a0 = TOps.Zero, a1 = TOps.Zero, a2 = TOps.Zero, a3 = TOps.Zero;
+        for (; i + 4 * w <= n; i += 4 * w)
+        {
+            a0 = TOps.FusedMultiplyAdd(TOps.Load(x + i), TOps.Load(y + i), a0);
+            a1 = TOps.FusedMultiplyAdd(TOps.Load(x + i + w), TOps.Load(y + i + w), a1);
+            a2 = TOps.FusedMultiplyAdd(TOps.Load(x + i + 2 * w), TOps.Load(y + i + 2 * w), a2);
+            a3 = TOps.FusedMultiplyAdd(TOps.Load(x + i + 3 * w), TOps.Load(y + i + 3 * w), a3);
+        }
+        for (; i + w <= n; i += w) a0 = TOps.FusedMultiplyAdd(TOps.Load(x + i), TOps.Load(y + i), a0);
+        return TOps.Sum(TOps.Add(TOps.Add(a0, a1), TOps.Add(a2, a3)));
     }
 
     public static float DotReference(float* x, float* y, int n)

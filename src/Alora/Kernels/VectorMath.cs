@@ -24,49 +24,29 @@ internal static class VectorMath
     private const float C2 = 1f / 2, C3 = 1f / 6, C4 = 1f / 24, C5 = 1f / 120, C6 = 1f / 720, C7 = 1f / 5040;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Exp(Vector512<float> x)
-    {
-        Vector512<float> clamped = Vector512.Min(Vector512.Max(x, Vector512.Create(MinInput)), Vector512.Create(MaxInput));
-        Vector512<float> shifted = Vector512.FusedMultiplyAdd(clamped, Vector512.Create(Log2E), Vector512.Create(RoundingMagic));
-        Vector512<float> n = shifted - Vector512.Create(RoundingMagic);
-        Vector512<float> r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2High), clamped);
-        r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Low), r);
-        Vector512<float> p = Vector512.FusedMultiplyAdd(Vector512.Create(C7), r, Vector512.Create(C6));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(C5));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(C4));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(C3));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(C2));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
-        Vector512<int> exponent = Vector512.ConvertToInt32(n);
-        Vector512<int> half = Vector512.ShiftRightArithmetic(exponent, 1);
-        Vector512<float> scale1 = Vector512.ShiftLeft(half + Vector512.Create(127), 23).AsSingle();
-        Vector512<float> scale2 = Vector512.ShiftLeft(exponent - half + Vector512.Create(127), 23).AsSingle();
-        Vector512<float> result = p * scale1 * scale2;
-        // Min/Max above may have replaced a NaN input; give NaN back.
-        return Vector512.ConditionalSelect(Vector512.Equals(x, x), result, x);
-    }
+    public static Vector512<float> Exp(Vector512<float> x) => Exp<Vector512<float>, Vector512Ops>(x);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Exp(Vector256<float> x)
+    public static Vector256<float> Exp(Vector256<float> x) => Exp<Vector256<float>, Vector256Ops>(x);
+
+    /// <summary>The one definition, for any vector width.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static TVec Exp<TVec, TOps>(TVec x) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
     {
-        Vector256<float> clamped = Vector256.Min(Vector256.Max(x, Vector256.Create(MinInput)), Vector256.Create(MaxInput));
-        Vector256<float> shifted = Vector256.FusedMultiplyAdd(clamped, Vector256.Create(Log2E), Vector256.Create(RoundingMagic));
-        Vector256<float> n = shifted - Vector256.Create(RoundingMagic);
-        Vector256<float> r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2High), clamped);
-        r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Low), r);
-        Vector256<float> p = Vector256.FusedMultiplyAdd(Vector256.Create(C7), r, Vector256.Create(C6));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(C5));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(C4));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(C3));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(C2));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256<float>.One);
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256<float>.One);
-        Vector256<int> exponent = Vector256.ConvertToInt32(n);
-        Vector256<int> half = Vector256.ShiftRightArithmetic(exponent, 1);
-        Vector256<float> scale1 = Vector256.ShiftLeft(half + Vector256.Create(127), 23).AsSingle();
-        Vector256<float> scale2 = Vector256.ShiftLeft(exponent - half + Vector256.Create(127), 23).AsSingle();
-        Vector256<float> result = p * scale1 * scale2;
-        return Vector256.ConditionalSelect(Vector256.Equals(x, x), result, x);
+        TVec clamped = TOps.Min(TOps.Max(x, TOps.Create(MinInput)), TOps.Create(MaxInput));
+        TVec shifted = TOps.FusedMultiplyAdd(clamped, TOps.Create(Log2E), TOps.Create(RoundingMagic));
+        TVec n = TOps.Subtract(shifted, TOps.Create(RoundingMagic));
+        TVec r = TOps.FusedMultiplyAdd(n, TOps.Create(-Ln2High), clamped);
+        r = TOps.FusedMultiplyAdd(n, TOps.Create(-Ln2Low), r);
+        TVec p = TOps.FusedMultiplyAdd(TOps.Create(C7), r, TOps.Create(C6));
+        p = TOps.FusedMultiplyAdd(p, r, TOps.Create(C5));
+        p = TOps.FusedMultiplyAdd(p, r, TOps.Create(C4));
+        p = TOps.FusedMultiplyAdd(p, r, TOps.Create(C3));
+        p = TOps.FusedMultiplyAdd(p, r, TOps.Create(C2));
+        p = TOps.FusedMultiplyAdd(p, r, TOps.One);
+        p = TOps.FusedMultiplyAdd(p, r, TOps.One);
+        TVec result = TOps.ScaleByPowerOfTwo(p, n);
+        // Min/Max above may have replaced a NaN input; give NaN back.
+        return TOps.ConditionalSelect(TOps.Equals(x, x), result, x);
     }
 }

@@ -33,6 +33,11 @@ public sealed record OutputConstraint
     public IReadOnlyList<string> Choices { get; private init; } = [];
     /// <summary>The regular expression (<see cref="ConstraintKind.Regex"/>) or the GBNF text (<see cref="ConstraintKind.Grammar"/>).</summary>
     public string? Text { get; private init; }
+    /// <summary>
+    /// JSON kinds: whether whitespace may come between tokens (true: a space, or a newline and up to 20 spaces or tabs
+    /// of indentation, as llama.cpp allows; false: compact JSON only, vLLM's disable_any_whitespace).
+    /// </summary>
+    public bool JsonWhitespace { get; init; } = true;
 
     public static OutputConstraint JsonObject() => new(ConstraintKind.JsonObject);
 

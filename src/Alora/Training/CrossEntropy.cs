@@ -71,74 +71,46 @@ public static unsafe class CrossEntropy
         }
     }
 
-    private static float Max(float* x, int n)
-    {
-        int i = 0;
-        float max = float.NegativeInfinity;
-        if (Vector512.IsHardwareAccelerated && n >= 16)
-        {
-            var m = Vector512.Create(float.NegativeInfinity);
-            for (; i + 16 <= n; i += 16) m = Vector512.Max(m, Vector512.Load(x + i));
-            for (int lane = 0; lane < 16; lane++) max = MathF.Max(max, m[lane]);
-        }
-        else if (Vector256.IsHardwareAccelerated && n >= 8)
-        {
-            var m = Vector256.Create(float.NegativeInfinity);
-            for (; i + 8 <= n; i += 8) m = Vector256.Max(m, Vector256.Load(x + i));
-            for (int lane = 0; lane < 8; lane++) max = MathF.Max(max, m[lane]);
-        }
-        for (; i < n; i++) max = MathF.Max(max, x[i]);
-        return max;
-    }
+    private static float Max(float* x, int n) => Elementwise.Max(x, n);
 
-    /// <summary>Σ exp(x − max), with four vector partial sums (large vocabularies would lose bits in one).</summary>
+    /// <summary>Σ exp(x − max), with two vector partial sums (large vocabularies would lose bits in one).</summary>
     private static float SumExp(float* x, float max, int n)
     {
         int i = 0;
-        float sum = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            var shift = Vector512.Create(max);
-            Vector512<float> s0 = default, s1 = default;
-            for (; i + 32 <= n; i += 32)
-            {
-                s0 += VectorMath.Exp(Vector512.Load(x + i) - shift);
-                s1 += VectorMath.Exp(Vector512.Load(x + i + 16) - shift);
-            }
-            for (; i + 16 <= n; i += 16) s0 += VectorMath.Exp(Vector512.Load(x + i) - shift);
-            sum = Vector512.Sum(s0 + s1);
-        }
-        else if (Vector256.IsHardwareAccelerated)
-        {
-            var shift = Vector256.Create(max);
-            Vector256<float> s0 = default, s1 = default;
-            for (; i + 16 <= n; i += 16)
-            {
-                s0 += VectorMath.Exp(Vector256.Load(x + i) - shift);
-                s1 += VectorMath.Exp(Vector256.Load(x + i + 8) - shift);
-            }
-            for (; i + 8 <= n; i += 8) s0 += VectorMath.Exp(Vector256.Load(x + i) - shift);
-            sum = Vector256.Sum(s0 + s1);
-        }
+        float sum = Vector512.IsHardwareAccelerated ? SumExp<Vector512<float>, Vector512Ops>(x, max, n, ref i)
+            : Vector256.IsHardwareAccelerated ? SumExp<Vector256<float>, Vector256Ops>(x, max, n, ref i) : 0;
         for (; i < n; i++) sum += MathF.Exp(x[i] - max);
         return sum;
+    }
+
+    private static float SumExp<TVec, TOps>(float* x, float max, int n, ref int i) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
+    {
+        int w = TOps.Count;
+        var shift = TOps.Create(max);
+        TVec s0 = TOps.Zero, s1 = TOps.Zero;
+        for (; i + 2 * w <= n; i += 2 * w)
+        {
+            s0 = TOps.Add(s0, VectorMath.Exp<TVec, TOps>(TOps.Subtract(TOps.Load(x + i), shift)));
+            s1 = TOps.Add(s1, VectorMath.Exp<TVec, TOps>(TOps.Subtract(TOps.Load(x + i + w), shift)));
+        }
+        for (; i + w <= n; i += w) s0 = TOps.Add(s0, VectorMath.Exp<TVec, TOps>(TOps.Subtract(TOps.Load(x + i), shift)));
+        return TOps.Sum(TOps.Add(s0, s1));
     }
 
     /// <summary>y[n] = exp(x − shift)·scale; y may be x.</summary>
     private static void ScaledExp(float* y, float* x, float shift, float scale, int n)
     {
-        int i = 0;
-        if (Vector512.IsHardwareAccelerated)
-        {
-            Vector512<float> s = Vector512.Create(shift), c = Vector512.Create(scale);
-            for (; i + 16 <= n; i += 16) (VectorMath.Exp(Vector512.Load(x + i) - s) * c).Store(y + i);
-        }
-        else if (Vector256.IsHardwareAccelerated)
-        {
-            Vector256<float> s = Vector256.Create(shift), c = Vector256.Create(scale);
-            for (; i + 8 <= n; i += 8) (VectorMath.Exp(Vector256.Load(x + i) - s) * c).Store(y + i);
-        }
+        int i = Vector512.IsHardwareAccelerated ? ScaledExp<Vector512<float>, Vector512Ops>(y, x, shift, scale, n)
+            : Vector256.IsHardwareAccelerated ? ScaledExp<Vector256<float>, Vector256Ops>(y, x, shift, scale, n) : 0;
         for (; i < n; i++) y[i] = MathF.Exp(x[i] - shift) * scale;
+    }
+
+    private static int ScaledExp<TVec, TOps>(float* y, float* x, float shift, float scale, int n) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
+    {
+        int w = TOps.Count, i = 0;
+        TVec s = TOps.Create(shift), c = TOps.Create(scale);
+        for (; i + w <= n; i += w) TOps.Store(TOps.Multiply(VectorMath.Exp<TVec, TOps>(TOps.Subtract(TOps.Load(x + i), s)), c), y + i);
+        return i;
     }
 
     /// <summary>Reference twin: per-row loss and gradient in double from the definition.</summary>
