@@ -6,7 +6,7 @@ string scenario = args.Length > 0 ? args[0] : "help";
 int layerFlag = Array.IndexOf(args, "--layer");
 string? onlyLayer = layerFlag >= 0 && layerFlag + 1 < args.Length ? args[layerFlag + 1] : null;
 if (scenario == "help")
-    Console.WriteLine("kernel scenarios: gemm|gemv [--no-lm-head] [--layer NAME] | backward | elementwise | pool | bandwidth | gemv-stream");
+    Console.WriteLine("kernel scenarios: gemm|gemv [--no-lm-head] [--layer NAME] | quant-gemv | backward | elementwise | pool | bandwidth | gemv-stream");
 switch (scenario)
 {
     case "gemm":
@@ -31,6 +31,7 @@ switch (scenario)
         Console.WriteLine($"memory read bandwidth: {MemoryBandwidth.MeasureReadGBps():F1} GB/s (1 GiB, {Alora.Kernels.WorkerPool.Shared.ThreadCount} threads, best of 5)");
         break;
     case "gemv-stream": GemvStream.Run(); break;
+    case "quant-gemv": QuantBench.Run(); break;
     case "decode": ModelBench.Decode(); break;
     case "structured": StructuredBench.Run(args.Length > 1 ? args[1].Split(',') : ["granite3", "llama3"], args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 96); break;
     case "engine-concurrency": EngineBench.Concurrency([1, 4, 16, 64]); break;
@@ -80,6 +81,7 @@ switch (scenario)
         break;
     case "mutated-init": MutatedInitBench.Run(args.Length > 1 ? args[1] : "../shared", args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 8); break;
     case "decode-concurrency-peer": return ConcurrencyPeerBench.Run(ConcurrencyPeerBench.ParseOptions(args[1..]));
+    case "decode-quant-peer": return QuantPeerBench.Run(args[1..]);
     case "template": TemplateBench.Run(args.Length > 1 ? args[1] : "../shared"); break;
     case "llama2c":
         int at = Array.IndexOf(args, "--run");
@@ -88,7 +90,7 @@ switch (scenario)
         ModelBench.Llama2C(args[at + 1], threadsAt >= 0 ? int.Parse(args[threadsAt + 1], System.Globalization.CultureInfo.InvariantCulture) : Environment.ProcessorCount);
         break;
     default:
-        Console.WriteLine("scenarios: gemm [--no-lm-head] [--packed] | gemv [--no-lm-head] | pool | bandwidth | gemv-stream | decode | decode-batch [--gemm-only] [--no-gemm] | prefill | engine-concurrency | engine-agentic [--turns N] [--turn-tokens T] | serve-load [--peer] [--long-prefill N] [--short-prefill N] | llama2c --run PATH [--threads N] | alora-ttft [SHARED_DIR] [--svg FILE] | adapters [LAYERS] | intrinsic [SHARED_DIR] [WORK_DIR] [STORIES] [STEPS] | template SHARED_DIR | train-step [--rows B] [--length T] | train-speed [--rows 1,2] [--length T] [--rounds N] [--dtype bf16|f32] [--python PATH] | tokenizers [--passes N] [--corpus FILE] [--no-peer] | decode-concurrency-peer [--streams 1,4,16,64] [--steps S] [--prompt-length P] [--rounds R] [--dtype bf16|f16|f32] [--check-only]   (see bench/README.md)");
+        Console.WriteLine("scenarios: gemm [--no-lm-head] [--packed] | gemv [--no-lm-head] | pool | bandwidth | gemv-stream | decode | decode-batch [--gemm-only] [--no-gemm] | prefill | engine-concurrency | engine-agentic [--turns N] [--turn-tokens T] | serve-load [--peer] [--long-prefill N] [--short-prefill N] | llama2c --run PATH [--threads N] | alora-ttft [SHARED_DIR] [--svg FILE] | adapters [LAYERS] | intrinsic [SHARED_DIR] [WORK_DIR] [STORIES] [STEPS] | template SHARED_DIR | train-step [--rows B] [--length T] | train-speed [--rows 1,2] [--length T] [--rounds N] [--dtype bf16|f32] [--python PATH] | tokenizers [--passes N] [--corpus FILE] [--no-peer] | decode-quant-peer [--types Q8_0,Q4_K_M,alora:Q4_K_M] [--layers 4] [--steps S] [--rounds R] | decode-concurrency-peer [--streams 1,4,16,64] [--steps S] [--prompt-length P] [--rounds R] [--dtype bf16|f16|f32] [--check-only]   (see bench/README.md)");
         return scenario == "help" ? 0 : 1;
 }
 return 0;

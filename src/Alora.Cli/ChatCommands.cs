@@ -20,11 +20,12 @@ internal static class ChatCommands
         var chatTemplate = new Option<string?>("--chat-template") { Description = "Chat template file (.jinja, or JSON with chat_template) instead of the model's" };
         var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Most tokens per reply", DefaultValueFactory = _ => 256 };
         var sampling = new SamplingFlags();
+        var quantize = GenerateCommands.QuantizeOption();
         var command = new Command("chat", "Chat with the model in the terminal; /use NAME switches adapters, /use base goes back, /reset, /quit");
-        foreach (var o in new Option[] { model, adapters, system, chatTemplate, maxTokens }.Concat(sampling.All)) command.Options.Add(o);
+        foreach (var o in new Option[] { model, adapters, system, chatTemplate, maxTokens, quantize }.Concat(sampling.All)) command.Options.Add(o);
         command.SetAction(async (parse, cancellationToken) =>
         {
-            using var languageModel = LanguageModel.Load(parse.GetValue(model)!);
+            using var languageModel = LanguageModel.Load(parse.GetValue(model)!, quantize: parse.GetValue(quantize) is string q ? Alora.Models.ModelWeights.ParseQuantization(q) : null);
             AdapterFlags.LoadInto(languageModel, parse.GetValue(adapters));
             ChatPrompter prompter;
             try { prompter = new ChatPrompter(languageModel, parse.GetValue(chatTemplate)); }

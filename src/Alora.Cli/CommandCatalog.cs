@@ -17,5 +17,6 @@ internal static class CommandCatalog
         yield return TrainingCommands.Grad();
         yield return ServeCommands.Serve();
         yield return ChatCommands.Chat();
+        yield return QuantizeCommands.Quantize();
     }
 }

@@ -14,6 +14,8 @@ internal static class GenerateCommands
     private static readonly JsonSerializerOptions JsonOutput = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     private static readonly Option<string> ModelOption = new("--model", "-m") { Description = "Hugging Face model folder or .gguf file", Required = true };
+    internal static Option<string?> QuantizeOption() => new("--quantize") { Description = "Quantize the model's matrices in memory after loading: q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k or q6_k" };
+    private static readonly Option<string?> Quantize = QuantizeOption();
     private static readonly Option<string?> PromptOption = new("--prompt", "-p") { Description = "Prompt text (the tokenizer adds BOS as the model's tokenizer does)" };
     private static readonly Option<string?> PromptIdsOption = new("--prompt-ids") { Description = "Prompt as comma-separated token ids, used as given" };
     private static readonly Option<string[]> AdapterOption = new("--adapter") { Description = "Load an adapter (PEFT folder or llama.cpp GGUF LoRA file) as name=path (or just path: named after it); repeatable" };
@@ -35,13 +37,13 @@ internal static class GenerateCommands
         var constraints = new ConstraintFlags();
 
         var command = new Command("generate", "Generate text from a prompt");
-        foreach (var o in new Option[] { ModelOption, PromptOption, PromptIdsOption, maxTokens }.Concat(sampling.All).Concat([ignoreEos, stop, json]).Concat(constraints.All).Concat(AdapterOptions))
+        foreach (var o in new Option[] { ModelOption, PromptOption, PromptIdsOption, maxTokens, Quantize }.Concat(sampling.All).Concat([ignoreEos, stop, json]).Concat(constraints.All).Concat(AdapterOptions))
             command.Options.Add(o);
         command.SetAction(async (parse, cancellationToken) =>
         {
             string modelPath = parse.GetValue(ModelOption)!;
             int max = parse.GetValue(maxTokens);
-            using var model = LanguageModel.Load(modelPath, cacheTokens: 4096 + max);
+            using var model = LanguageModel.Load(modelPath, cacheTokens: 4096 + max, quantize: parse.GetValue(Quantize) is string q ? Alora.Models.ModelWeights.ParseQuantization(q) : null);
             int[] promptIds = ResolvePrompt(parse, model);
             var adapters = LoadedAdapters.From(parse, model);
             var request = new GenerationRequest

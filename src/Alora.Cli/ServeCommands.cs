@@ -25,9 +25,10 @@ internal static class ServeCommands
         var noPrefixCaching = new Option<bool>("--no-enable-prefix-caching") { Description = "Do not reuse KV blocks across requests" };
         var runtimeLora = new Option<bool>("--allow-runtime-lora-updating") { Description = "Enable POST /v1/load_lora_adapter and /v1/unload_lora_adapter" };
         var quiet = new Option<bool>("--quiet") { Description = "Do not log a line per request" };
+        var quantize = GenerateCommands.QuantizeOption();
 
         var command = new Command("serve", "Serve the model and its adapters over an OpenAI-compatible HTTP API");
-        foreach (var o in new Option[] { model, adapters, intrinsics, servedName, host, port, apiKey, chatTemplate, maxNumSeqs, maxBatchedTokens, kvCacheTokens, longPrefill, shortPrefill, noPrefixCaching, runtimeLora, quiet })
+        foreach (var o in new Option[] { model, adapters, intrinsics, servedName, host, port, apiKey, chatTemplate, maxNumSeqs, maxBatchedTokens, kvCacheTokens, longPrefill, shortPrefill, noPrefixCaching, runtimeLora, quiet, quantize })
             command.Options.Add(o);
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -41,7 +42,8 @@ internal static class ServeCommands
                 LongPrefillThreshold = parse.GetValue(longPrefill),
                 ShortPrefillTokens = parse.GetValue(shortPrefill),
             };
-            using var languageModel = LanguageModel.Load(modelArgument, maxBatchTokens: Math.Min(512, engineOptions.MaxTokensPerStep), engineOptions: engineOptions);
+            using var languageModel = LanguageModel.Load(modelArgument, maxBatchTokens: Math.Min(512, engineOptions.MaxTokensPerStep), engineOptions: engineOptions,
+                quantize: parse.GetValue(quantize) is string q ? Alora.Models.ModelWeights.ParseQuantization(q) : null);
             var adapterNames = AdapterFlags.LoadInto(languageModel, parse.GetValue(adapters));
             var definitions = IntrinsicFlags.LoadInto(languageModel, parse.GetValue(intrinsics), adapterNames);
             var options = new ServerOptions

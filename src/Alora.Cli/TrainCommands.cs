@@ -41,11 +41,12 @@ internal static class TrainCommands
         var init = new Option<string>("--init_lora_weights") { Description = "true (Kaiming-uniform A, zero B), false (both Kaiming-uniform: not a no-op, for debugging, as PEFT allows), gaussian, pissa or olora (PEFT's; pissa/olora adapters are saved converted to rank-2r LoRAs of the original base)", DefaultValueFactory = _ => "true" };
         var initAdapter = new Option<string?>("--init_adapter") { Description = "Start from this adapter's weights" };
         var resume = new Option<string?>("--resume_from_checkpoint") { Description = "Continue from OUTPUT_DIR/checkpoint-N" };
+        var quantize = new Option<string?>("--quantize") { Description = "QLoRA-style: train on a base quantized in memory to q8_0, q4_0, q4_k, … (the adapter loads on the unquantized base)" };
 
         var command = new Command("train", "Train a LoRA or aLoRA adapter on JSONL data; saves it in PEFT's format");
         foreach (var option in new Option[] { baseModel, dataPath, outputDir, adapter, batchSize, accumulation, numEpochs, maxSteps, learningRate, cutoffLength,
             valSetSize, invocation, invocationIds, evalStep, saveStep, loraR, loraAlpha, loraDropout, targets, optimizer, weightDecay, maxGradNorm, scheduler, warmup,
-            loraPlus, seed, checkpointing, allTokens, rslora, init, initAdapter, resume })
+            loraPlus, seed, checkpointing, allTokens, rslora, init, initAdapter, resume, quantize })
             command.Options.Add(option);
         command.SetAction((parse, cancellationToken) =>
         {
@@ -85,6 +86,7 @@ internal static class TrainCommands
                 InitLoraWeights = parse.GetValue(init)!,
                 InitAdapter = parse.GetValue(initAdapter),
                 ResumeFromCheckpoint = parse.GetValue(resume),
+                Quantize = parse.GetValue(quantize) is string q ? Alora.Models.ModelWeights.ParseQuantization(q) : null,
             };
             var bar = new ProgressBar(Console.Error);
             var trainer = new Trainer(options);

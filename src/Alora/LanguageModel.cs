@@ -78,12 +78,14 @@ public sealed class LanguageModel : IDisposable
     /// <param name="path">A Hugging Face model folder, a .gguf file, or a Hub model id (see <see cref="ResolveModelPath"/>).</param>
     /// <param name="cacheTokens">Tokens the KV pool holds, all sequences together.</param>
     /// <param name="engineOptions">The serving engine's limits; by default its KV pool holds <paramref name="cacheTokens"/>.</param>
-    public static LanguageModel Load(string path, int cacheTokens = 8192, int maxBatchTokens = 256, EngineOptions? engineOptions = null)
+    /// <param name="quantize">Quantize the matrices in memory to this type after loading (<see cref="ModelWeights.QuantizeMatrices"/>).</param>
+    public static LanguageModel Load(string path, int cacheTokens = 8192, int maxBatchTokens = 256, EngineOptions? engineOptions = null, Tensors.DType? quantize = null)
     {
         path = ResolveModelPath(path);
         var weights = ModelWeights.Load(path);
         try
         {
+            if (quantize is Tensors.DType q) weights.QuantizeMatrices(q);
             bool hasTokenizer = Directory.Exists(path)
                 ? File.Exists(System.IO.Path.Combine(path, "tokenizer.json")) || File.Exists(System.IO.Path.Combine(path, "tokenizer.json.gz"))
                 : true;

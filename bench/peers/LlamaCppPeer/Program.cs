@@ -12,10 +12,24 @@ using LLama.Native;
 //
 //   LlamaCppPeer decode --model F.gguf [--streams 1,4,16,64] [--prompt-length 8] [--steps 16] [--rounds 3] [--threads 2]
 //   LlamaCppPeer logits --model F.gguf --prompt-ids 1,2,3 [--threads 2] [--kv-f32]
+//   LlamaCppPeer quantize --model IN.gguf --out OUT.gguf --type Q8_0|Q4_K_M [--threads 2]
 //   LlamaCppPeer load --model F.gguf --adapters a.gguf,b.gguf,c.gguf --invocations 1,2,3,4;5,6,7,8;… [--clients 1,8,32] [--rounds 3]
 
 var options = Options.Parse(args);
 if (options.Mode == "load") return LoadPeer.Run(args, options);
+if (options.Mode == "quantize")
+{
+    // llama.cpp's own quantizer (llama_model_quantize, as llama-quantize runs it without an importance matrix).
+    int outAt = Array.IndexOf(args, "--out"), typeAt = Array.IndexOf(args, "--type");
+    if (outAt < 0 || typeAt < 0) { Console.Error.WriteLine("usage: LlamaCppPeer quantize --model IN.gguf --out OUT.gguf --type Q8_0|Q4_K_M|… [--threads T]"); return 2; }
+    // A NativeApi call first: its static constructor loads the native libraries (the quantizer's own P/Invoke does not).
+    NativeApi.llama_empty_call();
+    NativeLogConfig.llama_log_set((level, message) => { if (level >= LLamaLogLevel.Warning) Console.Error.Write(message); });
+    var ftype = Enum.Parse<LLamaFtype>("MOSTLY_" + args[typeAt + 1].ToUpperInvariant());
+    bool ok = LLamaQuantizer.Quantize(options.Model, args[outAt + 1], ftype, options.Threads);
+    Console.WriteLine($"{{\"quantized\":{(ok ? "true" : "false")},\"type\":\"{ftype}\"}}");
+    return ok ? 0 : 1;
+}
 if (options.Mode is not ("decode" or "logits"))
 {
     Console.Error.WriteLine("usage: LlamaCppPeer decode|logits --model FILE.gguf [--streams 1,4,16,64] [--prompt-length P] [--steps S] [--rounds R] [--threads T] [--prompt-ids 1,2,3] [--kv-f32]");

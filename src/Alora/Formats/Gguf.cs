@@ -22,8 +22,9 @@ public sealed record GgufTensorInfo(string Name, long[] Dimensions, GgmlType Typ
 }
 
 /// <summary>
-/// A memory-mapped GGUF v2/v3 file: metadata key/values and tensor infos. Tensors are read as F32, F16,
-/// BF16 (views into the map) or Q8_0 (dequantized to f32 on request); other types get a clear error.
+/// A memory-mapped GGUF v2/v3 file: metadata key/values and tensor infos. Tensors of type F32, F16, BF16 and
+/// ggml's block quantizations Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, Q8_K are views into the map (the
+/// kernels read the blocks in place); other types get a clear error that names the tensor.
 /// </summary>
 public sealed unsafe class GgufFile : IDisposable
 {
@@ -177,14 +178,53 @@ public sealed unsafe class GgufFile : IDisposable
 
     // ---- tensors ----
 
-    /// <summary>Bytes a tensor occupies, or -1 for a type this reader cannot size (it fails at use).</summary>
-    public static long TensorByteCount(GgufTensorInfo info) => info.Type switch
+    /// <summary>The weight dtype of a ggml type, or null for a type Alora does not read.</summary>
+    public static DType? ToDType(GgmlType type) => type switch
     {
-        GgmlType.F32 => info.ElementCount * 4,
-        GgmlType.F16 or GgmlType.BF16 => info.ElementCount * 2,
-        GgmlType.Q8_0 => info.ElementCount / 32 * 34,
-        _ => -1,
+        GgmlType.F32 => DType.F32,
+        GgmlType.F16 => DType.F16,
+        GgmlType.BF16 => DType.BF16,
+        GgmlType.Q8_0 => DType.Q8_0,
+        GgmlType.Q4_0 => DType.Q4_0,
+        GgmlType.Q4_1 => DType.Q4_1,
+        GgmlType.Q5_0 => DType.Q5_0,
+        GgmlType.Q5_1 => DType.Q5_1,
+        GgmlType.Q4_K => DType.Q4_K,
+        GgmlType.Q5_K => DType.Q5_K,
+        GgmlType.Q6_K => DType.Q6_K,
+        GgmlType.Q8_K => DType.Q8_K,
+        _ => null,
     };
+
+    /// <summary>The ggml type of a weight dtype.</summary>
+    public static GgmlType ToGgmlType(DType dtype) => dtype switch
+    {
+        DType.F32 => GgmlType.F32,
+        DType.F16 => GgmlType.F16,
+        DType.BF16 => GgmlType.BF16,
+        DType.Q8_0 => GgmlType.Q8_0,
+        DType.Q4_0 => GgmlType.Q4_0,
+        DType.Q4_1 => GgmlType.Q4_1,
+        DType.Q5_0 => GgmlType.Q5_0,
+        DType.Q5_1 => GgmlType.Q5_1,
+        DType.Q4_K => GgmlType.Q4_K,
+        DType.Q5_K => GgmlType.Q5_K,
+        DType.Q6_K => GgmlType.Q6_K,
+        DType.Q8_K => GgmlType.Q8_K,
+        _ => throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown dtype"),
+    };
+
+    /// <summary>
+    /// Bytes a tensor occupies, or -1 for a type this reader cannot size (it fails at use). A quantized tensor whose
+    /// rows (ne[0]) are not whole blocks is -2 (it fails at use, naming the tensor).
+    /// </summary>
+    public static long TensorByteCount(GgufTensorInfo info)
+    {
+        if (ToDType(info.Type) is not DType dtype) return -1;
+        long rowLength = info.Dimensions.Length == 0 ? 1 : info.Dimensions[0];
+        if (rowLength % dtype.BlockLength() != 0) return -2;
+        return dtype.ByteCount(info.ElementCount);
+    }
 
     public GgufTensorInfo GetInfo(string name)
         => Tensors.TryGetValue(name, out var info) ? info
@@ -196,51 +236,44 @@ public sealed unsafe class GgufFile : IDisposable
         return _pointer + _dataStart + info.Offset;
     }
 
-    /// <summary>The tensor's dtype when its bytes can be used in place, or null when it must be converted (Q8_0).</summary>
-    public DType? DirectDType(GgufTensorInfo info) => info.Type switch
+    /// <summary>The tensor's dtype: every type Alora reads is used in place (quantized blocks included).</summary>
+    public DType DirectDType(GgufTensorInfo info)
     {
-        GgmlType.F32 => DType.F32,
-        GgmlType.F16 => DType.F16,
-        GgmlType.BF16 => DType.BF16,
-        GgmlType.Q8_0 => null,
-        _ => throw UnsupportedType(info),
-    };
+        if (ToDType(info.Type) is not DType dtype) throw UnsupportedType(info);
+        long rowLength = info.Dimensions.Length == 0 ? 1 : info.Dimensions[0];
+        if (rowLength % dtype.BlockLength() != 0)
+            throw new ModelFormatException(
+                $"{Path}: tensor '{info.Name}' has type {info.Type} and rows of {rowLength} elements, not a whole number of {dtype.BlockLength()}-element blocks");
+        return dtype;
+    }
 
     private ModelFormatException UnsupportedType(GgufTensorInfo info)
     {
         string typeName = Enum.IsDefined(info.Type) ? info.Type.ToString() : $"unknown ggml type {(uint)info.Type}";
         return new ModelFormatException(
-            $"{Path}: tensor '{info.Name}' has type {typeName}; Alora reads GGUF tensors of type F32, F16, BF16 and Q8_0 (re-quantize or convert the file)");
+            $"{Path}: tensor '{info.Name}' has type {typeName}; Alora reads GGUF tensors of type F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K and Q8_K (re-quantize or convert the file)");
     }
 
-    /// <summary>Writes the tensor into <paramref name="destination"/> as f32 (any supported type).</summary>
+    /// <summary>Writes the tensor into <paramref name="destination"/> as f32 (any supported type; quantized blocks dequantized).</summary>
     public void ReadAsFloats(GgufTensorInfo info, float* destination)
     {
+        var dtype = DirectDType(info);
         byte* source = DataPointer(info);
         long n = info.ElementCount;
-        switch (info.Type)
+        switch (dtype)
         {
-            case GgmlType.F32:
+            case DType.F32:
                 Buffer.MemoryCopy(source, destination, n * 4, n * 4);
                 break;
-            case GgmlType.F16:
+            case DType.F16:
                 for (long i = 0; i < n; i++) destination[i] = Half16.HalfToSingle(((ushort*)source)[i]);
                 break;
-            case GgmlType.BF16:
+            case DType.BF16:
                 for (long i = 0; i < n; i++) destination[i] = Half16.BFloat16ToSingle(((ushort*)source)[i]);
                 break;
-            case GgmlType.Q8_0:
-                if (n % 32 != 0) throw new ModelFormatException($"{Path}: Q8_0 tensor '{info.Name}' has {n} elements, not a multiple of 32");
-                for (long block = 0; block < n / 32; block++)
-                {
-                    byte* b = source + block * 34;
-                    float scale = Half16.HalfToSingle(*(ushort*)b);
-                    sbyte* q = (sbyte*)(b + 2);
-                    for (int j = 0; j < 32; j++) destination[block * 32 + j] = scale * q[j];
-                }
-                break;
             default:
-                throw UnsupportedType(info);
+                QuantBlocks.Dequantize(destination, source, dtype, n);
+                break;
         }
     }
 

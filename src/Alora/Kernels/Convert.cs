@@ -5,7 +5,7 @@ namespace Alora.Kernels;
 
 // Legend: n = element count.
 
-/// <summary>Bulk conversion of stored weights (f32, bf16, f16) to f32, for loaders and kernels.</summary>
+/// <summary>Bulk conversion of stored weights (f32, bf16, f16, ggml block quantizations) to f32, for loaders and kernels.</summary>
 public static unsafe class Convert
 {
     /// <summary>dst[n] (f32) = src[n] (stored as <paramref name="dtype"/>). dst must not overlap src.</summary>
@@ -17,7 +17,7 @@ public static unsafe class Convert
             case DType.F32: Buffer.MemoryCopy(src, dst, n * sizeof(float), n * sizeof(float)); break;
             case DType.BF16: ToSingle<BF16Load>(dst, src, n); break;
             case DType.F16: ToSingle<F16Load>(dst, src, n); break;
-            default: throw new ArgumentOutOfRangeException(nameof(dtype), dtype, "unknown weight dtype");
+            default: Quantized.Dequantize(dst, src, dtype, n); break;
         }
     }
 
@@ -25,6 +25,11 @@ public static unsafe class Convert
     public static void ToSingleReference(float* dst, void* src, DType dtype, long n)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(n);
+        if (dtype.IsQuantized())
+        {
+            Quantized.DequantizeReference(dst, src, dtype, n);
+            return;
+        }
         for (long i = 0; i < n; i++)
         {
             dst[i] = dtype switch

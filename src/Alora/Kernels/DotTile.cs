@@ -60,15 +60,14 @@ internal static unsafe class DotTile
             if (rows > 5) { a50 = Vector512.Load(partial + 320); a51 = Vector512.Load(partial + 336); a52 = Vector512.Load(partial + 352); a53 = Vector512.Load(partial + 368); }
         }
         // Decode streams W from DRAM as four long runs (see Gemv.Range512): fetch each a fixed distance ahead.
-        int prefetchElements = PrefetchBytes / TLoad.ElementSize;
         for (int p = p0; p < p1; p += 16)
         {
             if (prefetch && Sse.IsSupported)
             {
-                Sse.Prefetch0((byte*)w + (w0 + p + prefetchElements) * TLoad.ElementSize);
-                Sse.Prefetch0((byte*)w + (w1 + p + prefetchElements) * TLoad.ElementSize);
-                Sse.Prefetch0((byte*)w + (w2 + p + prefetchElements) * TLoad.ElementSize);
-                Sse.Prefetch0((byte*)w + (w3 + p + prefetchElements) * TLoad.ElementSize);
+                Sse.Prefetch0((byte*)w + TLoad.ByteOffset(w0 + p) + PrefetchBytes);
+                Sse.Prefetch0((byte*)w + TLoad.ByteOffset(w1 + p) + PrefetchBytes);
+                Sse.Prefetch0((byte*)w + TLoad.ByteOffset(w2 + p) + PrefetchBytes);
+                Sse.Prefetch0((byte*)w + TLoad.ByteOffset(w3 + p) + PrefetchBytes);
             }
             Vector512<float> v0 = TLoad.Load512(w, w0 + p), v1 = TLoad.Load512(w, w1 + p);
             Vector512<float> v2 = TLoad.Load512(w, w2 + p), v3 = TLoad.Load512(w, w3 + p);
@@ -143,7 +142,7 @@ internal static unsafe class DotTile
     /// ((l + l⁺⁸) + (l⁺⁴ + l⁺¹²)) pairwise down to one, interleaved so the whole tile costs 30 shuffles and 15 adds.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector512<float> Reduce(
+    internal static Vector512<float> Reduce(
         Vector512<float> r0c0, Vector512<float> r1c0, Vector512<float> r2c0, Vector512<float> r3c0,
         Vector512<float> r0c1, Vector512<float> r1c1, Vector512<float> r2c1, Vector512<float> r3c1,
         Vector512<float> r0c2, Vector512<float> r1c2, Vector512<float> r2c2, Vector512<float> r3c2,

@@ -13,7 +13,7 @@ public static unsafe class Embedding
         ArgumentOutOfRangeException.ThrowIfNegative(m);
         CheckIds(table, ids, m);
         int d = table.Cols;
-        long rowBytes = (long)d * table.DType.ByteSize();
+        long rowBytes = table.RowBytes;
         for (int i = 0; i < m; i++)
             Convert.ToSingle(y + (long)i * d, (byte*)table.Data + ids[i] * rowBytes, table.DType, d);
     }

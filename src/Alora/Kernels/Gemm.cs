@@ -48,6 +48,15 @@ public static unsafe partial class Gemm
             case DType.F32: Dispatch<F32Load>(y, x, w.Data, m, k, n, accumulate, pool); break;
             case DType.BF16: Dispatch<BF16Load>(y, x, w.Data, m, k, n, accumulate, pool); break;
             case DType.F16: Dispatch<F16Load>(y, x, w.Data, m, k, n, accumulate, pool); break;
+            case DType.Q8_0: DispatchQuantized<Q8_0Load>(y, x, w.Data, m, k, n, accumulate, pool); break;
+            case DType.Q4_0: DispatchQuantized<Q4_0Load>(y, x, w.Data, m, k, n, accumulate, pool); break;
+            case DType.Q4_1: DispatchQuantized<Q4_1Load>(y, x, w.Data, m, k, n, accumulate, pool); break;
+            case DType.Q5_0: DispatchQuantized<Q5_0Load>(y, x, w.Data, m, k, n, accumulate, pool); break;
+            case DType.Q5_1: DispatchQuantized<Q5_1Load>(y, x, w.Data, m, k, n, accumulate, pool); break;
+            case DType.Q4_K: DispatchQuantized<Q4_KLoad>(y, x, w.Data, m, k, n, accumulate, pool); break;
+            case DType.Q5_K: DispatchQuantized<Q5_KLoad>(y, x, w.Data, m, k, n, accumulate, pool); break;
+            case DType.Q6_K: DispatchQuantized<Q6_KLoad>(y, x, w.Data, m, k, n, accumulate, pool); break;
+            case DType.Q8_K: DispatchQuantized<Q8_KLoad>(y, x, w.Data, m, k, n, accumulate, pool); break;
             default: throw new ArgumentException($"unknown weight dtype {w.DType}", nameof(w));
         }
     }
@@ -87,6 +96,17 @@ public static unsafe partial class Gemm
     {
         for (long done = 0; done < n; done += int.MaxValue)
             new Span<float>(y + done, (int)Math.Min(int.MaxValue, n - done)).Clear();
+    }
+
+    /// <summary>
+    /// Block-quantized W: decode rows (M ≤ 4) on 512-bit machines take the quantized GEMV (whole blocks decoded once
+    /// per tile); everything else runs the dense paths on the type's loads. Both give the same bits (see GemvQuant.cs).
+    /// </summary>
+    private static void DispatchQuantized<TBlock>(float* y, float* x, void* w, int m, int k, int n, bool accumulate, WorkerPool pool)
+        where TBlock : struct, IWeightLoad, IQuantBlock
+    {
+        if (Vector512.IsHardwareAccelerated && m <= Gemv.MaxRows) Gemv.RunQuantized<TBlock>(y, x, w, m, k, n, accumulate, pool);
+        else Dispatch<TBlock>(y, x, w, m, k, n, accumulate, pool);
     }
 
     private static void Dispatch<TLoad>(float* y, float* x, void* w, int m, int k, int n, bool accumulate, WorkerPool pool)

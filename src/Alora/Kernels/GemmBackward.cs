@@ -32,6 +32,15 @@ public static unsafe partial class Gemm
             case DType.F32: DispatchDepthMajor<F32Load>(y, x, w.Data, m, n, k, accumulate, pool); break;
             case DType.BF16: DispatchDepthMajor<BF16Load>(y, x, w.Data, m, n, k, accumulate, pool); break;
             case DType.F16: DispatchDepthMajor<F16Load>(y, x, w.Data, m, n, k, accumulate, pool); break;
+            case DType.Q8_0: DispatchDepthMajor<Q8_0Load>(y, x, w.Data, m, n, k, accumulate, pool); break;
+            case DType.Q4_0: DispatchDepthMajor<Q4_0Load>(y, x, w.Data, m, n, k, accumulate, pool); break;
+            case DType.Q4_1: DispatchDepthMajor<Q4_1Load>(y, x, w.Data, m, n, k, accumulate, pool); break;
+            case DType.Q5_0: DispatchDepthMajor<Q5_0Load>(y, x, w.Data, m, n, k, accumulate, pool); break;
+            case DType.Q5_1: DispatchDepthMajor<Q5_1Load>(y, x, w.Data, m, n, k, accumulate, pool); break;
+            case DType.Q4_K: DispatchDepthMajor<Q4_KLoad>(y, x, w.Data, m, n, k, accumulate, pool); break;
+            case DType.Q5_K: DispatchDepthMajor<Q5_KLoad>(y, x, w.Data, m, n, k, accumulate, pool); break;
+            case DType.Q6_K: DispatchDepthMajor<Q6_KLoad>(y, x, w.Data, m, n, k, accumulate, pool); break;
+            case DType.Q8_K: DispatchDepthMajor<Q8_KLoad>(y, x, w.Data, m, n, k, accumulate, pool); break;
             default: throw new ArgumentException($"unknown weight dtype {w.DType}", nameof(w));
         }
     }

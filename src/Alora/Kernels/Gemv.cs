@@ -93,17 +93,16 @@ internal static unsafe partial class Gemv
             int block = index % Blocks, range = index / Blocks;
             int j0 = block * BlockRows, j1 = Math.Min(N, j0 + BlockRows);
             int rowStart = range * RangeRows, rowEnd = Math.Min(M, rowStart + RangeRows);
-            if (TLoad.ElementSize == sizeof(float))
+            if (TLoad.IsF32)
             {
                 Run<TLoad>(W, j0, j1, rowStart, rowEnd);
                 return;
             }
-            // bf16/f16: convert the block once (exactly) instead of once per group of 4 rows. The f32 tiles then
-            // do the same arithmetic on the same values, so the result bits do not change.
+            // bf16/f16/quantized: convert the block once (exactly) instead of once per group of 4 rows. The f32 tiles
+            // then do the same arithmetic on the same values, so the result bits do not change.
             long count = (long)(j1 - j0) * K;
             float* converted = ConvertedBlock(count);
-            var dtype = typeof(TLoad) == typeof(BF16Load) ? Tensors.DType.BF16 : Tensors.DType.F16;
-            Convert.ToSingle(converted, (byte*)W + (long)j0 * K * TLoad.ElementSize, dtype, count);
+            Convert.ToSingle<TLoad>(converted, (byte*)W + TLoad.ByteOffset((long)j0 * K), count);
             Run<F32Load>(converted - (long)j0 * K, j0, j1, rowStart, rowEnd);   // indexed by absolute row j
         }
 
@@ -309,10 +308,10 @@ internal static unsafe partial class Gemv
             {
                 // The tile loop prefetches a fixed distance ahead of each run; fetch that first stretch now, so a
                 // short range (a k/v projection's) does not start every run with demand misses.
-                long runBytes = rowStride * TLoad.ElementSize, lead = Math.Min(runBytes, DotTile.PrefetchBytes);
+                long runBytes = TLoad.ByteOffset(rowStride), lead = Math.Min(runBytes, DotTile.PrefetchBytes);
                 for (int r = 0; r < 4; r++)
                 {
-                    byte* run = (byte*)W + ((long)j0 * K + r * rowStride) * TLoad.ElementSize;
+                    byte* run = (byte*)W + TLoad.ByteOffset((long)j0 * K + r * rowStride);
                     for (long b = 0; b < lead; b += 64) System.Runtime.Intrinsics.X86.Sse.Prefetch0(run + b);
                 }
             }

@@ -66,13 +66,12 @@ internal static unsafe partial class Gemv
             int first = (int)((long)Panels * index / TaskCount), last = (int)((long)Panels * (index + 1) / TaskCount);
             int j0 = first * PanelRows, j1 = Math.Min(N, last * PanelRows);
             if (j0 >= j1) return;
-            long elementSize = TLoad.ElementSize;
             // Tiles write a [M, StageColumns] stage, flushed to y a window at a time: y's rows can lie a multiple of
             // 64 KiB apart (the LM head's 49152 columns), so 16 rows' 16-byte pieces would all fall into one L1 and
             // one L2 set and evict each other on every tile. A stage row is 256 contiguous bytes.
             const int stageColumns = StageColumns;
             float* stage = t_stage.Get((long)M * stageColumns);
-            long panelBytes = (long)PanelRows * K * elementSize;
+            long panelBytes = TLoad.ByteOffset((long)PanelRows * K);
             for (int js = j0; js < j1; js += stageColumns)
             {
                 int je = Math.Min(j1, js + stageColumns);
@@ -85,8 +84,8 @@ internal static unsafe partial class Gemv
                     int ahead = j + PanelRows;
                     if (Sse.IsSupported && ahead < j1)
                     {
-                        byte* next = (byte*)W + (long)ahead * K * elementSize;
-                        long nextBytes = Math.Min(panelBytes, (long)(j1 - ahead) * K * elementSize);
+                        byte* next = (byte*)W + TLoad.ByteOffset((long)ahead * K);
+                        long nextBytes = Math.Min(panelBytes, TLoad.ByteOffset((long)(j1 - ahead) * K));
                         for (long b = 0; b < nextBytes; b += 64) Sse.Prefetch0(next + b);
                     }
                     Panel(stageY, stageColumns, j, rows);

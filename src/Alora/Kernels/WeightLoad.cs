@@ -10,8 +10,13 @@ namespace Alora.Kernels;
 /// </summary>
 internal unsafe interface IWeightLoad
 {
-    /// <summary>Bytes per stored element.</summary>
-    static abstract int ElementSize { get; }
+    /// <summary>
+    /// Byte offset of element <paramref name="index"/>'s storage (for a block-quantized type: of its block, so it
+    /// is exact only at block starts; the kernels use it for row starts and prefetch addresses).
+    /// </summary>
+    static abstract long ByteOffset(long index);
+    /// <summary>True for f32 storage (the kernels then read W in place rather than converting a block first).</summary>
+    static virtual bool IsF32 => false;
     /// <summary>Element <paramref name="index"/> of <paramref name="data"/> as f32.</summary>
     static abstract float Scalar(void* data, long index);
     /// <summary>16 consecutive elements starting at <paramref name="index"/>.</summary>
@@ -22,7 +27,9 @@ internal unsafe interface IWeightLoad
 
 internal unsafe struct F32Load : IWeightLoad
 {
-    public static int ElementSize => 4;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static long ByteOffset(long index) => index * 4;
+    public static bool IsF32 => true;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Scalar(void* data, long index) => ((float*)data)[index];
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -34,7 +41,8 @@ internal unsafe struct F32Load : IWeightLoad
 /// <summary>bf16 is the top half of an f32: widen to 32 bits and shift left by 16 (exact).</summary>
 internal unsafe struct BF16Load : IWeightLoad
 {
-    public static int ElementSize => 2;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static long ByteOffset(long index) => index * 2;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Scalar(void* data, long index) => Half16.BFloat16ToSingle(((ushort*)data)[index]);
 
@@ -69,7 +77,8 @@ internal unsafe struct F16Load : IWeightLoad
     private const uint ExponentRebias = 112u << 23;
     private const float SubnormalScale = 5.9604644775390625e-8f; // 2^-24
 
-    public static int ElementSize => 2;
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static long ByteOffset(long index) => index * 2;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Scalar(void* data, long index)

@@ -53,9 +53,10 @@ public sealed unsafe class LayerWeights
 
 /// <summary>
 /// All weights of a model. Matrices stay in the checkpoint's memory map when its dtype is usable as is;
-/// anything converted (norms to f32, GGUF q/k permuted, Q8_0 dequantized) lives in one owned slab.
+/// anything converted (norms to f32, GGUF q/k permuted) lives in one owned slab. GGUF's quantized matrices stay
+/// quantized (the kernels read their blocks).
 /// </summary>
-public sealed unsafe class ModelWeights : IDisposable
+public sealed unsafe partial class ModelWeights : IDisposable
 {
     private readonly List<IDisposable> _owned = [];
 
@@ -158,14 +159,15 @@ public sealed unsafe class ModelWeights : IDisposable
             bool permuted = GgufPermutesQueryKey(gguf.GetString("general.architecture")!);
             bool IsRopePermuted(string name) => permuted && (name.EndsWith("q_proj.weight", StringComparison.Ordinal) || name.EndsWith("k_proj.weight", StringComparison.Ordinal));
 
-            // Plan: which tensors need a converted copy (vectors to f32, Q8_0 to f32, q/k un-permuted).
+            // Plan: which tensors need a converted copy (vectors to f32, q/k un-permuted). Matrices, quantized ones
+            // included, are otherwise used in place in the map.
             long slabBytes = 0;
             foreach (var spec in layout)
             {
                 var info = gguf.GetInfo(GgufName(spec.Name));
                 var direct = gguf.DirectDType(info);
-                if (spec.Shape.Length == 1 || direct is null) slabBytes += NativeSlab.Align(spec.ElementCount * 4);
-                else if (IsRopePermuted(spec.Name)) slabBytes += NativeSlab.Align(spec.ElementCount * direct.Value.ByteSize());
+                if (spec.Shape.Length == 1) slabBytes += NativeSlab.Align(spec.ElementCount * 4);
+                else if (IsRopePermuted(spec.Name)) slabBytes += NativeSlab.Align(direct.ByteCount(spec.ElementCount));
             }
             var slab = weights.Own(new NativeSlab(slabBytes, "converted GGUF weights"));
 
@@ -178,7 +180,7 @@ public sealed unsafe class ModelWeights : IDisposable
                         $"{path}: tensor '{name}' has shape {SafeTensorsFile.FormatShape(info.Shape)} (row-major), the metadata implies {SafeTensorsFile.FormatShape(spec.Shape)}");
                 var direct = gguf.DirectDType(info);
                 TensorRef tensor;
-                if (spec.Shape.Length == 1 || direct is null)
+                if (spec.Shape.Length == 1)
                 {
                     float* f = slab.TakeFloats(spec.ElementCount, spec.Name);
                     gguf.ReadAsFloats(info, f);
@@ -186,12 +188,12 @@ public sealed unsafe class ModelWeights : IDisposable
                 }
                 else
                 {
-                    tensor = new TensorRef(gguf.DataPointer(info), direct.Value, spec.Shape);
+                    tensor = new TensorRef(gguf.DataPointer(info), direct, spec.Shape);
                 }
                 if (IsRopePermuted(spec.Name))
                 {
                     int heads = spec.Name.Contains("q_proj", StringComparison.Ordinal) ? config.HeadCount : config.KeyValueHeadCount;
-                    tensor = UnpermuteRope(slab, tensor, heads, spec.Name, inPlace: direct is null);
+                    tensor = UnpermuteRope(slab, tensor, heads, spec.Name);
                 }
                 weights.Parameters[spec.Name] = tensor;
             }
@@ -210,32 +212,22 @@ public sealed unsafe class ModelWeights : IDisposable
     /// GGUF (Meta) q/k rows pair up adjacent features (2i, 2i+1) per head; Hugging Face's rotate-half layout
     /// pairs (i, i + Dh/2). Row 2i + j of a head in GGUF is row j·Dh/2 + i in Hugging Face order.
     /// </summary>
-    private static TensorRef UnpermuteRope(NativeSlab slab, TensorRef source, int heads, string name, bool inPlace)
+    /// <remarks>Rows move whole, so a quantized matrix (each row a whole number of blocks) is permuted the same way.</remarks>
+    private static TensorRef UnpermuteRope(NativeSlab slab, TensorRef source, int heads, string name)
     {
         int rows = (int)source.Shape[0], cols = (int)source.Shape[1];
         int headDim = rows / heads, half = headDim / 2;
-        int rowBytes = cols * source.DType.ByteSize();
+        long rowBytes = source.DType.RowBytes(cols);
         byte* src = (byte*)source.Data;
-        byte* copyOfSource = null;
-        byte[]? scratch = null;
-        if (inPlace)
-        {
-            scratch = new byte[(long)rows * rowBytes];
-            fixed (byte* s = scratch) Buffer.MemoryCopy(src, s, scratch.LongLength, scratch.LongLength);
-        }
-        byte* dst = inPlace ? src : slab.Take((long)rows * rowBytes, name);
-        fixed (byte* s = scratch)
-        {
-            copyOfSource = inPlace ? s : src;
-            for (int h = 0; h < heads; h++)
-                for (int i = 0; i < half; i++)
-                    for (int j = 0; j < 2; j++)
-                    {
-                        long from = (long)h * headDim + 2 * i + j;
-                        long to = (long)h * headDim + j * half + i;
-                        Buffer.MemoryCopy(copyOfSource + from * rowBytes, dst + to * rowBytes, rowBytes, rowBytes);
-                    }
-        }
+        byte* dst = slab.Take(rows * rowBytes, name);
+        for (int h = 0; h < heads; h++)
+            for (int i = 0; i < half; i++)
+                for (int j = 0; j < 2; j++)
+                {
+                    long from = (long)h * headDim + 2 * i + j;
+                    long to = (long)h * headDim + j * half + i;
+                    Buffer.MemoryCopy(src + from * rowBytes, dst + to * rowBytes, rowBytes, rowBytes);
+                }
         return source.WithData(dst);
     }
 

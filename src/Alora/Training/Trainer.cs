@@ -29,6 +29,7 @@ public sealed class Trainer(TrainerOptions options)
         Validate(o);
         string modelPath = Formats.HubDownloader.ResolveModelPath(o.BaseModel);
         using var weights = ModelWeights.Load(modelPath);
+        if (o.Quantize is Tensors.DType quantize) weights.QuantizeMatrices(quantize);
         if (o.ResumeFromCheckpoint is null && o.InitAdapter is null) CheckTargets(o.TargetModules, weights.Config);
         var tokenizer = Tokenizer.Load(modelPath);
         var chat = Directory.Exists(modelPath) ? TryLoadChatTemplates(modelPath) : null;

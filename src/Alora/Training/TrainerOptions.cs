@@ -9,6 +9,12 @@ public sealed record TrainerOptions
     public required string BaseModel { get; init; }
     public required string DataPath { get; init; }
     public required string OutputDir { get; init; }
+    /// <summary>
+    /// QLoRA-style: quantize the frozen base's matrices in memory to this type before training (`--quantize q4_k`);
+    /// the forward and input-gradient products then run on the quantized blocks. The adapter is saved as usual and
+    /// loads on the unquantized base.
+    /// </summary>
+    public Tensors.DType? Quantize { get; init; }
     /// <summary>"alora" (needs <see cref="InvocationString"/>) or "lora".</summary>
     public string AdapterKind { get; init; } = "alora";
     public string? InvocationString { get; init; }

@@ -126,7 +126,8 @@ public sealed class BadFileTests
         using var temp = new TempFolder();
         using var source = GgufFile.Open(Path.Combine(SharedPaths.Stories260K, "stories260K.gguf"));
         string path = temp.File("bad.gguf");
-        // Same metadata and tensors, but one tensor claims ggml type 99 (and another Q4_K, known but unsupported).
+        // Same metadata and tensors, but one tensor claims ggml type 99 (and, below, Q2_K: known but unsupported; Q4_K on rows
+        // of 64: not whole 256-element blocks).
         var tensors = source.TensorOrder.Select(t =>
         {
             var data = source.ReadFloats(t.Name);
@@ -142,9 +143,11 @@ public sealed class BadFileTests
 
         using (var g = GgufFile.Open(path))
         {
-            var info = g.Tensors["blk.2.attn_v.weight"] with { Type = GgmlType.Q4_K };
+            var info = g.Tensors["blk.2.attn_v.weight"] with { Type = GgmlType.Q2_K };
             var e2 = Assert.Throws<ModelFormatException>(() => g.DirectDType(info));
-            Assert.Contains("Q4_K", e2.Message);
+            Assert.Contains("'blk.2.attn_v.weight' has type Q2_K", e2.Message);
+            var e3 = Assert.Throws<ModelFormatException>(() => g.DirectDType(info with { Type = GgmlType.Q4_K }));
+            Assert.Contains("'blk.2.attn_v.weight' has type Q4_K and rows of 64 elements", e3.Message);
         }
     }
 
