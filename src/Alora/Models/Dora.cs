@@ -1,5 +1,6 @@
 using System.Runtime.Intrinsics;
 using Alora.Kernels;
+using Alora.Tensors;
 
 namespace Alora.Models;
 
@@ -104,6 +105,20 @@ public static unsafe class Dora
             }
         }
         for (; j < n; j++) CombineOne(y + j, lora[j], g[j], bias == null ? 0f : bias[j], bias != null);
+    }
+
+    /// <summary>
+    /// One row of PEFT's DoRA output when the base product is computed apart (training with dropout, where it is
+    /// taken on the dropped input): y[j] += (g[j] − 1)·baseOut[j] + g[j]·lora[j].
+    /// </summary>
+    public static void AddRow(float* y, float* baseOut, float* lora, float* g, int n)
+    {
+        for (int j = 0; j < n; j++)
+        {
+            float product1 = (g[j] - 1f) * baseOut[j], product2 = g[j] * lora[j];
+            float sum = product1 + product2;
+            y[j] += sum;
+        }
     }
 
     /// <summary>Scalar reference twin of <see cref="CombineRow"/>.</summary>
