@@ -22,6 +22,15 @@ public sealed class DoraTests(BatchingTests.Stories stories, ITestOutputHelper o
     public static string FixtureRoot { get; } = Path.Combine(SharedPaths.RepositoryRoot, "tests", "Alora.Tests", "Fixtures", "dora-stories260K");
     private static string AdapterFolder => Path.Combine(FixtureRoot, "adapter");
 
+    /// <summary>The fixture's two labelled rows (every row adapted from position 0).</summary>
+    internal static List<TrainingRow> ReferenceBatch()
+    {
+        using var doc = Reference();
+        return doc.RootElement.GetProperty("batch").EnumerateArray().Select(r => new TrainingRow(
+            r.GetProperty("input_ids").EnumerateArray().Select(x => x.GetInt32()).ToArray(),
+            r.GetProperty("labels").EnumerateArray().Select(x => x.GetInt32()).ToArray(), 0)).ToList();
+    }
+
     private static JsonDocument Reference() => JsonDocument.Parse(File.ReadAllText(Path.Combine(FixtureRoot, "reference.json")));
 
     private static int[][] CaseIds()
@@ -277,9 +286,7 @@ public sealed class DoraTests(BatchingTests.Stories stories, ITestOutputHelper o
         using var lora = new TrainableLora(adapter);
         using var doc = Reference();
         var root = doc.RootElement;
-        var rows = root.GetProperty("batch").EnumerateArray().Select(r => new TrainingRow(
-            r.GetProperty("input_ids").EnumerateArray().Select(x => x.GetInt32()).ToArray(),
-            r.GetProperty("labels").EnumerateArray().Select(x => x.GetInt32()).ToArray(), 0)).ToList();
+        var rows = ReferenceBatch();
         using var trainer = new DecoderTrainer(stories.Weights, lora, 2, 64, checkpointing);
         double loss = trainer.ForwardBackward(rows);
         double expectedLoss = root.GetProperty("loss").GetDouble();
