@@ -11,7 +11,8 @@ namespace Alora.Bench;
 /// DoRA's inference overhead against plain LoRA of the same rank, in one run: SmolLM2-135M shape (random bf16 weights),
 /// r = 16 on all seven projections, the same A and B; DoRA adds the magnitude (its weight norms are computed once, on
 /// the first forward, and cached). Decode (one token per step after a 16-token prompt) and prefill (512 tokens), rounds
-/// alternating base, LoRA and DoRA; best of the rounds. Prints the ratios DoRA / LoRA and LoRA / base.
+/// alternating base, LoRA and DoRA; best of the rounds. Prints the ratios DoRA / LoRA and LoRA / base; then one
+/// training step (forward + backward over 128 tokens) with each, alternated.
 /// </summary>
 internal static class DoraBench
 {
@@ -45,6 +46,22 @@ internal static class DoraBench
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"| {adapters[i].Name} | {decode[i]:F1} | {prefill[i]:F0} |"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"DoRA / LoRA time per token: decode {decode[1] / decode[2]:F3}x, prefill {prefill[1] / prefill[2]:F3}x   (LoRA / base: decode {decode[0] / decode[1]:F3}x, prefill {prefill[0] / prefill[1]:F3}x)"));
+
+        // One training step (forward + backward, 1 row of 128 tokens, every position labelled), LoRA vs DoRA, alternated.
+        using var loraTrainable = new Alora.Training.TrainableLora(lora);
+        using var doraTrainable = new Alora.Training.TrainableLora(dora);
+        int[] ids = Enumerable.Range(0, 128).Select(i => 100 + i * 37 % 4000).ToArray();
+        var rows = new List<Alora.Training.TrainingRow> { new(ids, ids, 0) };
+        using var loraTrainer = new Alora.Training.DecoderTrainer(weights, loraTrainable, 1, 128);
+        using var doraTrainer = new Alora.Training.DecoderTrainer(weights, doraTrainable, 1, 128);
+        double loraStep = double.MaxValue, doraStep = double.MaxValue;
+        for (int round = 0; round < rounds; round++)
+        {
+            loraStep = Math.Min(loraStep, BenchTimer.Best(() => loraTrainer.ForwardBackward(rows), minSeconds: 0.5, minRuns: 2));
+            doraStep = Math.Min(doraStep, BenchTimer.Best(() => doraTrainer.ForwardBackward(rows), minSeconds: 0.5, minRuns: 2));
+        }
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"training step (1 × 128 tokens): LoRA {loraStep * 1e3:F0} ms, DoRA {doraStep * 1e3:F0} ms (with its per-step weight norms): DoRA / LoRA {doraStep / loraStep:F3}x"));
     }
 
     private static double Prefill(DecoderModel model, ForwardAdapter? adapter, int tokens)
