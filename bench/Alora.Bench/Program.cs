@@ -64,6 +64,7 @@ switch (scenario)
         await AloraTtftBench.Run(args.Length > 1 && !args[1].StartsWith("--", StringComparison.Ordinal) ? args[1] : "../shared", [256, 1024, 4096], svgAt >= 0 ? args[svgAt + 1] : null);
         break;
     }
+    case "dora": DoraBench.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 3); break;
     case "adapters": AdapterBench.Run(args.Length > 1 ? int.Parse(args[1], System.Globalization.CultureInfo.InvariantCulture) : 2); break;
     case "train-step":
     {
@@ -90,7 +91,7 @@ switch (scenario)
         ModelBench.Llama2C(args[at + 1], threadsAt >= 0 ? int.Parse(args[threadsAt + 1], System.Globalization.CultureInfo.InvariantCulture) : Environment.ProcessorCount);
         break;
     default:
-        Console.WriteLine("scenarios: gemm [--no-lm-head] [--packed] | gemv [--no-lm-head] | pool | bandwidth | gemv-stream | decode | decode-batch [--gemm-only] [--no-gemm] | prefill | engine-concurrency | engine-agentic [--turns N] [--turn-tokens T] | serve-load [--peer] [--long-prefill N] [--short-prefill N] | llama2c --run PATH [--threads N] | alora-ttft [SHARED_DIR] [--svg FILE] | adapters [LAYERS] | intrinsic [SHARED_DIR] [WORK_DIR] [STORIES] [STEPS] | template SHARED_DIR | train-step [--rows B] [--length T] | train-speed [--rows 1,2] [--length T] [--rounds N] [--dtype bf16|f32] [--python PATH] | tokenizers [--passes N] [--corpus FILE] [--no-peer] | decode-quant-peer [--types Q8_0,Q4_K_M,alora:Q4_K_M] [--layers 4] [--steps S] [--rounds R] | decode-concurrency-peer [--streams 1,4,16,64] [--steps S] [--prompt-length P] [--rounds R] [--dtype bf16|f16|f32] [--check-only]   (see bench/README.md)");
+        Console.WriteLine("scenarios: gemm [--no-lm-head] [--packed] | gemv [--no-lm-head] | pool | bandwidth | gemv-stream | decode | decode-batch [--gemm-only] [--no-gemm] | prefill | engine-concurrency | engine-agentic [--turns N] [--turn-tokens T] | serve-load [--peer] [--long-prefill N] [--short-prefill N] | llama2c --run PATH [--threads N] | alora-ttft [SHARED_DIR] [--svg FILE] | adapters [LAYERS] | dora [ROUNDS] | structured [granite3,llama3] [TOKENS] | intrinsic [SHARED_DIR] [WORK_DIR] [STORIES] [STEPS] | template SHARED_DIR | train-step [--rows B] [--length T] | train-speed [--rows 1,2] [--length T] [--rounds N] [--dtype bf16|f32] [--python PATH] | tokenizers [--passes N] [--corpus FILE] [--no-peer] | decode-quant-peer [--types Q8_0,Q4_K_M,alora:Q4_K_M] [--layers 4] [--steps S] [--rounds R] | decode-concurrency-peer [--streams 1,4,16,64] [--steps S] [--prompt-length P] [--rounds R] [--dtype bf16|f16|f32] [--check-only]   (see bench/README.md)");
         return scenario == "help" ? 0 : 1;
 }
 return 0;

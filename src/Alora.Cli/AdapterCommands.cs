@@ -179,6 +179,7 @@ internal static class AdapterCommands
         output.WriteLine($"r: {config.R}");
         output.WriteLine($"lora_alpha: {Number(config.LoraAlpha)}");
         output.WriteLine($"use_rslora: {(config.UseRslora ? "true" : "false")}");
+        if (config.UseDora) output.WriteLine("use_dora: true (DoRA: a magnitude vector per module)");
         output.WriteLine($"scaling: {Number(config.UseRslora ? config.LoraAlpha / Math.Sqrt(config.R) : config.LoraAlpha / config.R)}{(config.RankPattern.Count + config.AlphaPattern.Count > 0 ? " (default; rank_pattern/alpha_pattern change some modules)" : "")}");
         output.WriteLine($"target_modules: {(config.TargetModulesRegex is not null ? config.TargetModulesRegex : "[" + string.Join(", ", config.TargetModules ?? []) + "]")}");
         if (config.ExcludeModules is not null || config.ExcludeModulesRegex is not null)

@@ -38,6 +38,7 @@ internal static class TrainCommands
         var checkpointing = new Option<bool>("--gradient_checkpointing");
         var allTokens = new Option<bool>("--train_on_all_tokens") { Description = "Loss on the prompt too, not only the response" };
         var rslora = new Option<bool>("--use_rslora");
+        var dora = new Option<bool>("--use_dora") { Description = "DoRA (PEFT's use_dora; --adapter lora only): also trains a magnitude vector per projection" };
         var init = new Option<string>("--init_lora_weights") { Description = "true (Kaiming-uniform A, zero B), false (both Kaiming-uniform: not a no-op, for debugging, as PEFT allows), gaussian, pissa or olora (PEFT's; pissa/olora adapters are saved converted to rank-2r LoRAs of the original base)", DefaultValueFactory = _ => "true" };
         var initAdapter = new Option<string?>("--init_adapter") { Description = "Start from this adapter's weights" };
         var resume = new Option<string?>("--resume_from_checkpoint") { Description = "Continue from OUTPUT_DIR/checkpoint-N" };
@@ -46,7 +47,7 @@ internal static class TrainCommands
         var command = new Command("train", "Train a LoRA or aLoRA adapter on JSONL data; saves it in PEFT's format");
         foreach (var option in new Option[] { baseModel, dataPath, outputDir, adapter, batchSize, accumulation, numEpochs, maxSteps, learningRate, cutoffLength,
             valSetSize, invocation, invocationIds, evalStep, saveStep, loraR, loraAlpha, loraDropout, targets, optimizer, weightDecay, maxGradNorm, scheduler, warmup,
-            loraPlus, seed, checkpointing, allTokens, rslora, init, initAdapter, resume, quantize })
+            loraPlus, seed, checkpointing, allTokens, rslora, dora, init, initAdapter, resume, quantize })
             command.Options.Add(option);
         command.SetAction((parse, cancellationToken) =>
         {
@@ -83,6 +84,7 @@ internal static class TrainCommands
                 GradientCheckpointing = parse.GetValue(checkpointing),
                 TrainOnAllTokens = parse.GetValue(allTokens),
                 UseRslora = parse.GetValue(rslora),
+                UseDora = parse.GetValue(dora),
                 InitLoraWeights = parse.GetValue(init)!,
                 InitAdapter = parse.GetValue(initAdapter),
                 ResumeFromCheckpoint = parse.GetValue(resume),

@@ -141,8 +141,9 @@ def rope(x, positions, theta):
     return x * angles.cos() + rotated * angles.sin()
 
 
-def forward(c, w, ids, window=True):
-    """Logits [T, V] at every position of ids (one full forward, positions 0..T-1)."""
+def forward(c, w, ids, window=True, linear=None):
+    """Logits [T, V] at every position of ids (one full forward, positions 0..T-1). linear(x, name), when given,
+    replaces every projection x W^T + bias (an adapter's hook, e.g. dora_reference.py)."""
     t_len = len(ids)
     hq, hkv, hd = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
     eps = c["rms_norm_eps"]
@@ -152,10 +153,12 @@ def forward(c, w, ids, window=True):
     scale = c["attention_multiplier"] if granite else hd ** -0.5
     sliding = c.get("sliding_window") if c["model_type"] == "mistral" and window else None
 
-    def linear(x, name):
+    def plain(x, name):
         y = x @ w[name + ".weight"].T
         bias = w.get(name + ".bias")
         return y if bias is None else y + bias
+
+    linear = linear or plain
 
     positions = torch.arange(t_len)
     q_idx, kv_idx = positions[:, None], positions[None, :]

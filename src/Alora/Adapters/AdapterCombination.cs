@@ -34,6 +34,9 @@ public static class AdapterCombination
         foreach (var (adapter, weight) in adapters)
         {
             LoraMerge.RefuseActivated(adapter, "be combined");
+            if (adapter.IsDora)
+                throw new ArgumentException(
+                    $"adapter '{adapter.Name}' is a DoRA adapter (use_dora): add_weighted_adapter combines only lora_A/lora_B, and a weighted sum of DoRA magnitude vectors has no meaning for the combined direction; merge it (LoraMerge) or serve it alongside instead", nameof(adapters));
             LoraMerge.CheckBaseShapes(first.BaseConfig, adapter, $"the base model of adapter '{first.Name}'");
             if (adapter.BaseConfig.LayerCount != first.BaseConfig.LayerCount)
                 throw new ArgumentException($"adapters '{first.Name}' and '{adapter.Name}' were loaded for base models with {first.BaseConfig.LayerCount} and {adapter.BaseConfig.LayerCount} layers");

@@ -65,6 +65,9 @@ public static class GgufLoraExport
         if (architecture != expected)
             throw new ArgumentException(
                 $"adapter '{adapter.Name}' is for a {adapter.BaseConfig.Architecture} base model, which llama.cpp names '{expected}', not '{architecture}' (llama.cpp refuses adapters whose architecture differs from the model's)", nameof(architecture));
+        if (adapter.IsDora)
+            throw new InvalidOperationException(
+                $"adapter '{adapter.Name}' is a DoRA adapter (use_dora): llama.cpp's LoRA format holds only lora_a/lora_b and applies W + s·B·A, with no DoRA magnitude; merge it into the model (merge-and-unload) and convert the merged model instead");
         if (adapter.ActivationShift != 0)
             throw new InvalidOperationException(
                 $"adapter '{adapter.Name}' is a legacy IBM aLoRA (it activates one token after its invocation starts); llama.cpp's aLoRA activates at the start of the invocation, so the export would change its behaviour. Re-save it with alora_invocation_tokens first.");

@@ -7,11 +7,13 @@ using Alora.Tokenization;
 namespace Alora.Adapters;
 
 // PEFT's adapter folder: adapter_config.json + adapter_model.safetensors with keys
-// base_model.model.model.layers.{i}.{self_attn|mlp}.{proj}.lora_A.weight [r, in] and ….lora_B.weight [out, r].
+// base_model.model.model.layers.{i}.{self_attn|mlp}.{proj}.lora_A.weight [r, in] and ….lora_B.weight [out, r];
+// with use_dora also ….lora_magnitude_vector [out] (PEFT saves DoRA's magnitude under that key, without ".weight",
+// although the module holding it calls the parameter "weight"; a key with ".weight" is read too).
 public sealed unsafe partial class LoraAdapter
 {
     private static readonly Regex s_peftKey = new(
-        @"^base_model\.model\.(?<module>model\.layers\.(?<layer>\d+)\.(?:self_attn|mlp)\.(?<name>[A-Za-z0-9_]+))\.lora_(?<ab>[AB])\.weight$",
+        @"^base_model\.model\.(?<module>model\.layers\.(?<layer>\d+)\.(?:self_attn|mlp)\.(?<name>[A-Za-z0-9_]+))\.(?:lora_(?<ab>[AB])\.weight|(?<magnitude>lora_magnitude_vector)(?:\.weight)?)$",
         RegexOptions.CultureInvariant);
 
     /// <summary>
@@ -65,6 +67,7 @@ public sealed unsafe partial class LoraAdapter
             {
                 ReadTensor(file, module.PeftPrefix + ".lora_A.weight", module.Rank, module.InFeatures, (float*)module.A.Data, module, "[r, in]");
                 ReadTensor(file, module.PeftPrefix + ".lora_B.weight", module.OutFeatures, module.Rank, (float*)module.B.Data, module, "[out, r]");
+                if (module.IsDora) ReadMagnitude(file, MagnitudeKey(file, module.PeftPrefix)!, module);
             }
             return adapter;
         }
@@ -84,8 +87,7 @@ public sealed unsafe partial class LoraAdapter
             var match = s_peftKey.Match(key);
             if (!match.Success)
             {
-                string what = key.Contains("lora_magnitude_vector", StringComparison.Ordinal) ? " (a DoRA magnitude vector; DoRA is not supported)"
-                    : key.Contains("lora_embedding", StringComparison.Ordinal) ? " (a LoRA on an embedding; not supported)"
+                string what = key.Contains("lora_embedding", StringComparison.Ordinal) ? " (a LoRA on an embedding; not supported)"
                     : key.EndsWith(".bias", StringComparison.Ordinal) ? " (a bias; lora_bias and bias != \"none\" are not supported)"
                     : key.Contains("lm_head", StringComparison.Ordinal) || key.Contains("embed_tokens", StringComparison.Ordinal)
                         ? " (a LoRA on lm_head or embed_tokens; Alora adapts only the seven decoder projections)"
@@ -102,6 +104,9 @@ public sealed unsafe partial class LoraAdapter
                     $"{file.Path}: tensor '{key}' is for layer {layer}, but the base model has {baseConfig.LayerCount} layers (0..{baseConfig.LayerCount - 1}): wrong base model?");
             if (match.Groups["module"].Value != LoraConfig.ModuleKey(layer, module))
                 throw new ModelFormatException($"{file.Path}: tensor '{key}' puts {module} under the wrong block (expected {LoraConfig.ModuleKey(layer, module)}): wrong base model?");
+            if (match.Groups["magnitude"].Success && !config.UseDora)
+                throw new ModelFormatException(
+                    $"{file.Path}: tensor '{key}' is a DoRA magnitude vector, but adapter_config.json has use_dora false (a DoRA adapter's config says use_dora: true)");
             if (!targeted.Contains((layer, module)))
                 throw new ModelFormatException(
                     $"{file.Path}: tensor '{key}' is for {LoraConfig.ModuleKey(layer, module)}, which adapter_config.json does not target (target_modules / layers_to_transform / exclude_modules disagree with the weights)");
@@ -113,6 +118,38 @@ public sealed unsafe partial class LoraAdapter
                 if (!file.Tensors.ContainsKey(key))
                     throw new ModelFormatException($"{file.Path}: tensor '{key}' is missing (adapter_config.json targets {LoraConfig.ModuleKey(layer, module)} in this base model)");
             }
+        if (config.UseDora)
+            foreach (var (layer, module, _) in shapes)
+            {
+                string prefix = PeftKeyPrefix + LoraConfig.ModuleKey(layer, module);
+                if (MagnitudeKey(file, prefix) is null)
+                    throw new ModelFormatException(
+                        $"{file.Path}: tensor '{prefix}.{MagnitudeSuffix}' is missing (adapter_config.json has use_dora true, so every targeted module needs its DoRA magnitude vector)");
+                if (file.Tensors.ContainsKey(prefix + "." + MagnitudeSuffix) && file.Tensors.ContainsKey(prefix + "." + MagnitudeSuffix + ".weight"))
+                    throw new ModelFormatException($"{file.Path}: both '{prefix}.{MagnitudeSuffix}' and '{prefix}.{MagnitudeSuffix}.weight' are present; expected one magnitude vector per module");
+            }
+    }
+
+    /// <summary>PEFT's key suffix of DoRA's magnitude vector in adapter_model.safetensors.</summary>
+    public const string MagnitudeSuffix = "lora_magnitude_vector";
+
+    private static string? MagnitudeKey(SafeTensorsFile file, string prefix)
+    {
+        string key = prefix + "." + MagnitudeSuffix;
+        return file.Tensors.ContainsKey(key) ? key : file.Tensors.ContainsKey(key + ".weight") ? key + ".weight" : null;
+    }
+
+    private static void ReadMagnitude(SafeTensorsFile file, string key, LoraModule module)
+    {
+        var info = file.Tensors[key];
+        var dtype = info.ToWeightDType(file.Path);
+        if (info.Shape.Length != 1 || info.Shape[0] != module.OutFeatures)
+            throw new ModelFormatException(
+                $"{file.Path}: tensor '{key}' has shape {SafeTensorsFile.FormatShape(info.Shape)}; expected DoRA's magnitude vector [out] = [{module.OutFeatures}] for {module.Module}: wrong base model?");
+        Kernels.Convert.ToSingle(module.Magnitude, file.DataPointer(info), dtype, module.OutFeatures);
+        for (int j = 0; j < module.OutFeatures; j++)
+            if (!float.IsFinite(module.Magnitude[j]))
+                throw new ModelFormatException($"{file.Path}: tensor '{key}' holds {module.Magnitude[j]} at index {j}; expected finite magnitudes");
     }
 
     private static void ReadTensor(SafeTensorsFile file, string key, int rows, int cols, float* destination, LoraModule module, string layout)
@@ -149,6 +186,7 @@ public sealed unsafe partial class LoraAdapter
         {
             tensors.Add(SafeTensorToWrite.FromFloats(m.PeftPrefix + ".lora_A.weight", [m.Rank, m.InFeatures], m.AValues.ToArray()));
             tensors.Add(SafeTensorToWrite.FromFloats(m.PeftPrefix + ".lora_B.weight", [m.OutFeatures, m.Rank], m.BValues.ToArray()));
+            if (m.IsDora) tensors.Add(SafeTensorToWrite.FromFloats(m.PeftPrefix + "." + MagnitudeSuffix, [m.OutFeatures], m.MagnitudeValues.ToArray()));
         }
         SafeTensorsWriter.Write(System.IO.Path.Combine(folder, WeightsFileName), tensors, new Dictionary<string, string> { ["format"] = "pt" });
         Config.Save(System.IO.Path.Combine(folder, ConfigFileName));

@@ -32,7 +32,12 @@ public sealed unsafe partial class LoraAdapter
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(baseWeights);
-        if (!RewritesBaseWeights(config.InitLoraWeights)) return Create(name, config, baseWeights.Config, seed);
+        if (!RewritesBaseWeights(config.InitLoraWeights))
+        {
+            var created = CreateFactors(name, config, baseWeights.Config, seed);
+            if (config.UseDora) created.InitializeMagnitudes(baseWeights);
+            return created;
+        }
         string source = $"adapter '{name}'";
         if (config.InitLoraWeights != "pissa" && config.InitLoraWeights != "olora")
             throw new ModelFormatException(
@@ -73,6 +78,8 @@ public sealed unsafe partial class LoraAdapter
                         residual[index] = (float)(w[index] - m.Scaling * product);
                     }
             }
+            // DoRA after pissa/olora: PEFT initialises m from the residual plus s·B·A, i.e. from W itself.
+            if (config.UseDora) adapter.InitializeMagnitudes(baseWeights);
         }
         catch
         {
@@ -173,6 +180,7 @@ public sealed unsafe partial class LoraAdapter
         {
             _modules[i].AValues.CopyTo(copy._modules[i].AValues);
             _modules[i].BValues.CopyTo(copy._modules[i].BValues);
+            _modules[i].MagnitudeValues.CopyTo(copy._modules[i].MagnitudeValues);
         }
         return copy;
     }
@@ -187,6 +195,9 @@ public sealed unsafe partial class LoraAdapter
     public LoraAdapter ToPlainLora(LoraAdapter initial, string name)
     {
         ArgumentNullException.ThrowIfNull(initial);
+        if (IsDora)
+            throw new InvalidOperationException(
+                $"adapter '{Name}' is a DoRA adapter: the pissa/olora conversion to a plain LoRA of the original base (W' + s·B·A = W + s·(B·A − B₀·A₀)) does not hold once the magnitude rescales W' + s·B·A, so PEFT's conversion does not apply; save it with the residual base model instead");
         if (initial._modules.Length != _modules.Length)
             throw new ArgumentException($"the initial adapter has {initial._modules.Length} modules, the trained one {_modules.Length}", nameof(initial));
         double alphaFactor = Config.UseRslora ? Math.Sqrt(2) : 2;

@@ -36,6 +36,7 @@ public sealed unsafe partial class LoraAdapter : IDisposable
         {
             var (outFeatures, inFeatures) = ParameterLayout.ProjectionShape(baseConfig, module);
             bytes += NativeSlab.Align((long)rank * inFeatures * sizeof(float)) + NativeSlab.Align((long)outFeatures * rank * sizeof(float));
+            if (config.UseDora) bytes += NativeSlab.Align((long)outFeatures * sizeof(float));
         }
         _slab = new NativeSlab(bytes, $"adapter '{name}'");
         _modules = new LoraModule[shapes.Count];
@@ -45,7 +46,8 @@ public sealed unsafe partial class LoraAdapter : IDisposable
             var (outFeatures, inFeatures) = ParameterLayout.ProjectionShape(baseConfig, module);
             float* a = _slab.TakeFloats((long)rank * inFeatures, $"{layer}.{module}.lora_A");   // [r, in]
             float* b = _slab.TakeFloats((long)outFeatures * rank, $"{layer}.{module}.lora_B");  // [out, r]
-            var loraModule = new LoraModule(layer, module, config.ScalingOf(layer, module), a, b, rank, inFeatures, outFeatures);
+            float* magnitude = config.UseDora ? _slab.TakeFloats(outFeatures, $"{layer}.{module}.lora_magnitude_vector") : null;   // [out]
+            var loraModule = new LoraModule(layer, module, config.ScalingOf(layer, module), a, b, rank, inFeatures, outFeatures, magnitude);
             _modules[i] = loraModule;
             if (!_byKey.TryAdd((layer, module), loraModule))
                 throw new ArgumentException($"adapter '{name}': module {module} of layer {layer} is listed twice", nameof(shapes));
@@ -65,7 +67,15 @@ public sealed unsafe partial class LoraAdapter : IDisposable
     /// <summary>Tokens after the start of the invocation at which the adapter starts: 0 (PEFT ≥ 0.18), 1 (legacy IBM).</summary>
     public int ActivationShift { get; }
     public IReadOnlyList<LoraModule> Modules => _modules;
-    public long ParameterCount => _modules.Sum(m => (long)m.Rank * (m.InFeatures + m.OutFeatures));
+    public long ParameterCount => _modules.Sum(m => (long)m.Rank * (m.InFeatures + m.OutFeatures) + (m.IsDora ? m.OutFeatures : 0));
+    /// <summary>A DoRA adapter (use_dora): every module has a magnitude vector.</summary>
+    public bool IsDora => Config.UseDora;
+
+    /// <summary>
+    /// After A, B or a magnitude vector changed in place (training), drops the DoRA weight norms the forward view
+    /// cached, so the next forward recomputes them from the new factors. A plain LoRA has nothing cached.
+    /// </summary>
+    public void ParametersChanged() => _forward?.InvalidateDoraNorms();
 
     public LoraModule? Get(int layer, string module) => _byKey.GetValueOrDefault((layer, module));
 
@@ -79,7 +89,7 @@ public sealed unsafe partial class LoraAdapter : IDisposable
     {
         if (_forward is not null) return _forward;
         var forward = new ForwardAdapter(Name, BaseConfig.LayerCount, InvocationTokens, ActivationShift);
-        foreach (var m in _modules) forward.Set(m.Layer, m.Module, new LowRankDelta(m.A, m.B, m.Scaling));
+        foreach (var m in _modules) forward.Set(m.Layer, m.Module, new LowRankDelta(m.A, m.B, m.Scaling, m.Magnitude));
         return Interlocked.CompareExchange(ref _forward, forward, null) ?? forward;
     }
 
@@ -114,6 +124,15 @@ public sealed unsafe partial class LoraAdapter : IDisposable
     public static LoraAdapter Create(string name, LoraConfig config, ModelConfig baseConfig, int seed)
     {
         ArgumentNullException.ThrowIfNull(config);
+        if (config.UseDora)
+            throw new ArgumentException(
+                $"adapter '{name}': use_dora needs the base weights to initialise its magnitude vectors (m = ‖W + s·B·A‖ per output feature); use Create(name, config, ModelWeights, seed)", nameof(config));
+        return CreateFactors(name, config, baseConfig, seed);
+    }
+
+    /// <summary>A and B as <see cref="Create(string, LoraConfig, ModelConfig, int)"/> says; DoRA magnitudes left zero.</summary>
+    private static LoraAdapter CreateFactors(string name, LoraConfig config, ModelConfig baseConfig, int seed)
+    {
         string source = $"adapter '{name}'";
         config.Validate(source);
         if (config.IsLegacyAlora)
@@ -153,7 +172,22 @@ public sealed unsafe partial class LoraAdapter : IDisposable
         return [.. config.AloraInvocationTokens];
     }
 
+    /// <summary>
+    /// DoRA's initial magnitude vectors, as PEFT's DoraLinearLayer.update_layer sets them: m = ‖W + s·B·A‖ per
+    /// output feature, from the base weights and the current factors (so the adapted model starts equal to W + s·B·A).
+    /// </summary>
+    internal void InitializeMagnitudes(ModelWeights baseWeights)
+    {
+        foreach (var m in _modules)
+        {
+            if (!m.IsDora) continue;
+            var weight = baseWeights.Layers[m.Layer].Projection(m.Module);
+            Dora.WeightNorms(m.Magnitude, weight, (float*)m.A.Data, (float*)m.B.Data, m.Rank, m.Scaling);
+        }
+        ParametersChanged();
+    }
+
     public void Dispose() => _slab.Dispose();
 
-    public override string ToString() => $"{(IsActivated ? "aLoRA" : "LoRA")} '{Name}' ({_modules.Length} modules, {ParameterCount} parameters)";
+    public override string ToString() => $"{(IsActivated ? "aLoRA" : IsDora ? "DoRA" : "LoRA")} '{Name}' ({_modules.Length} modules, {ParameterCount} parameters)";
 }

@@ -5,7 +5,7 @@ namespace Alora.Adapters;
 
 /// <summary>
 /// PEFT's <c>adapter_config.json</c> for a LoRA or aLoRA adapter, typed. Field names, meanings and defaults follow
-/// PEFT's LoraConfig (≥ 0.18); what Alora cannot honour (DoRA on an aLoRA, biases, modules_to_save, layer
+/// PEFT's LoraConfig (≥ 0.18); what Alora cannot honour (DoRA on an aLoRA, as PEFT; biases, modules_to_save, layer
 /// replication, initialisations that rewrite the base weights…) is refused with an error naming the field.
 /// Parsing lives in LoraConfig.Json.cs, module selection in LoraConfig.Targeting.cs.
 /// </summary>
@@ -46,6 +46,7 @@ public sealed partial record LoraConfig
     public string Bias { get; init; } = "none";
     public bool LoraBias { get; init; }
     public bool FanInFanOut { get; init; }
+    /// <summary>DoRA (plain LoRA only): each targeted projection also has a magnitude vector (lora_magnitude_vector).</summary>
     public bool UseDora { get; init; }
     /// <summary>"true", "false" or "gaussian" (how Create initialises A and B).</summary>
     public string InitLoraWeights { get; init; } = "true";
@@ -112,8 +113,8 @@ public sealed partial record LoraConfig
             throw Unsupported(source, "bias", Quote(Bias), "\"none\" (training or merging base biases is not supported)");
         if (LoraBias) throw Unsupported(source, "lora_bias", "true", "false (a bias on lora_B is not supported)");
         if (FanInFanOut) throw Unsupported(source, "fan_in_fan_out", "true", "false (Llama-family Linear weights are stored [out, in])");
-        if (UseDora && IsActivated) throw Unsupported(source, "use_dora", "true", "false for an aLoRA (PEFT does not combine DoRA with aLoRA)");
-        if (UseDora) throw Unsupported(source, "use_dora", "true", "false (DoRA's magnitude vectors are not implemented in Alora)");
+        if (UseDora && IsActivated)
+            throw Unsupported(source, "use_dora", "true", "false for an aLoRA (PEFT refuses the variant combination (alora_invocation_tokens, use_dora): DoRA rescales W itself, so the tokens before the invocation could not keep the base model's KV cache)");
         if (InitLoraWeights is not ("true" or "false" or "gaussian"))
             throw Unsupported(source, "init_lora_weights", Quote(InitLoraWeights),
                 "true, false or \"gaussian\" (initialisations such as pissa, olora, loftq, eva and corda rewrite the base weights)");

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Runtime.CompilerServices;
 using Alora.Formats;
+using Alora.Kernels;
 using Alora.Models;
 using Alora.Tensors;
 
@@ -10,7 +11,7 @@ namespace Alora.Adapters;
 
 /// <summary>
 /// LoRA-only weight operations: W ← W + s·B·A (merge), W ← W − s·B·A (unmerge), and merge-and-unload into a new
-/// Hugging Face folder. An aLoRA cannot be merged (its update applies only after the invocation), as in PEFT.
+/// Hugging Face folder; for DoRA, PEFT's W ← (m / ‖W + s·B·A‖)·(W + s·B·A) and its inverse. An aLoRA cannot be merged (its update applies only after the invocation), as in PEFT.
 /// The update is accumulated in f64 per row and added once, so merge then unmerge restores W to f32 rounding.
 /// </summary>
 public static unsafe class LoraMerge
@@ -30,11 +31,15 @@ public static unsafe class LoraMerge
         {
             if (merged.Contains(adapter))
                 throw new InvalidOperationException($"adapter '{adapter.Name}' is already merged into {weights.Source}; merging it twice would apply it twice");
-            foreach (var module in adapter.Modules)
+            var norms = adapter.IsDora ? new float[adapter.Modules.Count][] : null;
+            for (int i = 0; i < adapter.Modules.Count; i++)
             {
+                var module = adapter.Modules[i];
                 ref var matrix = ref weights.WritableProjection(module.Layer, module.Module);
-                AddDelta((float*)matrix.Data, module, sign: +1);
+                if (norms is not null) norms[i] = MergeDora((float*)matrix.Data, matrix, module);
+                else AddDelta((float*)matrix.Data, module, sign: +1);
             }
+            if (norms is not null) s_doraNorms.GetOrCreateValue(weights)[adapter] = norms;
             merged.Add(adapter);
         }
     }
@@ -50,13 +55,62 @@ public static unsafe class LoraMerge
         {
             if (!merged.Contains(adapter))
                 throw new InvalidOperationException($"adapter '{adapter.Name}' is not merged into {weights.Source}; nothing to unmerge");
-            foreach (var module in adapter.Modules)
+            float[][]? norms = null;
+            if (adapter.IsDora && !s_doraNorms.GetOrCreateValue(weights).Remove(adapter, out norms))
+                throw new InvalidOperationException($"adapter '{adapter.Name}': the DoRA weight norms of its merge are missing");
+            for (int i = 0; i < adapter.Modules.Count; i++)
             {
+                var module = adapter.Modules[i];
                 ref var matrix = ref weights.WritableProjection(module.Layer, module.Module);
-                AddDelta((float*)matrix.Data, module, sign: -1);
+                if (norms is not null) UnmergeDora((float*)matrix.Data, module, norms[i]);
+                else AddDelta((float*)matrix.Data, module, sign: -1);
             }
             merged.Remove(adapter);
         }
+    }
+
+    /// <summary>
+    /// DoRA merges keep the weight norms n = ‖W + s·B·A‖ of the weights they merged into: unmerging needs them and
+    /// cannot recompute them from the merged weights (PEFT caches them for the same reason).
+    /// </summary>
+    private static readonly ConditionalWeakTable<ModelWeights, Dictionary<LoraAdapter, float[][]>> s_doraNorms = [];
+
+    /// <summary>
+    /// PEFT's DoRA merge: n = ‖W + ΔW‖ per row (of the weights as they are now), then W ← (m / n)·(W + ΔW), each
+    /// row in f64 and rounded once. Returns n for the unmerge.
+    /// </summary>
+    private static float[] MergeDora(float* weight, in WeightMatrix matrix, LoraModule module)
+    {
+        var norms = new float[module.OutFeatures];
+        fixed (float* n = norms) Dora.WeightNorms(n, matrix, (float*)module.A.Data, (float*)module.B.Data, module.Rank, module.Scaling);
+        ScaleRowsWithDelta(weight, module, norms, merge: true);
+        return norms;
+    }
+
+    /// <summary>PEFT's DoRA unmerge with the norms of the merge: W ← W / (m / n) − ΔW, each row in f64.</summary>
+    private static void UnmergeDora(float* weight, LoraModule module, float[] norms) => ScaleRowsWithDelta(weight, module, norms, merge: false);
+
+    private static void ScaleRowsWithDelta(float* weight, LoraModule module, float[] norms, bool merge)
+    {
+        int rank = module.Rank, inFeatures = module.InFeatures;
+        float* b = (float*)module.B.Data, magnitude = module.Magnitude;
+        var a = new double[(long)rank * inFeatures];   // [r, in]
+        for (long i = 0; i < a.LongLength; i++) a[i] = ((float*)module.A.Data)[i];
+        double scaling = module.Scaling;
+        Parallel.For(0, module.OutFeatures, () => new double[inFeatures], (o, _, row) =>
+        {
+            Array.Clear(row);
+            for (int k = 0; k < rank; k++)
+            {
+                double coefficient = scaling * b[(long)o * rank + k];
+                if (coefficient != 0) MultiplyAdd(row, a.AsSpan(k * inFeatures, inFeatures), coefficient);
+            }
+            double factor = (double)magnitude[o] / norms[o];   // [out] the DoRA factor m / n
+            float* wRow = weight + (long)o * inFeatures;
+            if (merge) for (int i = 0; i < inFeatures; i++) wRow[i] = (float)(factor * (wRow[i] + row[i]));
+            else for (int i = 0; i < inFeatures; i++) wRow[i] = (float)(wRow[i] / factor - row[i]);
+            return row;
+        }, _ => { });
     }
 
     /// <summary>The adapters currently merged into <paramref name="weights"/>, in merge order.</summary>
@@ -139,7 +193,8 @@ public static unsafe class LoraMerge
         fixed (float* w = merged)
         {
             Kernels.Convert.ToSingle(w, source, dtype, count);
-            AddDelta(w, module, sign: +1);
+            if (module.IsDora) MergeDora(w, new WeightMatrix(w, DType.F32, module.OutFeatures, module.InFeatures), module);
+            else AddDelta(w, module, sign: +1);
         }
         var bytes = new byte[count * dtype.ByteSize()];
         fixed (byte* b = bytes)

@@ -11,8 +11,9 @@ namespace Alora.Adapters;
 /// </summary>
 public sealed unsafe class LoraModule
 {
-    internal LoraModule(int layer, string module, float scaling, float* a, float* b, int rank, int inFeatures, int outFeatures)
+    internal LoraModule(int layer, string module, float scaling, float* a, float* b, int rank, int inFeatures, int outFeatures, float* magnitude = null)
     {
+        Magnitude = magnitude;
         Layer = layer;
         Module = module;
         Scaling = scaling;
@@ -32,6 +33,11 @@ public sealed unsafe class LoraModule
     public float Scaling { get; }
     public WeightMatrix A { get; }   // [r, in]
     public WeightMatrix B { get; }   // [out, r]
+    /// <summary>DoRA's magnitude vector m [out] (PEFT's lora_magnitude_vector), or null for a plain LoRA.</summary>
+    public float* Magnitude { get; }   // [out]
+    public bool IsDora => Magnitude != null;
+    /// <summary>m's elements [out]; empty for a plain LoRA.</summary>
+    public Span<float> MagnitudeValues => Magnitude == null ? [] : new(Magnitude, OutFeatures);
 
     /// <summary>A's elements, row-major [r, in].</summary>
     public Span<float> AValues => new(A.Data, checked(Rank * InFeatures));

@@ -152,6 +152,9 @@ public sealed unsafe class DecoderModel : IDisposable
     private NativeSlab? _loraSlab;
     private float* _loraScratch;      // [M, r] x·Aᵀ of one segment
     private int _loraScratchRank;
+    private NativeSlab? _doraSlab;
+    private float* _doraLora;         // [M, out] a DoRA segment's side path
+    private float* _doraScale;        // [out] g = m / n of one projection
     private readonly List<int> _chunkProgress = [];
     private readonly List<MicroChunk> _micro = [];
 
@@ -173,6 +176,7 @@ public sealed unsafe class DecoderModel : IDisposable
                 {
                     _segments.Add(new AdapterSegment(m + firstAdapted, count - firstAdapted, adapter));
                     EnsureLoraScratch(adapter.MaxRank);
+                    if (adapter.HasDora) EnsureDoraScratch();
                 }
             }
             maxBlocks = Math.Max(maxBlocks, (firstPosition + count + pool.BlockSize - 1) / pool.BlockSize);
@@ -278,8 +282,27 @@ public sealed unsafe class DecoderModel : IDisposable
             float* rowsOut = y + (long)segment.RowStart * weight.Rows;
             Gemm.MatMul(_loraScratch, rowsIn, delta.A, segment.RowCount);                 // [rows, r]
             for (int i = 0; i < segment.RowCount; i++) Elementwise.Scale(_loraScratch + (long)i * delta.Rank, delta.Scaling, delta.Rank);
-            Gemm.MatMul(rowsOut, _loraScratch, delta.B, segment.RowCount, accumulate: true);   // += [rows, out]
+            if (!delta.IsDora)
+            {
+                Gemm.MatMul(rowsOut, _loraScratch, delta.B, segment.RowCount, accumulate: true);   // += [rows, out]
+                continue;
+            }
+            // DoRA (PEFT's eval-mode forward): y += (g − 1)·(y − bias) + g·s·(x·Aᵀ)·Bᵀ, g = m / ‖W + s·B·A‖.
+            Gemm.MatMul(_doraLora, _loraScratch, delta.B, segment.RowCount);                 // [rows, out]
+            Dora.Scales(_doraScale, delta.Magnitude, segment.Adapter.DoraNorms(layer, projection, weight), weight.Rows);
+            for (int i = 0; i < segment.RowCount; i++)
+                Dora.CombineRow(rowsOut + (long)i * weight.Rows, _doraLora + (long)i * weight.Rows, _doraScale, bias, weight.Rows);
         }
+    }
+
+    private void EnsureDoraScratch()
+    {
+        if (_doraSlab is not null) return;
+        var c = Config;
+        long widest = Math.Max(Math.Max(c.QueryDim, c.KeyValueDim), Math.Max(c.HiddenSize, c.IntermediateSize));
+        _doraSlab = new NativeSlab(((long)MaxBatchTokens + 1) * widest * sizeof(float) + 2 * NativeSlab.Alignment, "dora scratch");
+        _doraLora = _doraSlab.TakeFloats((long)MaxBatchTokens * widest, "s·(x·Aᵀ)·Bᵀ");
+        _doraScale = _doraSlab.TakeFloats(widest, "m / n");
     }
 
     private void EnsureLoraScratch(int rank)
@@ -321,5 +344,6 @@ public sealed unsafe class DecoderModel : IDisposable
         _workspace.Dispose();
         _blockTableSlab?.Dispose();
         _loraSlab?.Dispose();
+        _doraSlab?.Dispose();
     }
 }

@@ -128,8 +128,64 @@ public sealed unsafe partial class DecoderTrainer
                 _dropout!.Apply(_dropped, input, key, start, count, weight.Cols);
                 input = _dropped;
             }
-            LinearTraining.LoraForward(y + (long)start * weight.Rows, _loraU, input, lora, count);
+            if (lora.IsDora) DoraForward(y + (long)start * weight.Rows, input, weight, bias, lora, count);
+            else LinearTraining.LoraForward(y + (long)start * weight.Rows, _loraU, input, lora, count);
         }
+    }
+
+    /// <summary>
+    /// PEFT's DoRA training forward for adapted rows whose base output y = x·Wᵀ + bias is already there:
+    /// y += (g − 1)·(x'·Wᵀ) + g·s·(x'·Aᵀ)·Bᵀ with x' = dropout(x) (PEFT recomputes the base product on the dropped
+    /// input), or x' = x without dropout, where x'·Wᵀ is y − bias.
+    /// </summary>
+    private void DoraForward(float* y, float* input, in WeightMatrix weight, float* bias, TrainableModule lora, int count)
+    {
+        int n = weight.Rows;
+        new Span<float>(_doraLora, checked(count * n)).Clear();
+        LinearTraining.LoraForward(_doraLora, _loraU, input, lora, count);
+        if (_dropoutOn)
+        {
+            Gemm.MatMul(_doraBase, input, weight, count);
+            for (int i = 0; i < count; i++) Dora.AddRow(y + (long)i * n, _doraBase + (long)i * n, _doraLora + (long)i * n, lora.DoraScale, n);
+        }
+        else
+        {
+            for (int i = 0; i < count; i++) Dora.CombineRow(y + (long)i * n, _doraLora + (long)i * n, lora.DoraScale, bias, n);
+        }
+    }
+
+    /// <summary>
+    /// DoRA's backward for adapted rows, the norm n a constant: with x' the side path's input and dy the output
+    /// gradient, dm[j] += Σ_rows dy[j]·(x'·(W + s·B·A)ᵀ)[j] / n[j]; the side path sees g·dy (dA, dB and its dx);
+    /// the rescaled base term adds (g − 1)·dy·W to dx'. <paramref name="dInput"/> receives dx' (accumulated).
+    /// </summary>
+    private void DoraBackward(float* dInput, float* dy, float* input, in WeightMatrix weight, TrainableModule lora, int count)
+    {
+        int n = weight.Rows;
+        float* g = lora.DoraScale, norm = lora.WeightNorm, dm = lora.DMagnitude;
+        // dm: recompute x'·Wᵀ and the side path (cheaper than keeping them for every layer).
+        Gemm.MatMul(_doraBase, input, weight, count);
+        new Span<float>(_doraLora, checked(count * n)).Clear();
+        LinearTraining.LoraForward(_doraLora, _loraU, input, lora, count);
+        for (int i = 0; i < count; i++)
+        {
+            float* dyi = dy + (long)i * n, q = _doraBase + (long)i * n, l = _doraLora + (long)i * n;
+            for (int j = 0; j < n; j++) dm[j] += dyi[j] * (q[j] + l[j]) / norm[j];
+        }
+        // dx' += ((g − 1)·dy)·W
+        for (int i = 0; i < count; i++)
+        {
+            float* dyi = dy + (long)i * n, scaled = _doraDy + (long)i * n;
+            for (int j = 0; j < n; j++) scaled[j] = (g[j] - 1f) * dyi[j];
+        }
+        Gemm.MatMulNoTranspose(dInput, _doraDy, weight, count, accumulate: true);
+        // The side path with g·dy: dA, dB, and dx' += s·((g·dy)·B)·A.
+        for (int i = 0; i < count; i++)
+        {
+            float* dyi = dy + (long)i * n, scaled = _doraDy + (long)i * n;
+            for (int j = 0; j < n; j++) scaled[j] = g[j] * dyi[j];
+        }
+        LinearTraining.LoraBackward(dInput, _doraDy, input, lora, count, _loraU, _loraG);
     }
 
     /// <summary>dx (+)= dy·W on every row, and the adapter's backward (dA, dB, dx) on the adapted rows.</summary>
@@ -143,7 +199,8 @@ public sealed unsafe partial class DecoderTrainer
             float* rowsDx = dx + (long)start * weight.Cols, rowsDy = dy + (long)start * weight.Rows, input = x + (long)start * weight.Cols;
             if (!_dropoutOn)
             {
-                LinearTraining.LoraBackward(rowsDx, rowsDy, input, lora, count, _loraU, _loraG);
+                if (lora.IsDora) DoraBackward(rowsDx, rowsDy, input, weight, lora, count);
+                else LinearTraining.LoraBackward(rowsDx, rowsDy, input, lora, count, _loraU, _loraG);
                 continue;
             }
             // The same mask as the forward (regenerated from its key): dA uses dropout(x), and the side path's
@@ -151,7 +208,8 @@ public sealed unsafe partial class DecoderTrainer
             long elements = (long)count * weight.Cols;
             _dropout!.Apply(_dropped, input, key, start, count, weight.Cols, _dropMask);
             new Span<float>(_dDropped, checked((int)elements)).Clear();
-            LinearTraining.LoraBackward(_dDropped, rowsDy, _dropped, lora, count, _loraU, _loraG);
+            if (lora.IsDora) DoraBackward(_dDropped, rowsDy, _dropped, weight, lora, count);
+            else LinearTraining.LoraBackward(_dDropped, rowsDy, _dropped, lora, count, _loraU, _loraG);
             _dropout.AddBackward(rowsDx, _dDropped, _dropMask, count, weight.Cols);
         }
     }

@@ -10,7 +10,7 @@ namespace Alora.Training;
 
 /// <summary>
 /// Forward and backward of the decoder for LoRA/aLoRA training: the base weights are frozen, only the adapter's
-/// A and B get gradients. A batch of rows of different lengths is right-padded to T internally. Activations live
+/// A and B (and DoRA's magnitude vectors) get gradients. A batch of rows of different lengths is right-padded to T internally. Activations live
 /// in one slab sized for <c>maxRows × maxLength</c> token rows, reused by every step. Without checkpointing each
 /// layer keeps what its backward needs; with checkpointing only each layer's input is kept and the layer's forward
 /// is run again during the backward. Not thread-safe: one owner calls it.
@@ -48,6 +48,10 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
     private readonly float* _dropped;       // [M, Kmax] dropout(x) of one module's adapted rows; null without dropout
     private readonly float* _dDropped;      // [M, Kmax] d loss / d dropout(x)
     private readonly byte* _dropMask;       // [M, Kmax] 1 = kept, for the backward of one module
+    private readonly float* _doraBase;      // [M, Nmax] x·Wᵀ of one DoRA module's adapted rows (Nmax: widest DoRA output); null without DoRA
+    private readonly float* _doraLora;      // [M, Nmax] s·(x·Aᵀ)·Bᵀ of those rows
+    private readonly float* _doraDy;        // [M, Nmax] dy scaled per output feature
+    private readonly bool _hasDora;
     private bool _dropoutOn;                // training forward (ForwardBackward) with p > 0
     private long _dropoutStream;            // which mask this forward uses
 
@@ -115,12 +119,14 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
         int savedSets = checkpointing ? 1 : c.LayerCount;
         _dropout = dropout is { IsActive: true } && adapter is not null ? dropout : null;
         long widestInput = _dropout is null || adapter!.Modules.Count == 0 ? 0 : adapter.Modules.Max(x => x.InFeatures);
+        _hasDora = adapter?.HasDora ?? false;
+        long widestDora = _hasDora ? adapter!.Modules.Where(x => x.IsDora).Max(x => x.OutFeatures) : 0;
 
         long perSet = 2 * Floats(m) + Floats(m * c.HiddenSize) * 3 + Floats(m * c.QueryDim) * 2 + Floats(m * c.KeyValueDim) * 2
             + Floats(m * c.HeadCount) + Floats(m * c.IntermediateSize) * 3;
         long bytes = 2 * Floats(m) + (c.LayerCount + 1) * Floats(m * c.HiddenSize) + savedSets * perSet
             + 4 * Floats(m * c.HiddenSize) + 2 * Floats(m * c.QueryDim) + 2 * Floats(m * c.KeyValueDim) + 3 * Floats(m * c.IntermediateSize)
-            + 2 * Floats(m * rank) + 2 * Floats(m * widestInput) + NativeSlab.Align(m * widestInput)
+            + 2 * Floats(m * rank) + 2 * Floats(m * widestInput) + NativeSlab.Align(m * widestInput) + 3 * Floats(m * widestDora)
             + 4 * Floats(chunk * c.HiddenSize) + 5 * Floats(chunk) + Floats(chunk * c.VocabSize);
         _slab = new NativeSlab(bytes, "training activations");
         _tokens = (int*)_slab.Take(m * sizeof(int), "tokens");
@@ -165,6 +171,12 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
             _dropped = _slab.TakeFloats(m * widestInput, "dropped lora input");
             _dDropped = _slab.TakeFloats(m * widestInput, "dropped lora input gradient");
             _dropMask = (byte*)_slab.Take(m * widestInput, "lora dropout mask");
+        }
+        if (_hasDora)
+        {
+            _doraBase = _slab.TakeFloats(m * widestDora, "dora x·Wᵀ");
+            _doraLora = _slab.TakeFloats(m * widestDora, "dora side path");
+            _doraDy = _slab.TakeFloats(m * widestDora, "dora scaled dy");
         }
         _headHidden = _slab.TakeFloats(chunk * c.HiddenSize, "head hidden");
         _headNormed = _slab.TakeFloats(chunk * c.HiddenSize, "head normed");
@@ -215,6 +227,7 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
         if (LabelCount == 0) return 0;
         _dropoutOn = _dropout is not null;
         _dropoutStream = dropoutStream;
+        if (_hasDora) _adapter.UpdateDoraScales(_weights);
         Forward();
         new Span<float>(_dHidden, checked(_rowCount * _length * _config.HiddenSize)).Clear();
         double loss = Head(backward: true, meanOver ?? LabelCount);
@@ -228,6 +241,7 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
     {
         _dropoutOn = false;
         Prepare(rows);
+        if (_hasDora) _adapter!.UpdateDoraScales(_weights);
         Forward();
         return Head(backward: false, LabelCount);
     }

@@ -121,6 +121,7 @@ public sealed class Trainer(TrainerOptions options)
                 GradientClipping.ClipByGlobalNorm(parameters, o.MaxGradNorm);
                 double rate = LearningRateSchedule.At(o.Scheduler, o.LearningRate, step, totalSteps, o.WarmupSteps);
                 optimizer.Apply(rate);
+                trainable.ParametersChanged();
                 step++;
                 lastLoss = loss;
 
@@ -238,6 +239,7 @@ public sealed class Trainer(TrainerOptions options)
             R = o.LoraR,
             LoraAlpha = o.LoraAlpha,
             UseRslora = o.UseRslora,
+            UseDora = o.UseDora,
             LoraDropout = o.LoraDropout,
             TargetModules = o.TargetModules,
             InitLoraWeights = o.InitLoraWeights,
@@ -310,6 +312,12 @@ public sealed class Trainer(TrainerOptions options)
         Require(!LoraAdapter.RewritesBaseWeights(o.InitLoraWeights) || (o.InitAdapter is null && o.ResumeFromCheckpoint is null),
             $"--init_lora_weights {o.InitLoraWeights} initialises a new adapter from the base weights; it cannot start from --init_adapter or --resume_from_checkpoint " +
             "(its saved adapters are already converted to plain rank-2r LoRAs of the original base; resume them as a new run with --init_adapter and --init_lora_weights true)");
+        Require(!o.UseDora || o.AdapterKind == "lora",
+            "--use_dora with --adapter alora: PEFT refuses DoRA on an aLoRA (DoRA rescales the whole weight, so the tokens before the invocation could not keep the base model's KV cache); use --adapter lora");
+        Require(!o.UseDora || !LoraAdapter.RewritesBaseWeights(o.InitLoraWeights),
+            $"--use_dora with --init_lora_weights {o.InitLoraWeights}: the saved adapter must be converted to a plain LoRA of the original base, which DoRA's magnitude rescaling does not allow; use true or gaussian");
+        Require(!o.UseDora || (o.InitAdapter is null && o.ResumeFromCheckpoint is null),
+            "--use_dora applies to a new adapter; --init_adapter and --resume_from_checkpoint take use_dora from the adapter's own adapter_config.json");
         _ = LearningRateSchedule.Multiplier(o.Scheduler, 0, 1, 0);
     }
 }

@@ -36,6 +36,8 @@ public sealed record TrainerOptions
     public double LoraDropout { get; init; }
     public IReadOnlyList<string> TargetModules { get; init; } = Models.Projections.PeftNames;
     public bool UseRslora { get; init; }
+    /// <summary>PEFT's use_dora (a plain LoRA only): a magnitude vector per projection, trained with A and B.</summary>
+    public bool UseDora { get; init; }
     /// <summary>PEFT's init_lora_weights: "true" (Kaiming-uniform A, zero B) or "gaussian".</summary>
     public string InitLoraWeights { get; init; } = "true";
     public string Optimizer { get; init; } = "adamw";

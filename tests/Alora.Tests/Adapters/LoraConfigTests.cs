@@ -158,7 +158,6 @@ public sealed class LoraConfigTests
     [InlineData("\"bias\":\"lora_only\"", "bias")]
     [InlineData("\"lora_bias\":true", "lora_bias")]
     [InlineData("\"fan_in_fan_out\":true", "fan_in_fan_out")]
-    [InlineData("\"use_dora\":true", "use_dora")]
     [InlineData("\"layer_replication\":[[0,2],[1,3]]", "layer_replication")]
     [InlineData("\"trainable_token_indices\":[1,2]", "trainable_token_indices")]
     [InlineData("\"target_parameters\":[\"experts.gate\"]", "target_parameters")]
