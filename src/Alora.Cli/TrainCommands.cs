@@ -92,7 +92,13 @@ internal static class TrainCommands
             };
             var bar = new ProgressBar(Console.Error);
             var trainer = new Trainer(options);
-            var result = trainer.Run(bar, cancellationToken);
+            TrainingResult result;
+            try { result = trainer.Run(bar, cancellationToken); }
+            catch (Exception e) when (e is ArgumentException or Alora.Training.Data.TrainingDataException)
+            {
+                // The library names TrainerOptions' properties; the command line names the flags that set them.
+                throw new CliException(FlagNames.Translate(e.Message));
+            }
             bar.Finish();
             if (trainer.SkippedExamples.Count > 0)
                 Console.Error.WriteLine($"skipped {trainer.SkippedExamples.Count} example(s) with nothing to learn within --cutoff_len, e.g. {trainer.SkippedExamples[0]}");
@@ -125,5 +131,25 @@ internal static class TrainCommands
         {
             if (_drawn) writer.WriteLine();
         }
+    }
+}
+
+/// <summary>TrainerOptions' property names as `alora train` flags, for the library's messages.</summary>
+internal static class FlagNames
+{
+    private static readonly (string Property, string Flag)[] Map =
+    [
+        ("GradientAccumulationSteps", "--gradient_accumulation_steps"), ("ResumeFromCheckpoint", "--resume_from_checkpoint"),
+        ("InvocationTokenIds", "--invocation_tokens"), ("InvocationString", "--invocation_string"), ("InitLoraWeights", "--init_lora_weights"),
+        ("CutoffLength", "--cutoff_len"), ("ValSetSize", "--val_set_size"), ("MaxGradNorm", "--max_grad_norm"), ("LoraDropout", "--lora_dropout"), ("InitAdapter", "--init_adapter"),
+        ("AdapterKind", "--adapter"), ("BatchSize", "--batch_size"), ("NumEpochs", "--num_epochs"), ("MaxSteps", "--max_steps"),
+        ("EvalStep", "--eval_step"), ("SaveStep", "--save_step"), ("UseDora", "--use_dora"), ("LoraR", "--lora_r"),
+    ];
+
+    public static string Translate(string message)
+    {
+        foreach (var (property, flag) in Map)
+            message = System.Text.RegularExpressions.Regex.Replace(message, $@"\b{property}\b", flag);
+        return message;
     }
 }

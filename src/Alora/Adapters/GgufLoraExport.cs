@@ -49,7 +49,7 @@ public static class GgufLoraExport
         "f32" => GgmlType.F32,
         "f16" => GgmlType.F16,
         "bf16" => GgmlType.BF16,
-        _ => throw new ArgumentException($"--outtype '{outType}' is not supported; expected f32, f16 or bf16", nameof(outType)),
+        _ => throw new ArgumentException($"output type '{outType}' is not supported; expected f32, f16 or bf16", nameof(outType)),
     };
 
     /// <param name="architecture">llama.cpp's name for the base architecture; null derives it from the base config. It must match the base model.</param>

@@ -26,7 +26,7 @@ public static unsafe class GgufQuantize
     {
         string normalized = scheme.ToUpperInvariant();
         if (!Schemes.Contains(normalized))
-            throw new ArgumentException($"--type {scheme}: expected one of {string.Join(", ", Schemes)}", nameof(scheme));
+            throw new ArgumentException($"quantization type '{scheme}': expected one of {string.Join(", ", Schemes)}", nameof(scheme));
         if (!inputPath.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase))
             throw new ArgumentException($"{inputPath}: alora quantize reads a .gguf file (F32, F16, BF16 or already quantized tensors)", nameof(inputPath));
         using var input = GgufFile.Open(inputPath);

@@ -16,7 +16,7 @@ public sealed unsafe partial class ModelWeights
     public IReadOnlyDictionary<string, DType> QuantizeMatrices(DType requested)
     {
         if (!Quantizer.CanQuantize(requested))
-            throw new ArgumentOutOfRangeException(nameof(requested), requested, "--quantize: expected q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k or q6_k");
+            throw new ArgumentOutOfRangeException(nameof(requested), requested, "quantization: expected q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k or q6_k");
         var targets = new Dictionary<string, DType>(StringComparer.Ordinal);
         foreach (var (name, tensor) in Parameters)
             if (tensor.Shape.Length == 2 && GgufQuantize.Fallback(requested, tensor.Shape[1]) is DType type && type != tensor.DType)
@@ -54,6 +54,6 @@ public sealed unsafe partial class ModelWeights
     public static DType ParseQuantization(string value)
     {
         if (Enum.TryParse<DType>(value, ignoreCase: true, out var dtype) && Quantizer.CanQuantize(dtype)) return dtype;
-        throw new ArgumentException($"--quantize {value}: expected q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k or q6_k");
+        throw new ArgumentException($"quantization '{value}': expected q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k or q6_k");
     }
 }

@@ -44,7 +44,7 @@ public sealed class Trainer(TrainerOptions options)
         // path_initial_model_for_weight_conversion).
         using var initial = startFrom is null && LoraAdapter.RewritesBaseWeights(o.InitLoraWeights) ? adapter.Copy("initial") : null;
         if (o.AdapterKind == "alora" && !adapter.IsActivated)
-            throw new TrainingDataException($"{startFrom}: --adapter alora, but this adapter has no alora_invocation_tokens");
+            throw new TrainingDataException($"{startFrom}: AdapterKind alora, but this adapter has no alora_invocation_tokens");
         int[]? invocation = adapter.InvocationTokens;
 
         // Data: every line is checked before anything is written.
@@ -227,12 +227,12 @@ public sealed class Trainer(TrainerOptions options)
         {
             invocation = ids;
             foreach (int id in ids)
-                if ((uint)id >= (uint)tokenizer.VocabSize) throw new TrainingDataException($"--invocation_tokens: id {id} is outside the vocabulary [0, {tokenizer.VocabSize})");
+                if ((uint)id >= (uint)tokenizer.VocabSize) throw new TrainingDataException($"InvocationTokenIds: id {id} is outside the vocabulary [0, {tokenizer.VocabSize})");
         }
         else if (o.AdapterKind == "alora")
         {
             invocation = InvocationTokens.Encode(tokenizer, o.InvocationString!);
-            if (invocation.Length == 0) throw new TrainingDataException($"--invocation_string \"{o.InvocationString}\" tokenizes to no ids");
+            if (invocation.Length == 0) throw new TrainingDataException($"InvocationString \"{o.InvocationString}\" tokenizes to no ids");
         }
         return new LoraConfig
         {
@@ -292,32 +292,32 @@ public sealed class Trainer(TrainerOptions options)
     private static void Validate(TrainerOptions o)
     {
         void Require(bool condition, string message) { if (!condition) throw new ArgumentException(message); }
-        Require(o.AdapterKind is "alora" or "lora", $"--adapter must be alora or lora, got '{o.AdapterKind}'");
+        Require(o.AdapterKind is "alora" or "lora", $"AdapterKind must be alora or lora, got '{o.AdapterKind}'");
         Require(o.AdapterKind != "alora" || o.InitAdapter is not null || o.ResumeFromCheckpoint is not null || !string.IsNullOrEmpty(o.InvocationString) || o.InvocationTokenIds is { Length: > 0 },
-            "--adapter alora needs --invocation_string (the text that switches the adapter on) or --invocation_tokens");
-        Require(o.BatchSize >= 1, $"--batch_size must be ≥ 1, got {o.BatchSize}");
-        Require(o.GradientAccumulationSteps >= 1, $"--gradient_accumulation_steps must be ≥ 1, got {o.GradientAccumulationSteps}");
-        Require(o.NumEpochs >= 1 || o.MaxSteps is > 0, $"--num_epochs must be ≥ 1, got {o.NumEpochs}");
-        Require(o.MaxSteps is null or > 0, $"--max_steps must be > 0, got {o.MaxSteps}");
-        Require(o.CutoffLength >= 2, $"--cutoff_len must be ≥ 2, got {o.CutoffLength}");
-        Require(o.EvalStep >= 1 && o.SaveStep >= 1, "--eval_step and --save_step must be ≥ 1");
-        Require(o.LoraR >= 1, $"--lora_r must be ≥ 1, got {o.LoraR}");
-        Require(o.MaxGradNorm >= 0, $"--max_grad_norm must be ≥ 0 (0 turns clipping off), got {o.MaxGradNorm}");
-        Require(o.LoraDropout is >= 0 and < 1, $"--lora_dropout must be in [0, 1), got {o.LoraDropout}");
+            "AdapterKind alora needs InvocationString (the text that switches the adapter on) or InvocationTokenIds");
+        Require(o.BatchSize >= 1, $"BatchSize must be ≥ 1, got {o.BatchSize}");
+        Require(o.GradientAccumulationSteps >= 1, $"GradientAccumulationSteps must be ≥ 1, got {o.GradientAccumulationSteps}");
+        Require(o.NumEpochs >= 1 || o.MaxSteps is > 0, $"NumEpochs must be ≥ 1, got {o.NumEpochs}");
+        Require(o.MaxSteps is null or > 0, $"MaxSteps must be > 0, got {o.MaxSteps}");
+        Require(o.CutoffLength >= 2, $"CutoffLength must be ≥ 2, got {o.CutoffLength}");
+        Require(o.EvalStep >= 1 && o.SaveStep >= 1, "EvalStep and SaveStep must be ≥ 1");
+        Require(o.LoraR >= 1, $"LoraR must be ≥ 1, got {o.LoraR}");
+        Require(o.MaxGradNorm >= 0, $"MaxGradNorm must be ≥ 0 (0 turns clipping off), got {o.MaxGradNorm}");
+        Require(o.LoraDropout is >= 0 and < 1, $"LoraDropout must be in [0, 1), got {o.LoraDropout}");
         Require(!o.InitLoraWeights.StartsWith("pissa_niter_", StringComparison.Ordinal),
-            $"--init_lora_weights '{o.InitLoraWeights}': PEFT's randomized-SVD PiSSA depends on torch's random stream and cannot be reproduced exactly; use pissa (full SVD)");
-        Require(o.InitLoraWeights is "true" or "false" or "gaussian" or "pissa" or "olora", $"--init_lora_weights '{o.InitLoraWeights}': expected true, false, gaussian, pissa or olora");
+            $"InitLoraWeights '{o.InitLoraWeights}': PEFT's randomized-SVD PiSSA depends on torch's random stream and cannot be reproduced exactly; use pissa (full SVD)");
+        Require(o.InitLoraWeights is "true" or "false" or "gaussian" or "pissa" or "olora", $"InitLoraWeights '{o.InitLoraWeights}': expected true, false, gaussian, pissa or olora");
         Require(!LoraAdapter.RewritesBaseWeights(o.InitLoraWeights) || o.AdapterKind != "alora",
-            $"--init_lora_weights {o.InitLoraWeights} with --adapter alora: an aLoRA leaves the tokens before its invocation to the base model, which {o.InitLoraWeights} would replace by a residual; use true or gaussian");
+            $"InitLoraWeights {o.InitLoraWeights} with AdapterKind alora: an aLoRA leaves the tokens before its invocation to the base model, which {o.InitLoraWeights} would replace by a residual; use true or gaussian");
         Require(!LoraAdapter.RewritesBaseWeights(o.InitLoraWeights) || (o.InitAdapter is null && o.ResumeFromCheckpoint is null),
-            $"--init_lora_weights {o.InitLoraWeights} initialises a new adapter from the base weights; it cannot start from --init_adapter or --resume_from_checkpoint " +
-            "(its saved adapters are already converted to plain rank-2r LoRAs of the original base; resume them as a new run with --init_adapter and --init_lora_weights true)");
+            $"InitLoraWeights {o.InitLoraWeights} initialises a new adapter from the base weights; it cannot start from InitAdapter or ResumeFromCheckpoint " +
+            "(its saved adapters are already converted to plain rank-2r LoRAs of the original base; resume them as a new run with InitAdapter and InitLoraWeights true)");
         Require(!o.UseDora || o.AdapterKind == "lora",
-            "--use_dora with --adapter alora: PEFT refuses DoRA on an aLoRA (DoRA rescales the whole weight, so the tokens before the invocation could not keep the base model's KV cache); use --adapter lora");
+            "UseDora with AdapterKind alora: PEFT refuses DoRA on an aLoRA (DoRA rescales the whole weight, so the tokens before the invocation could not keep the base model's KV cache); use AdapterKind lora");
         Require(!o.UseDora || !LoraAdapter.RewritesBaseWeights(o.InitLoraWeights),
-            $"--use_dora with --init_lora_weights {o.InitLoraWeights}: the saved adapter must be converted to a plain LoRA of the original base, which DoRA's magnitude rescaling does not allow; use true or gaussian");
+            $"UseDora with InitLoraWeights {o.InitLoraWeights}: the saved adapter must be converted to a plain LoRA of the original base, which DoRA's magnitude rescaling does not allow; use true or gaussian");
         Require(!o.UseDora || (o.InitAdapter is null && o.ResumeFromCheckpoint is null),
-            "--use_dora applies to a new adapter; --init_adapter and --resume_from_checkpoint take use_dora from the adapter's own adapter_config.json");
+            "UseDora applies to a new adapter; InitAdapter and ResumeFromCheckpoint take use_dora from the adapter's own adapter_config.json");
         _ = LearningRateSchedule.Multiplier(o.Scheduler, 0, 1, 0);
     }
 }

@@ -74,9 +74,9 @@ public sealed class TrainerInitAndDropoutTests
     {
         using var temp = new TempFolder();
         var dropout = Assert.Throws<ArgumentException>(() => new Trainer(Options(temp.File("x")) with { LoraDropout = 1 }).Run());
-        Assert.Contains("--lora_dropout", dropout.Message, StringComparison.Ordinal);
+        Assert.Contains("LoraDropout", dropout.Message, StringComparison.Ordinal);
         var resume = Assert.Throws<ArgumentException>(() => new Trainer(Options(temp.File("x")) with { InitLoraWeights = "pissa", InitAdapter = temp.File("y") }).Run());
-        Assert.Contains("--init_adapter", resume.Message, StringComparison.Ordinal);
+        Assert.Contains("InitAdapter", resume.Message, StringComparison.Ordinal);
         var niter = Assert.Throws<ArgumentException>(() => new Trainer(Options(temp.File("x")) with { InitLoraWeights = "pissa_niter_4" }).Run());
         Assert.Contains("pissa_niter_4", niter.Message, StringComparison.Ordinal);
     }

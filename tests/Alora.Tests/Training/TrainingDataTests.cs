@@ -63,7 +63,7 @@ public sealed class TrainingDataTests
         Assert.Contains("e.jsonl:1: nothing left to learn", Assert.Single(skipped));
         File.WriteAllText(temp.File("f.jsonl"), "{\"input_ids\": [1, 5, 6], \"labels\": [-100, -100, 6]}\n");
         var e = Assert.Throws<TrainingDataException>(() => TrainingDataLoader.Load(temp.File("f.jsonl"), tokenizer, null, new TrainingDataOptions { CutoffLength = 2 }, []));
-        Assert.Contains("raise --cutoff_len", e.Message);
+        Assert.Contains("raise CutoffLength", e.Message);
     }
 
     [Theory]

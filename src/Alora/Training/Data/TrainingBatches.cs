@@ -21,7 +21,7 @@ public static class TrainingBatches
         if (validationSize < 0) throw new ArgumentOutOfRangeException(nameof(validationSize), validationSize, "the validation set size must be ≥ 0");
         int count = validationSize >= 1 ? (int)validationSize : (int)Math.Round(examples.Count * validationSize);
         if (count >= examples.Count)
-            throw new TrainingDataException($"the validation set ({count}) would take all {examples.Count} examples; lower --val_set_size");
+            throw new TrainingDataException($"the validation set ({count}) would take all {examples.Count} examples; lower ValSetSize");
         var order = Shuffled(examples.Count, seed);
         var validation = order.Take(count).Order().Select(i => examples[i]).ToList();
         var train = order.Skip(count).Order().Select(i => examples[i]).ToList();

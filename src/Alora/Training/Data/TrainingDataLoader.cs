@@ -55,7 +55,7 @@ public static class TrainingDataLoader
         if (examples.Count == 0)
             throw new TrainingDataException(lineNumber == 0 || skipped is null || skipped.Count == 0
                 ? $"{path}: the data set is empty (no JSON lines)"
-                : $"{path}: no example has anything left to learn within the cutoff length {options.CutoffLength}; raise --cutoff_len");
+                : $"{path}: no example has anything left to learn within the cutoff length {options.CutoffLength}; raise CutoffLength");
         return examples;
     }
 
@@ -139,7 +139,7 @@ public static class TrainingDataLoader
             ids = ids[..options.CutoffLength];
             labels = labels[..options.CutoffLength];
             if (activationStart >= options.CutoffLength)
-                throw new TrainingDataException($"{where}: the invocation starts at token {activationStart}, past the cutoff length {options.CutoffLength}; raise --cutoff_len");
+                throw new TrainingDataException($"{where}: the invocation starts at token {activationStart}, past the cutoff length {options.CutoffLength}; raise CutoffLength");
         }
         // Labels at position 0 never count (nothing predicts them); the caller drops an example with none after it.
         return new TrainingExample(ids, labels, activationStart, lineNumber);
