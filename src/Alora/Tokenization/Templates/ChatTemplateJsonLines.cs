@@ -54,6 +54,7 @@ public static class ChatTemplateJsonLines
     {
         ArgumentNullException.ThrowIfNull(config);
         JsonObject request;
+        if (Formats.Utf8Text.DescribeInvalid(line) is { } bad) throw new InvalidDataException($"input line {lineNumber}: {bad}");
         try
         {
             request = JsonNode.Parse(line) as JsonObject
