@@ -53,6 +53,10 @@ public static class FuzzTargets
         throw new DirectoryNotFoundException($"no Alora.slnx above {AppContext.BaseDirectory} (set ALORA_SHARED to the shared/ folder)");
     }
 
+    /// <summary>What one render may allocate, garbage included: up to TemplateLimits.MaxSteps steps of a few hundred
+    /// bytes each, and strings of up to TemplateLimits.MaxLength characters.</summary>
+    private const long TemplateAllocation = 768L << 20;
+
     private static string Stories(string file) => Shared("models", "stories260K", file);
 
     private static readonly Lazy<ModelConfig> s_storiesConfig = new(() => ModelConfig.FromFile(Stories("config.json")));
@@ -226,7 +230,7 @@ public static class FuzzTargets
             Dictionary = s_templateTokens,
             Allowed = [typeof(TemplateException)],
             AllocationPerInputByte = 256,
-            AllocationConstant = 64L << 20,
+            AllocationConstant = TemplateAllocation,
             Run = (input, work) =>
             {
                 string source = Encoding.UTF8.GetString(input);
@@ -245,7 +249,7 @@ public static class FuzzTargets
             Dictionary = [.. s_jsonTokens, "\"role\"", "\"content\"", "\"tools\"", "\"documents\"", "{\"role\": \"user\", \"content\": ", "\"add_generation_prompt\""],
             Allowed = [typeof(TemplateException), typeof(InvalidDataException)],
             AllocationPerInputByte = 256,
-            AllocationConstant = 64L << 20,
+            AllocationConstant = TemplateAllocation,
             Run = (input, work) => ChatTemplateJsonLines.RenderLine(s_graniteTemplates.Value, Encoding.UTF8.GetString(input)),
         },
         new()
@@ -255,7 +259,7 @@ public static class FuzzTargets
             Dictionary = s_jsonTokens,
             Allowed = [typeof(TemplateException), typeof(InvalidDataException)],
             AllocationPerInputByte = 256,
-            AllocationConstant = 64L << 20,
+            AllocationConstant = TemplateAllocation,
             Run = (input, work) =>
             {
                 string folder = Folder(work, "template-config");

@@ -123,3 +123,19 @@ public static class Mutations
     private static byte[] Latin1OrUtf8(string token)
         => token.All(c => c <= '\u00FF') ? Encoding.Latin1.GetBytes(token) : Encoding.UTF8.GetBytes(token);
 }
+
+/// <summary>Runs a CsCheck generator for a fixed number of inputs, each from its own seeded PCG (stream from the
+/// caller's name, seed = the input's index), so every run of CI draws the same inputs.</summary>
+public static class Seeded
+{
+    public static void ForEach<T>(Gen<T> gen, int count, Action<T> check, [System.Runtime.CompilerServices.CallerMemberName] string stream = "")
+    {
+        uint streamId = FuzzHarnessTests.Fnv(stream);
+        for (int i = 0; i < count; i++)
+        {
+            var value = gen.Generate(new PCG(streamId, (ulong)i), null!, out _);
+            try { check(value); }
+            catch (Exception e) { throw new InvalidOperationException($"input {i} (PCG stream {streamId}, seed {i}): {value}", e); }
+        }
+    }
+}

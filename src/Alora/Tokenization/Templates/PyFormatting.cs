@@ -17,7 +17,11 @@ internal static class FormatSpec
         if (i < spec.Length && spec[i] is '+' or '-' or ' ') sign = spec[i++];
         if (i < spec.Length && spec[i] == '0') { if (align == '\0') { fill = '0'; align = '='; } i++; }
         int width = 0;
-        while (i < spec.Length && char.IsAsciiDigit(spec[i])) width = width * 10 + (spec[i++] - '0');
+        while (i < spec.Length && char.IsAsciiDigit(spec[i]))
+        {
+            width = width * 10 + (spec[i++] - '0');
+            TemplateLimits.CheckLength(width, "a formatted field");
+        }
         bool grouping = i < spec.Length && spec[i] == ',';
         if (grouping) i++;
         int precision = -1;

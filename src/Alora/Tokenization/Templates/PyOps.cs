@@ -285,7 +285,7 @@ internal static class PyOps
     public static object? Add(object? a, object? b)
     {
         FailIfUndefined(a, b);
-        if (a is string sa && b is string sb) return string.Concat(sa, sb);
+        if (a is string sa && b is string sb) return Concat(sa, sb);
         if (IsNumber(a) && IsNumber(b))
         {
             if (a is double || b is double) return ToDouble(a) + ToDouble(b);
@@ -293,6 +293,7 @@ internal static class PyOps
         }
         if (a is ValueList la && b is ValueList lb && la.IsTuple == lb.IsTuple)
         {
+            TemplateLimits.CheckLength((long)la.Count + lb.Count, "a concatenated list");
             var result = new ValueList(la.Count + lb.Count) { IsTuple = la.IsTuple };
             result.AddRange(la);
             result.AddRange(lb);
@@ -409,9 +410,17 @@ internal static class PyOps
         catch (OverflowException) { return fallback(x, y); }
     }
 
+    /// <summary>String concatenation (+ and ~), bounded by <see cref="TemplateLimits.MaxLength"/>.</summary>
+    public static string Concat(string a, string b)
+    {
+        TemplateLimits.CheckLength((long)a.Length + b.Length, "a concatenated string");
+        return string.Concat(a, b);
+    }
+
     private static string Repeat(string s, long count)
     {
         if (count <= 0) return "";
+        TemplateLimits.CheckLength(count > TemplateLimits.MaxLength ? -1 : s.Length * count, "a repeated string");
         var sb = new StringBuilder(s.Length * (int)count);
         for (long i = 0; i < count; i++) sb.Append(s);
         return sb.ToString();
@@ -420,6 +429,7 @@ internal static class PyOps
     private static ValueList RepeatList(ValueList list, long count)
     {
         var result = new ValueList { IsTuple = list.IsTuple };
+        if (count > 0) TemplateLimits.CheckLength(count > TemplateLimits.MaxLength ? -1 : list.Count * count, "a repeated list");
         for (long i = 0; i < count; i++) result.AddRange(list);
         return result;
     }
