@@ -17,7 +17,7 @@ internal sealed class RequestFields(JsonObject body)
         var bytes = buffer.GetBuffer().AsSpan(0, (int)buffer.Length);
         if (Alora.Formats.Utf8Text.DescribeInvalid(bytes) is { } bad) throw new ApiError(400, $"the request body cannot be read: {bad}", null, "invalid_json");
         JsonNode? node;
-        try { node = JsonNode.Parse(bytes); }
+        try { node = JsonNode.Parse(bytes, documentOptions: Alora.Formats.Utf8Text.StrictJson); }
         catch (JsonException e) { throw new ApiError(400, $"the request body is not valid JSON: {e.Message}", null, "invalid_json"); }
         return node is JsonObject body ? new RequestFields(body)
             : throw new ApiError(400, $"the request body must be a JSON object, found {Describe(node)}", null, "invalid_json");

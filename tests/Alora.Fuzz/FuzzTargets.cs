@@ -118,7 +118,8 @@ public static class FuzzTargets
         new()
         {
             Name = "gguf",
-            Seeds = () => [File.ReadAllBytes(Stories("stories260K.gguf"))],
+            // The model (1.2 MB: afl-fuzz skips seeds over 1 MiB) and a GGUF LoRA (55 kB).
+            Seeds = () => [File.ReadAllBytes(Stories("stories260K.gguf")), GgufLoraSeed.Value],
             HotBytes = 16384,
             Allowed = [typeof(ModelFormatException), typeof(InvalidDataException), typeof(NotSupportedException)],
             Run = (input, work) =>

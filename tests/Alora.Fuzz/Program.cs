@@ -32,11 +32,8 @@ if (args.Length >= 3 && args[1] == "--check")
 }
 
 // Under afl-fuzz: an exception the target does not allow escapes and AFL records a crash; a clean refusal is a
-// normal run. Warm the lazily loaded fixtures (base config, tokenizer) once before the fork server starts.
-foreach (var seed in target.Seeds().Take(1))
-{
-    try { target.Run(seed, work); } catch (Exception e) when (target.IsAllowed(e)) { }
-}
+// normal run. Nothing instrumented may run before Fuzzer.Run attaches AFL's shared memory, so the lazily loaded
+// fixtures (base config, tokenizer) warm up on the first input.
 SharpFuzz.Fuzzer.Run(stream =>
 {
     using var buffer = new MemoryStream();

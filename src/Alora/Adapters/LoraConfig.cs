@@ -73,7 +73,7 @@ public sealed partial record LoraConfig
         if (Formats.Utf8Text.DescribeInvalid(text) is { } bad) throw new Formats.ModelFormatException($"{adapterConfigPath}: {bad}");
         try
         {
-            node = JsonNode.Parse(text);
+            node = JsonNode.Parse(text, documentOptions: Formats.Utf8Text.StrictJson);
         }
         catch (System.Text.Json.JsonException e)
         {

@@ -9,6 +9,10 @@ namespace Alora.Formats;
 /// string is read, and then throws InvalidOperationException deep inside a parse, so each file is checked first.</summary>
 public static class Utf8Text
 {
+    /// <summary>Options for parsing files and requests: a key given twice is a JsonException when parsed (JsonObject
+    /// would otherwise throw ArgumentException on first lookup, far from the file).</summary>
+    public static System.Text.Json.JsonDocumentOptions StrictJson { get; } = new() { AllowDuplicateProperties = false };
+
     /// <summary>The offset of the first byte that is not part of a valid UTF-8 sequence, or -1 when all are. Linear time.</summary>
     public static long FirstInvalidByte(ReadOnlySpan<byte> bytes)
     {

@@ -14,7 +14,7 @@ public static class GenerationConfig
         JsonNode? root;
         string text = File.ReadAllText(path);
         if (Formats.Utf8Text.DescribeInvalid(text) is { } bad) throw new ModelFormatException($"{path}: {bad}");
-        try { root = JsonNode.Parse(text); }
+        try { root = JsonNode.Parse(text, documentOptions: Formats.Utf8Text.StrictJson); }
         catch (System.Text.Json.JsonException e) { throw new ModelFormatException($"{path}: not valid JSON: {e.Message}", e); }
         if (root is not JsonObject config)
             throw new ModelFormatException($"{path}: expected a JSON object, found {root?.ToJsonString() ?? "null"}");

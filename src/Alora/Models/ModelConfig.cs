@@ -72,7 +72,7 @@ public sealed record ModelConfig
         JsonNode? root;
         string text = File.ReadAllText(configPath);
         if (Utf8Text.DescribeInvalid(text) is { } bad) throw new ModelFormatException($"{configPath}: {bad}");
-        try { root = JsonNode.Parse(text); }
+        try { root = JsonNode.Parse(text, documentOptions: Utf8Text.StrictJson); }
         catch (JsonException e) { throw new ModelFormatException($"{configPath}: not valid JSON: {e.Message}", e); }
         if (root is not JsonObject obj) throw new ModelFormatException($"{configPath}: expected a JSON object");
         return FromJson(obj, configPath);

@@ -112,7 +112,7 @@ public sealed class ChatTemplateConfig
         if (Formats.Utf8Text.DescribeInvalid(text) is { } bad) throw new InvalidDataException($"{path}: {bad}");
         try
         {
-            return JsonNode.Parse(text) as JsonObject
+            return JsonNode.Parse(text, documentOptions: Formats.Utf8Text.StrictJson) as JsonObject
                 ?? throw new InvalidDataException($"{path}: expected a JSON object at the top level");
         }
         catch (JsonException e)

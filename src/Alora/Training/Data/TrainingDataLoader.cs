@@ -38,7 +38,7 @@ public static class TrainingDataLoader
             if (Formats.Utf8Text.DescribeInvalid(rawLine) is { } bad) throw new TrainingDataException($"{path}:{lineNumber}: {bad}");
             try
             {
-                line = JsonNode.Parse(rawLine) as JsonObject
+                line = JsonNode.Parse(rawLine, documentOptions: Formats.Utf8Text.StrictJson) as JsonObject
                     ?? throw new TrainingDataException($"{path}:{lineNumber}: expected a JSON object per line");
             }
             catch (JsonException e)
