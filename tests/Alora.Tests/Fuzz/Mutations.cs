@@ -37,8 +37,8 @@ public static class Mutations
         (kind, where, where2, hot, length, pick, random) => new Op(kind, where, where2, hot != 0, length, pick, random));
 
     /// <summary>Seeds with 1 to 6 stacked mutations each.</summary>
-    public static Gen<byte[]> Of(IReadOnlyList<byte[]> seeds, int hotBytes, IReadOnlyList<string> dictionary)
-        => Gen.Select(Gen.Int[0, seeds.Count - 1], s_op.Array[1, 6], (seed, ops) => Apply(seeds[seed], ops, hotBytes, dictionary));
+    public static Gen<byte[]> Of(IReadOnlyList<byte[]> seeds, int hotBytes, IReadOnlyList<string> dictionary, int maxOperations = 6)
+        => Gen.Select(Gen.Int[0, seeds.Count - 1], s_op.Array[1, maxOperations], (seed, ops) => Apply(seeds[seed], ops, hotBytes, dictionary));
 
     private static byte[] Apply(byte[] seed, Op[] ops, int hotBytes, IReadOnlyList<string> dictionary)
     {
@@ -137,5 +137,54 @@ public static class Seeded
             try { check(value); }
             catch (Exception e) { throw new InvalidOperationException($"input {i} (PCG stream {streamId}, seed {i}): {value}", e); }
         }
+    }
+}
+
+/// <summary>Well-formed JSON with one to three values (anywhere in the tree) replaced by hostile ones: extreme numbers,
+/// wrong types, control characters, long strings, deep nesting, huge arrays.</summary>
+public static class JsonMutations
+{
+    private static System.Text.Json.Nodes.JsonNode?[] Values() =>
+    [
+        null, true, false, 0, -1, 1.5, 1e308, -1e308, long.MaxValue, long.MinValue, int.MaxValue, 100000000, 3.0, "", "\u0000\u001f\ud7ff\ufffd",
+        new string('x', 100_000), "stories", "qa", "story", "user", "assistant", "system", "tool", "{{ raise_exception('x') }}", "<s></s><unk>",
+        new System.Text.Json.Nodes.JsonArray(), new System.Text.Json.Nodes.JsonObject(),
+        System.Text.Json.Nodes.JsonNode.Parse(new string('[', 60) + new string(']', 60)),
+        new System.Text.Json.Nodes.JsonArray([.. Enumerable.Range(0, 5000).Select(i => (System.Text.Json.Nodes.JsonNode?)i)]),
+        new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject { ["role"] = "user" }),
+        new System.Text.Json.Nodes.JsonObject { ["role"] = "user", ["content"] = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject { ["type"] = "text", ["text"] = "hi" }) },
+        new System.Text.Json.Nodes.JsonObject { ["1"] = 100, ["-5"] = -100 },
+    ];
+
+    public static Gen<byte[]> Of(string seed) => Gen.Select(Gen.Int[0, 1 << 20].Array[1, 3], Gen.Int[0, 1 << 20].Array[3], (picks, values) =>
+    {
+        var root = System.Text.Json.Nodes.JsonNode.Parse(seed)!;
+        var pool = Values();
+        for (int k = 0; k < picks.Length; k++)
+        {
+            var slots = new List<(System.Text.Json.Nodes.JsonNode Parent, string? Key, int Index)>();
+            Collect(root, slots);
+            var (parent, key, index) = slots[picks[k] % slots.Count];
+            var value = pool[values[k] % pool.Length]?.DeepClone();
+            if (parent is System.Text.Json.Nodes.JsonObject o) o[key!] = value;
+            else ((System.Text.Json.Nodes.JsonArray)parent)[index] = value;
+        }
+        return Encoding.UTF8.GetBytes(root.ToJsonString());
+    });
+
+    private static void Collect(System.Text.Json.Nodes.JsonNode node, List<(System.Text.Json.Nodes.JsonNode, string?, int)> slots)
+    {
+        if (node is System.Text.Json.Nodes.JsonObject o)
+            foreach (var (key, child) in o.ToList())
+            {
+                slots.Add((o, key, -1));
+                if (child is not null) Collect(child, slots);
+            }
+        else if (node is System.Text.Json.Nodes.JsonArray a)
+            for (int i = 0; i < a.Count; i++)
+            {
+                slots.Add((a, null, i));
+                if (a[i] is { } child) Collect(child, slots);
+            }
     }
 }
