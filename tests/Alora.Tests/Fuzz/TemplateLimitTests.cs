@@ -44,7 +44,7 @@ public sealed class TemplateLimitTests
     [Fact]
     public void LoopsRunUntilTheStepLimitAndNoFurther()
     {
-        Seeded.ForEach(Gen.Int[1, 400].Select(Gen.Int[1, 400], Gen.Int[1, 400]), 12, sizes =>
+        Seeded.ForEach(Gen.Int[1, 110].Select(Gen.Int[1, 110], Gen.Int[1, 110]), 8, sizes =>
         {
             var (a, b, c) = sizes;
             long steps = (long)a * b * c;
