@@ -50,14 +50,13 @@ public sealed unsafe class GgufFile : IDisposable
         if (Version is < 2 or > 3) throw new ModelFormatException($"{path}: GGUF version {Version} is not supported (expected 2 or 3)");
         // Every key/value takes at least 12 bytes and every tensor info 24: a count the file cannot hold is an
         // error before anything is allocated for it.
-        long kvCount = 0, tensorCount = 0;
         ulong claimedTensors = reader.U64(), claimedKeys = reader.U64();
         if (claimedTensors > (ulong)(length / 24))
             throw new ModelFormatException($"{path}: the header claims {claimedTensors} tensors (offset 8), more than a {length}-byte file can describe");
         if (claimedKeys > (ulong)(length / 12))
             throw new ModelFormatException($"{path}: the header claims {claimedKeys} metadata keys (offset 16), more than a {length}-byte file can hold");
-        tensorCount = (long)claimedTensors;
-        kvCount = (long)claimedKeys;
+        long tensorCount = (long)claimedTensors;
+        long kvCount = (long)claimedKeys;
 
         var metadata = new Dictionary<string, object>(StringComparer.Ordinal);
         for (long i = 0; i < kvCount; i++)
@@ -83,9 +82,10 @@ public sealed unsafe class GgufFile : IDisposable
                 ulong dim = reader.U64();
                 // No ggml type packs more than 8 elements in a byte (the 1.5-bit types come closest), so a tensor of
                 // more elements than 8 x the file's bytes cannot fit; the bound also keeps every size below in range.
-                if (dim > (ulong)length * 8 || (elements = elements * (long)dim) > length * 8)
+                if (dim > (ulong)length * 8 || (dim != 0 && elements > length * 8 / (long)dim))
                     throw new ModelFormatException(
                         $"{path}: tensor '{name}' (info at offset {infoStart}) has dimension {d} = {dim}, more elements than a {length}-byte file can hold");
+                elements *= (long)dim;
                 dims[d] = (long)dim;
             }
             uint type = reader.U32();
