@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (README, .ci/run): builds everything warning-free, runs the whole test suite,
-# then runs the kernel suite again with 256-bit vectors only, without AVX-512 (AVX2) and with hardware intrinsics off.
+# then runs the kernel suite again with 256-bit vectors only, without AVX-512 (AVX2) and with hardware intrinsics off,
+# then the llama.cpp agreement tests (tests/Alora.LlamaCppTests, a project of its own: LLamaSharp's native backend).
 # Installs Debian's chromium first if it is missing (the chat page's browser test).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -8,6 +9,8 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 tools/install-test-deps.sh
 dotnet build Alora.slnx -c Release -nologo -v quiet
+# llama.cpp as a second reference (LLamaSharp's native CPU backend): a test-only project kept out of Alora.slnx.
+dotnet build tests/Alora.LlamaCppTests -c Release -nologo -v quiet
 
 passed=0; failed=0; status=0
 run() {
@@ -31,6 +34,7 @@ DOTNET_PreferredVectorBitWidth=256 run "kernels, 256-bit vectors" dotnet test "$
 # No AVX-512 at all (an AVX2 machine): 16 vector registers, so the 256-bit GEMM takes its 2-row tiles.
 DOTNET_EnableAVX512=0 run "kernels, AVX2 only" dotnet test "${test_args[@]}" --filter "$kernels"
 DOTNET_EnableHWIntrinsic=0 run "kernels, scalar (no hardware intrinsics)" dotnet test "${test_args[@]}" --filter "$kernels"
+run "llama.cpp agreement" dotnet test tests/Alora.LlamaCppTests -c Release --no-build -nologo
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$status" -eq 0 ]

@@ -32,6 +32,7 @@ switch (scenario)
         break;
     case "gemv-stream": GemvStream.Run(); break;
     case "decode": ModelBench.Decode(); break;
+    case "structured": StructuredBench.Run(args.Length > 1 ? args[1].Split(',') : ["granite3", "llama3"], args.Length > 2 ? int.Parse(args[2], System.Globalization.CultureInfo.InvariantCulture) : 96); break;
     case "engine-concurrency": EngineBench.Concurrency([1, 4, 16, 64]); break;
     case "serve-load":
         int longPrefillAt = Array.IndexOf(args, "--long-prefill"), shortPrefillAt = Array.IndexOf(args, "--short-prefill");

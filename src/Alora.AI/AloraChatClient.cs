@@ -111,9 +111,22 @@ public sealed class AloraChatClient : IChatClient
             Sampling = sampling,
             MaxTokens = Math.Max(0, Math.Min(options?.MaxOutputTokens ?? limit, limit)),
             StopStrings = options?.StopSequences is { } stops ? [.. stops] : [],
+            Constraint = Constraint(options?.ResponseFormat),
         };
         return (request, modelId);
     }
+
+    /// <summary>
+    /// <see cref="ChatOptions.ResponseFormat"/> as structured outputs: JSON with a schema constrains the output to
+    /// the schema, JSON without one to any JSON object, text to nothing.
+    /// </summary>
+    private static Structured.OutputConstraint? Constraint(ChatResponseFormat? format) => format switch
+    {
+        ChatResponseFormatJson { Schema: { } schema } => Structured.OutputConstraint.JsonSchema(
+            System.Text.Json.Nodes.JsonNode.Parse(schema.GetRawText()) ?? throw new ArgumentException("the response format's JSON schema is null", "options")),
+        ChatResponseFormatJson => Structured.OutputConstraint.JsonObject(),
+        _ => null,
+    };
 
     private static ChatFinishReason? Finish(GenerationUpdate? last) => last?.Finish switch
     {

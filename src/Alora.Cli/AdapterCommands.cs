@@ -54,12 +54,15 @@ internal static class AdapterCommands
         var model = ModelOption(required: true);
         var output = new Option<string>("--out", "-o") { Description = "GGUF file to write", Required = true };
         var architecture = new Option<string?>("--arch") { Description = "llama.cpp architecture name (default: derived from the base model)" };
+        var outType = new Option<string>("--outtype") { Description = "Type of the LoRA tensors: f32, f16 or bf16 (as convert_lora_to_gguf.py)", DefaultValueFactory = _ => "f32" };
+        outType.AcceptOnlyFromAmong("f32", "f16", "bf16");
         var command = new Command("export-gguf", "Export an adapter to llama.cpp's GGUF LoRA format");
         command.Options.Add(adapter);
         command.Options.Add(model);
         command.Options.Add(output);
         command.Options.Add(architecture);
-        command.SetAction(parse => RunExportGguf(parse.GetValue(adapter)!, parse.GetValue(model)!, parse.GetValue(output)!, parse.GetValue(architecture), Console.Out));
+        command.Options.Add(outType);
+        command.SetAction(parse => RunExportGguf(parse.GetValue(adapter)!, parse.GetValue(model)!, parse.GetValue(output)!, parse.GetValue(architecture), Console.Out, parse.GetValue(outType)!));
         return command;
     }
 
@@ -208,19 +211,19 @@ internal static class AdapterCommands
         return 0;
     }
 
-    internal static int RunExportGguf(string adapterPath, string modelPath, string ggufPath, string? architecture, TextWriter output)
+    internal static int RunExportGguf(string adapterPath, string modelPath, string ggufPath, string? architecture, TextWriter output, string outType = "f32")
     {
         var baseConfig = LoadBaseConfig(modelPath);
         using var adapter = LoadAdapter(adapterPath, modelPath, baseConfig);
         try
         {
-            GgufLoraExport.Export(adapter, ggufPath, architecture);
+            GgufLoraExport.Export(adapter, ggufPath, architecture, GgufLoraExport.ParseOutType(outType));
         }
         catch (InvalidOperationException e)
         {
             throw new CliException(e.Message);
         }
-        output.WriteLine($"exported {adapter.Modules.Count} modules of '{adapter.Name}' ({(adapter.IsActivated ? "aLoRA" : "LoRA")}) to {ggufPath} (architecture {architecture ?? GgufLoraExport.ArchitectureOf(baseConfig)})");
+        output.WriteLine($"exported {adapter.Modules.Count} modules of '{adapter.Name}' ({(adapter.IsActivated ? "aLoRA" : "LoRA")}) to {ggufPath} (architecture {architecture ?? GgufLoraExport.ArchitectureOf(baseConfig)}, {outType})");
         return 0;
     }
 

@@ -15,7 +15,7 @@ internal static class ChatCommands
     public static Command Chat()
     {
         var model = new Option<string>("--model", "-m") { Description = "Hugging Face model folder, .gguf file or Hub id", Required = true };
-        var adapters = new Option<string[]>("--adapter") { Description = "Load a PEFT adapter as NAME=PATH (repeatable); /use NAME switches to it" };
+        var adapters = new Option<string[]>("--adapter") { Description = "Load an adapter (PEFT folder or llama.cpp GGUF LoRA file) as NAME=PATH (repeatable); /use NAME switches to it" };
         var system = new Option<string?>("--system") { Description = "A system message that starts the conversation" };
         var chatTemplate = new Option<string?>("--chat-template") { Description = "Chat template file (.jinja, or JSON with chat_template) instead of the model's" };
         var maxTokens = new Option<int>("--max-tokens", "-n") { Description = "Most tokens per reply", DefaultValueFactory = _ => 256 };

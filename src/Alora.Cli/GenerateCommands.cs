@@ -16,7 +16,7 @@ internal static class GenerateCommands
     private static readonly Option<string> ModelOption = new("--model", "-m") { Description = "Hugging Face model folder or .gguf file", Required = true };
     private static readonly Option<string?> PromptOption = new("--prompt", "-p") { Description = "Prompt text (the tokenizer adds BOS as the model's tokenizer does)" };
     private static readonly Option<string?> PromptIdsOption = new("--prompt-ids") { Description = "Prompt as comma-separated token ids, used as given" };
-    private static readonly Option<string[]> AdapterOption = new("--adapter") { Description = "Load a PEFT adapter folder as name=path (or just path: named after its folder); repeatable" };
+    private static readonly Option<string[]> AdapterOption = new("--adapter") { Description = "Load an adapter (PEFT folder or llama.cpp GGUF LoRA file) as name=path (or just path: named after it); repeatable" };
     private static readonly Option<string?> UseOption = new("--use") { Description = "The loaded adapter to apply (default: the only one loaded)" };
     private static readonly Option<string> MissingInvocationOption = new("--on-missing-invocation")
     {
@@ -32,9 +32,10 @@ internal static class GenerateCommands
         var ignoreEos = new Option<bool>("--ignore-eos") { Description = "Do not stop at end-of-sequence tokens" };
         var stop = new Option<string[]>("--stop") { Description = "Stop string (repeatable)", AllowMultipleArgumentsPerToken = false };
         var json = new Option<bool>("--json") { Description = "Print one JSON object instead of streaming text" };
+        var constraints = new ConstraintFlags();
 
         var command = new Command("generate", "Generate text from a prompt");
-        foreach (var o in new Option[] { ModelOption, PromptOption, PromptIdsOption, maxTokens }.Concat(sampling.All).Concat([ignoreEos, stop, json]).Concat(AdapterOptions))
+        foreach (var o in new Option[] { ModelOption, PromptOption, PromptIdsOption, maxTokens }.Concat(sampling.All).Concat([ignoreEos, stop, json]).Concat(constraints.All).Concat(AdapterOptions))
             command.Options.Add(o);
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -52,6 +53,7 @@ internal static class GenerateCommands
                 AdapterName = adapters.Selected?.Name,
                 OnMissingInvocation = adapters.Policy,
                 Sampling = sampling.Read(parse),
+                Constraint = constraints.Read(parse, model.Tokenizer),
             };
             bool asJson = parse.GetValue(json);
             var output = new List<int>();

@@ -10,7 +10,7 @@ internal static class ServeCommands
     public static Command Serve()
     {
         var model = new Option<string>("--model", "-m") { Description = "Hugging Face model folder, .gguf file or Hub id", Required = true };
-        var adapters = new Option<string[]>("--adapter", "--lora-modules") { Description = "Load a PEFT adapter as NAME=PATH (repeatable); requests pick it with \"model\": NAME" };
+        var adapters = new Option<string[]>("--adapter", "--lora-modules") { Description = "Load an adapter (PEFT folder or llama.cpp GGUF LoRA file) as NAME=PATH (repeatable); requests pick it with \"model\": NAME" };
         var servedName = new Option<string?>("--served-model-name") { Description = "The base model's name in the API (default: the --model argument)" };
         var host = new Option<string>("--host") { Description = "Address to listen on (loopback unless told otherwise)", DefaultValueFactory = _ => "127.0.0.1" };
         var port = new Option<int>("--port") { Description = "Port (0: any free port)", DefaultValueFactory = _ => 8000 };

@@ -66,6 +66,7 @@ public sealed partial class AloraServer
             Sampling = sampling,
             AdapterName = adapter,
             Logprobs = logprobs,
+            Constraint = Constraint(f),
         };
         return new Prepared(model, ids, request, (int)(f.OptionalInteger("n", 1, 16) ?? 1), f.OptionalBool("stream") ?? false, includeUsage,
             f.OptionalBool("return_token_ids") ?? false);

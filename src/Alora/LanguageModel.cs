@@ -57,7 +57,8 @@ public sealed class LanguageModel : IDisposable
             lock (_lazy)
             {
                 if (_engine is not null) return _engine;
-                var engine = new Engine(Model, EosTokenIds, Tokenizer is { } t ? () => t.CreateStreamingDecoder(skipSpecialTokens: true) : null, _engineOptions);
+                var engine = new Engine(Model, EosTokenIds, Tokenizer is { } t ? () => t.CreateStreamingDecoder(skipSpecialTokens: true) : null, _engineOptions,
+                    vocabulary: Tokenizer is { } v ? Structured.TokenVocabulary.For(v) : null);
                 foreach (var (name, adapter) in _adapters) engine.LoadAdapter(name, adapter.AsForwardAdapter());
                 return _engine = engine;
             }
@@ -107,13 +108,20 @@ public sealed class LanguageModel : IDisposable
     /// <summary>Adapters loaded under names; any number at once, each usable per request (and mixed in one batch).</summary>
     public IReadOnlyDictionary<string, LoraAdapter> Adapters => _adapters;
 
-    /// <summary>Loads a PEFT adapter folder (validated against this model) under <paramref name="name"/>.</summary>
+    /// <summary>
+    /// Loads an adapter (validated against this model) under <paramref name="name"/>: a PEFT adapter folder, or a
+    /// llama.cpp GGUF LoRA/aLoRA file (general.type "adapter", adapter.type "lora"; what convert_lora_to_gguf.py and
+    /// <c>alora adapter export-gguf</c> write).
+    /// </summary>
     public LoraAdapter LoadAdapter(string name, string folder)
     {
+        ArgumentNullException.ThrowIfNull(folder);
         lock (_lazy)
         {
             ThrowIfLoaded(name);
-            var adapter = LoraAdapter.Load(folder, Config, name, Tokenizer);
+            var adapter = File.Exists(folder) && folder.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)
+                ? GgufLoraExport.Read(folder, Config, name)
+                : LoraAdapter.Load(folder, Config, name, Tokenizer);
             try { Register(name, adapter); }
             catch { adapter.Dispose(); throw; }
             return adapter;

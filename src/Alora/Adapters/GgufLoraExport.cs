@@ -1,6 +1,7 @@
 using System.Text.RegularExpressions;
 using Alora.Formats;
 using Alora.Models;
+using Alora.Tensors;
 
 namespace Alora.Adapters;
 
@@ -38,13 +39,25 @@ public static class GgufLoraExport
     }
 
     /// <summary>Whether llama.cpp's converter permutes q/k rows into Meta's interleaved-RoPE layout for this architecture.</summary>
-    public static bool PermutesQueryKey(string architecture) => architecture is "llama" or "granite";
+    public static bool PermutesQueryKey(string architecture) => ModelWeights.GgufPermutesQueryKey(architecture);
 
     public static string TensorName(int layer, string module, char ab) => $"blk.{layer}.{Projections.Parse(module).GgufName()}.weight.lora_{ab}";
 
-    /// <param name="architecture">llama.cpp's name for the base architecture; null derives it from the base config. It must match the base model.</param>
-    public static void Export(LoraAdapter adapter, string ggufPath, string? architecture = "llama")
+    /// <summary>The tensor types <see cref="Export"/> writes (convert_lora_to_gguf.py's --outtype f32, f16, bf16).</summary>
+    public static GgmlType ParseOutType(string outType) => outType switch
     {
+        "f32" => GgmlType.F32,
+        "f16" => GgmlType.F16,
+        "bf16" => GgmlType.BF16,
+        _ => throw new ArgumentException($"--outtype '{outType}' is not supported; expected f32, f16 or bf16", nameof(outType)),
+    };
+
+    /// <param name="architecture">llama.cpp's name for the base architecture; null derives it from the base config. It must match the base model.</param>
+    /// <param name="outType">The type of the lora_a / lora_b tensors: F32 (default), F16 or BF16 (rounded to nearest even).</param>
+    public static void Export(LoraAdapter adapter, string ggufPath, string? architecture = "llama", GgmlType outType = GgmlType.F32)
+    {
+        if (outType is not (GgmlType.F32 or GgmlType.F16 or GgmlType.BF16))
+            throw new ArgumentException($"GGUF LoRA tensors are written as F32, F16 or BF16, not {outType}", nameof(outType));
         ArgumentNullException.ThrowIfNull(adapter);
         ArgumentNullException.ThrowIfNull(ggufPath);
         string expected = ArchitectureOf(adapter.BaseConfig);
@@ -82,10 +95,23 @@ public static class GgufLoraExport
             if (fold != 1f) for (int i = 0; i < b.Length; i++) b[i] *= fold;
             if (permute && m.Module is "q_proj" or "k_proj")
                 b = PermuteRows(b, m.OutFeatures, m.Rank, m.Module == "q_proj" ? adapter.BaseConfig.HeadCount : adapter.BaseConfig.KeyValueHeadCount, toGguf: true);
-            tensors.Add(GgufTensorToWrite.FromFloats(TensorName(m.Layer, m.Module, 'a'), [m.Rank, m.InFeatures], m.AValues.ToArray()));
-            tensors.Add(GgufTensorToWrite.FromFloats(TensorName(m.Layer, m.Module, 'b'), [m.OutFeatures, m.Rank], b));
+            tensors.Add(Tensor(TensorName(m.Layer, m.Module, 'a'), [m.Rank, m.InFeatures], m.AValues.ToArray(), outType));
+            tensors.Add(Tensor(TensorName(m.Layer, m.Module, 'b'), [m.OutFeatures, m.Rank], b, outType));
         }
         GgufWriter.Write(ggufPath, metadata, tensors);
+    }
+
+    private static GgufTensorToWrite Tensor(string name, long[] shape, float[] values, GgmlType type)
+    {
+        if (type == GgmlType.F32) return GgufTensorToWrite.FromFloats(name, shape, values);
+        var bytes = new byte[values.Length * 2];
+        for (int i = 0; i < values.Length; i++)
+        {
+            ushort bits = type == GgmlType.F16 ? Half16.SingleToHalf(values[i]) : Half16.SingleToBFloat16(values[i]);
+            bytes[2 * i] = (byte)bits;
+            bytes[2 * i + 1] = (byte)(bits >> 8);
+        }
+        return new GgufTensorToWrite(name, shape, type, bytes);
     }
 
     /// <summary>

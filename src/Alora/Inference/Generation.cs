@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Alora.Models;
+using Alora.Structured;
 using Alora.Tokenization;
 
 namespace Alora.Inference;
@@ -24,6 +25,8 @@ public sealed record GenerationRequest
     public string? AdapterName { get; init; }
     /// <summary>Report each generated token's log probability and this many top alternatives (0–20); null: none.</summary>
     public int? Logprobs { get; init; }
+    /// <summary>Structured outputs: what the generated text must look like; null leaves it free.</summary>
+    public Structured.OutputConstraint? Constraint { get; init; }
     /// <summary>What an aLoRA does when its invocation is absent from the prompt.</summary>
     public MissingInvocationPolicy OnMissingInvocation { get; init; } = MissingInvocationPolicy.Error;
 }
@@ -155,9 +158,16 @@ public sealed class GenerationState
     private readonly StopStringMatcher _stops;
     private readonly HashSet<int> _eos;
     private readonly int[] _eosIds;
+    private readonly ConstraintMatcher? _constraint;
+    private readonly float[]? _masked;     // [V] the logits with the constraint's mask applied
 
-    public GenerationState(GenerationRequest request, int vocabSize, IReadOnlyCollection<int> eosTokenIds, ITokenTextStream? text)
+    /// <param name="constraint">The request's compiled output constraint (<see cref="GenerationRequest.Constraint"/>), or null.</param>
+    public GenerationState(GenerationRequest request, int vocabSize, IReadOnlyCollection<int> eosTokenIds, ITokenTextStream? text, ConstraintMatcher? constraint = null)
     {
+        if (request.Constraint is not null && constraint is null)
+            throw new ArgumentException("the request has an output constraint; pass its compiled matcher (TokenConstraint.Compile(...).Start())", nameof(constraint));
+        _constraint = constraint;
+        _masked = constraint is null ? null : new float[vocabSize];
         _request = request;
         _sampler = new Sampler(vocabSize, request.Sampling);
         _history = new List<int>(request.PromptIds.Length + request.MaxTokens);
@@ -168,6 +178,7 @@ public sealed class GenerationState
         _eos = new HashSet<int>(eosTokenIds);
         _eosIds = [.. _eos];
         if (request.MaxTokens == 0) Finish = FinishReason.Length;
+        else if (constraint is { IsFinal: true }) Finish = FinishReason.Stop;
     }
 
     public int Generated { get; private set; }
@@ -183,8 +194,23 @@ public sealed class GenerationState
     {
         if (Finished) throw new InvalidOperationException("the request has already finished");
         var banned = Generated < _request.MinTokens && !_request.IgnoreEos ? _eosIds : [];
-        int token = _sampler.Sample(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_history), _request.PromptIds.Length, banned);
-        if (!_request.IgnoreEos && _eos.Contains(token)) { Finish = FinishReason.Stop; return null; }
+        var drawFrom = logits;
+        if (_constraint is not null)
+        {
+            // Structured outputs: tokens the grammar does not allow next get −∞; end-of-sequence only where it may end.
+            logits.CopyTo(_masked);
+            _constraint.MaskLogits(_masked, _eosIds);
+            drawFrom = _masked;
+        }
+        int token = _sampler.Sample(drawFrom, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_history), _request.PromptIds.Length, banned);
+        if (_constraint is not null && float.IsNegativeInfinity(_masked![token]))
+        {
+            // Nothing the grammar allows could be drawn (only end-of-sequence, banned before the minimum length).
+            Finish = FinishReason.Stop;
+            return null;
+        }
+        if (_eos.Contains(token) && (!_request.IgnoreEos || _constraint is not null)) { Finish = FinishReason.Stop; return null; }
+        _constraint?.Accept(token);
         Generated++;
         LastToken = token;
         _history.Add(token);
@@ -196,7 +222,8 @@ public sealed class GenerationState
             Finish = FinishReason.Stop;
             return emit.Length > 0 ? new GenerationUpdate(token, emit) { Logprobs = logprobs } : null;
         }
-        if (Generated == _request.MaxTokens) Finish = FinishReason.Length;
+        if (_constraint is { IsFinal: true }) Finish = FinishReason.Stop;   // the output is complete: nothing may follow
+        else if (Generated == _request.MaxTokens) Finish = FinishReason.Length;
         return new GenerationUpdate(token, emit) { Logprobs = logprobs };
     }
 

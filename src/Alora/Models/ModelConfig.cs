@@ -161,13 +161,25 @@ public sealed record ModelConfig
         };
     }
 
-    /// <summary>Reads the llama-architecture keys of a GGUF file.</summary>
+    /// <summary>
+    /// The GGUF architectures Alora reads, as llama.cpp's convert_hf_to_gguf.py names them: "llama" (Llama, and
+    /// Mistral, which llama.cpp converts as llama), "qwen2" and "granite".
+    /// </summary>
+    public static IReadOnlyList<string> GgufArchitectures { get; } = ["llama", "qwen2", "granite"];
+
+    /// <summary>
+    /// Reads a GGUF file's model metadata ({arch}.* keys as llama.cpp writes them). "llama" with
+    /// {arch}.attention.sliding_window is a Mistral-style model; "granite" adds {arch}.embedding_scale,
+    /// {arch}.residual_scale, {arch}.attention.scale and {arch}.logit_scale (Hugging Face's embedding_multiplier,
+    /// residual_multiplier, attention_multiplier and logits_scaling). Biases are read where the tensors exist
+    /// (qwen2's blk.N.attn_q/k/v.bias).
+    /// </summary>
     public static ModelConfig FromGguf(GgufFile gguf)
     {
         string arch = gguf.GetString("general.architecture")
             ?? throw new ModelFormatException($"{gguf.Path}: metadata 'general.architecture' is missing");
-        if (arch != "llama")
-            throw new ModelFormatException($"{gguf.Path}: general.architecture is '{arch}'; Alora reads GGUF files of the 'llama' architecture");
+        if (!GgufArchitectures.Contains(arch))
+            throw new ModelFormatException($"{gguf.Path}: general.architecture is '{arch}'; Alora reads GGUF files of the architectures {string.Join(", ", GgufArchitectures.Select(a => $"'{a}'"))}");
         long Required(string key) => gguf.GetInteger($"{arch}.{key}")
             ?? throw new ModelFormatException($"{gguf.Path}: metadata '{arch}.{key}' is missing");
 
@@ -175,17 +187,30 @@ public sealed record ModelConfig
         int heads = (int)Required("attention.head_count");
         int kvHeads = (int?)gguf.GetInteger($"{arch}.attention.head_count_kv") ?? heads;
         int headDim = (int?)gguf.GetInteger($"{arch}.attention.key_length") ?? hidden / heads;
+        if (heads <= 0 || kvHeads <= 0 || heads % kvHeads != 0)
+            throw new ModelFormatException($"{gguf.Path}: {arch}.attention.head_count ({heads}) must be a positive multiple of {arch}.attention.head_count_kv ({kvHeads})");
         int vocab = (int?)gguf.GetInteger($"{arch}.vocab_size")
             ?? gguf.GetStringArray("tokenizer.ggml.tokens")?.Length
             ?? (int)gguf.GetInfo("token_embd.weight").Dimensions[1];
         double linear = 1;
         if (gguf.GetString($"{arch}.rope.scaling.type") is "linear")
             linear = gguf.GetFloat($"{arch}.rope.scaling.factor") ?? 1;
+        int? slidingWindow = (int?)gguf.GetInteger($"{arch}.attention.sliding_window");
+        if (slidingWindow is not null && arch != "llama")
+            throw new ModelFormatException($"{gguf.Path}: {arch}.attention.sliding_window is set; Alora applies a sliding window to 'llama' (Mistral-style) files only");
+        var architecture = arch switch
+        {
+            "qwen2" => ModelArchitecture.Qwen2,
+            "granite" => ModelArchitecture.Granite,
+            _ => slidingWindow is null ? ModelArchitecture.Llama : ModelArchitecture.Mistral,
+        };
+        bool granite = architecture == ModelArchitecture.Granite;
+        float Scale(string key) => (float)(gguf.GetFloat($"{arch}.{key}") ?? 1);
         int? eos = (int?)gguf.GetInteger("tokenizer.ggml.eos_token_id");
         int? eot = (int?)gguf.GetInteger("tokenizer.ggml.eot_token_id");
         return new ModelConfig
         {
-            Architecture = ModelArchitecture.Llama,
+            Architecture = architecture,
             HiddenSize = hidden,
             IntermediateSize = (int)Required("feed_forward_length"),
             LayerCount = (int)Required("block_count"),
@@ -198,6 +223,14 @@ public sealed record ModelConfig
             RopeLinearFactor = linear,
             MaxPositionEmbeddings = (int?)gguf.GetInteger($"{arch}.context_length") ?? 2048,
             TieWordEmbeddings = !gguf.Tensors.ContainsKey("output.weight"),
+            QkvBias = gguf.Tensors.ContainsKey("blk.0.attn_q.bias"),
+            OutputBias = gguf.Tensors.ContainsKey("blk.0.attn_output.bias"),
+            MlpBias = gguf.Tensors.ContainsKey("blk.0.ffn_up.bias"),
+            SlidingWindow = slidingWindow,
+            EmbeddingMultiplier = granite ? Scale("embedding_scale") : 1,
+            ResidualMultiplier = granite ? Scale("residual_scale") : 1,
+            AttentionMultiplier = granite && gguf.GetFloat($"{arch}.attention.scale") is double attention ? (float)attention : null,
+            LogitsScaling = granite ? Scale("logit_scale") : 1,
             BosTokenId = (int?)gguf.GetInteger("tokenizer.ggml.bos_token_id"),
             EosTokenIds = new[] { eos, eot }.Where(x => x.HasValue).Select(x => x!.Value).Distinct().ToArray(),
         };

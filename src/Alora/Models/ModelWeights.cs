@@ -145,6 +145,9 @@ public sealed unsafe class ModelWeights : IDisposable
         return $"blk.{layer}.{ggufModule}.{suffix}";
     }
 
+    /// <summary>Whether llama.cpp's HF-to-GGUF conversion permutes q/k rows for this GGUF architecture (llama, granite).</summary>
+    public static bool GgufPermutesQueryKey(string architecture) => architecture is "llama" or "granite";
+
     public static ModelWeights LoadGguf(string path)
     {
         var gguf = GgufFile.Open(path);
@@ -155,7 +158,10 @@ public sealed unsafe class ModelWeights : IDisposable
             weights = new ModelWeights(config, path);
             weights._owned.Add(gguf);
             var layout = ParameterLayout.For(config);
-            bool IsRopePermuted(string name) => name.EndsWith("q_proj.weight", StringComparison.Ordinal) || name.EndsWith("k_proj.weight", StringComparison.Ordinal);
+            // llama.cpp's converter permutes q/k rows to Meta's interleaved-RoPE order for llama and granite; qwen2
+            // (NeoX-style RoPE) keeps Hugging Face's order.
+            bool permuted = GgufPermutesQueryKey(gguf.GetString("general.architecture")!);
+            bool IsRopePermuted(string name) => permuted && (name.EndsWith("q_proj.weight", StringComparison.Ordinal) || name.EndsWith("k_proj.weight", StringComparison.Ordinal));
 
             // Plan: which tensors need a converted copy (vectors to f32, Q8_0 to f32, q/k un-permuted).
             long slabBytes = 0;

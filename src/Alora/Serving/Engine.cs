@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using System.Threading.Channels;
 using Alora.Inference;
 using Alora.Models;
+using Alora.Structured;
 using Alora.Tokenization;
 
 namespace Alora.Serving;
@@ -25,6 +26,7 @@ public sealed partial class Engine : IDisposable
     private readonly KvBlockManager _blocks;
     private readonly IReadOnlyCollection<int> _eosTokenIds;
     private readonly Func<ITokenTextStream>? _textStreamFactory;
+    private readonly TokenVocabulary? _vocabulary;
     private readonly ConcurrentQueue<EngineRequest> _incoming = new();
     private readonly ConcurrentQueue<long> _cancellations = new();
     private readonly ConcurrentQueue<AdapterEntry> _unloads = new();
@@ -49,9 +51,11 @@ public sealed partial class Engine : IDisposable
     // Counters (written by the engine thread, read anywhere).
     private long _queryTokens, _hitTokens, _preemptions, _steps, _promptTokensComputed, _generatedTokens, _finished;
 
+    /// <param name="vocabulary">The tokenizer's vocabulary as bytes, for requests with an output constraint (structured outputs); without it such requests are refused.</param>
     public Engine(DecoderModel model, IReadOnlyCollection<int> eosTokenIds, Func<ITokenTextStream>? textStreamFactory = null,
-        EngineOptions? options = null, bool startLoop = true)
+        EngineOptions? options = null, bool startLoop = true, TokenVocabulary? vocabulary = null)
     {
+        _vocabulary = vocabulary;
         Options = options ?? new EngineOptions();
         Options.Validate();
         _model = model;
@@ -165,7 +169,13 @@ public sealed partial class Engine : IDisposable
         }
 
         var channel = Channel.CreateUnbounded<GenerationUpdate>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
-        var state = new GenerationState(request, _model.VocabSize, _eosTokenIds, _textStreamFactory?.Invoke());
+        // Compile the constraint here, on the caller's thread: a bad schema fails the call, and the engine thread
+        // starts with the first token mask ready.
+        var constraint = request.Constraint is { } c
+            ? TokenConstraint.Compile(c, _vocabulary ?? throw new ArgumentException("the request has an output constraint, and this engine has no tokenizer vocabulary to apply it (pass one when creating the engine)", nameof(request))).Start()
+            : null;
+        constraint?.Prepare();
+        var state = new GenerationState(request, _model.VocabSize, _eosTokenIds, _textStreamFactory?.Invoke(), constraint);
         var entry = new EngineRequest(Interlocked.Increment(ref _nextRequestId), request, adapter, adapterStart, state, channel.Writer);
         if (cancellationToken.CanBeCanceled)
         {

@@ -84,6 +84,8 @@ internal sealed class StripDecoder(char content, int start, int stop) : Decoder
 /// <summary>Replaces a literal string (or regex) in each piece.</summary>
 internal sealed class ReplaceDecoder(ReplaceNormalizer replacement) : Decoder
 {
+    public string Apply(string piece) => replacement.Apply(piece);
+
     public override List<string> DecodeChain(List<string> tokens) => tokens.ConvertAll(replacement.Apply);
 }
 
@@ -94,6 +96,8 @@ internal sealed class ReplaceDecoder(ReplaceNormalizer replacement) : Decoder
 /// </summary>
 internal sealed class MetaspaceDecoder(char replacement, bool stripsPrefix) : Decoder
 {
+    public char Replacement => replacement;
+
     public override List<string> DecodeChain(List<string> tokens)
     {
         var output = new List<string>(tokens.Count);
@@ -106,6 +110,8 @@ internal sealed class MetaspaceDecoder(char replacement, bool stripsPrefix) : De
 /// <summary>Applies decoders one after the other.</summary>
 internal sealed class SequenceDecoder(IReadOnlyList<Decoder> steps) : Decoder
 {
+    public IReadOnlyList<Decoder> Steps => steps;
+
     public override List<string> DecodeChain(List<string> tokens)
     {
         foreach (var step in steps) tokens = step.DecodeChain(tokens);

@@ -18,10 +18,11 @@ public sealed class LayeringTests
         ["Alora.Kernels"] = ["Alora.Tensors"],
         ["Alora.Tokenization"] = ["Alora.Formats", "Alora.Tensors"],
         ["Alora.Models"] = ["Alora.Formats", "Alora.Kernels", "Alora.Tensors"],
-        ["Alora.Inference"] = ["Alora.Models", "Alora.Tokenization", "Alora.Formats", "Alora.Kernels", "Alora.Tensors"],
-        ["Alora.Serving"] = ["Alora.Inference", "Alora.Models", "Alora.Tokenization", "Alora.Formats", "Alora.Kernels", "Alora.Tensors"],
-        ["Alora.Adapters"] = ["Alora.Inference", "Alora.Models", "Alora.Tokenization", "Alora.Formats", "Alora.Kernels", "Alora.Tensors"],
-        ["Alora.Training"] = ["Alora.Adapters", "Alora.Inference", "Alora.Models", "Alora.Tokenization", "Alora.Formats", "Alora.Kernels", "Alora.Tensors"],
+        ["Alora.Structured"] = ["Alora.Tokenization", "Alora.Formats", "Alora.Tensors"],
+        ["Alora.Inference"] = ["Alora.Structured", "Alora.Models", "Alora.Tokenization", "Alora.Formats", "Alora.Kernels", "Alora.Tensors"],
+        ["Alora.Serving"] = ["Alora.Inference", "Alora.Structured", "Alora.Models", "Alora.Tokenization", "Alora.Formats", "Alora.Kernels", "Alora.Tensors"],
+        ["Alora.Adapters"] = ["Alora.Inference", "Alora.Structured", "Alora.Models", "Alora.Tokenization", "Alora.Formats", "Alora.Kernels", "Alora.Tensors"],
+        ["Alora.Training"] = ["Alora.Adapters", "Alora.Inference", "Alora.Structured", "Alora.Models", "Alora.Tokenization", "Alora.Formats", "Alora.Kernels", "Alora.Tensors"],
     };
 
     /// <summary>The top-level namespace of the library a type belongs to ("Alora.Tokenization" for Alora.Tokenization.Templates.X), or null outside it.</summary>

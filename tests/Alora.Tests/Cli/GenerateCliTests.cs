@@ -20,6 +20,31 @@ public sealed class GenerateCliTests
     [Theory]
     [InlineData("")]
     [InlineData("stories260K.gguf")]
+    public void StructuredOutputFlagsConstrainTheOutput(string file)
+    {
+        string model = Path.Combine(SharedPaths.Stories260K, file);
+        var (code, output) = Run("Generate", "--model", model, "--prompt", "Once upon a time", "--temperature", "0.8", "--seed", "5", "-n", "20", "--choice", "a dog", "--choice", "a cat", "--json");
+        Assert.Equal(0, code);
+        Assert.Contains(JsonDocument.Parse(output).RootElement.GetProperty("text").GetString(), new[] { "a dog", "a cat" });
+
+        using var folder = new TempFolder();
+        string schema = folder.File("schema.json");
+        File.WriteAllText(schema, "{\"type\":\"object\",\"properties\":{\"n\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":9}},\"required\":[\"n\"],\"additionalProperties\":false}");
+        (code, output) = Run("Generate", "--model", model, "--prompt", "Once upon a time", "--temperature", "0", "-n", "100", "--json-schema", schema, "--json");
+        Assert.Equal(0, code);
+        var text = JsonDocument.Parse(output).RootElement.GetProperty("text").GetString()!;
+        Assert.InRange(JsonDocument.Parse(text).RootElement.GetProperty("n").GetInt32(), 1, 9);
+
+        File.WriteAllText(schema, "{\"type\":\"string\",\"format\":\"hostname\"}");
+        var error = Assert.ThrowsAny<Exception>(() => Run("Generate", "--model", model, "--prompt", "Once", "--json-schema", schema));
+        Assert.Equal("CliException", error.GetType().Name);   // the CLI prints its message and exits 1
+        Assert.Contains("--json-schema", error.Message);
+        Assert.Contains("'hostname' is not supported", error.Message);
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("stories260K.gguf")]
     public void GreedyJsonMatchesTheFixtureFromTextAndFromIds(string file)
     {
         string model = Path.Combine(SharedPaths.Stories260K, file);

@@ -68,6 +68,34 @@ public sealed class ChatClientTests(ServerFixture server) : IClassFixture<Server
         finally { File.Delete(template); }
     }
 
+    /// <summary>ChatOptions.ResponseFormat maps to structured outputs, in process and through the OpenAI SDK's client over the server, with the same text (a schema within what that client passes on: it drops keywords such as maxLength for OpenAI's strict mode).</summary>
+    [Fact]
+    public async Task ResponseFormatJsonWithASchemaGivesTheSameValidJsonInProcessAndOverHttp()
+    {
+        string template = TemplatePath();
+        try
+        {
+            const string schema = """{"type":"object","properties":{"mood":{"type":"string","enum":["glad","sad"]},"happy":{"type":"boolean"}},"required":["mood","happy"],"additionalProperties":false}""";
+            var options = new ChatOptions
+            {
+                Temperature = 0, MaxOutputTokens = 300,
+                ResponseFormat = ChatResponseFormat.ForJsonSchema(System.Text.Json.JsonDocument.Parse(schema).RootElement, "person"),
+            };
+            var inProcess = await new AloraChatClient(server.Model, template, ServerFixture.BaseName).GetResponseAsync(Conversation, options);
+            var overHttp = await server.Chat(ServerFixture.BaseName).AsIChatClient().GetResponseAsync(Conversation, options);
+            Assert.Equal(overHttp.Text, inProcess.Text);
+            Assert.Equal(ChatFinishReason.Stop, inProcess.FinishReason);
+            Assert.True(Json.Schema.JsonSchema.FromText(schema).Evaluate(System.Text.Json.JsonDocument.Parse(inProcess.Text).RootElement).IsValid, inProcess.Text);
+
+            var anyJson = await new AloraChatClient(server.Model, template, ServerFixture.BaseName).GetResponseAsync(Conversation,
+                new ChatOptions { Temperature = 0, MaxOutputTokens = 300, ResponseFormat = ChatResponseFormat.Json });
+            if (anyJson.FinishReason == ChatFinishReason.Stop)
+                Assert.Equal(System.Text.Json.JsonValueKind.Object, System.Text.Json.JsonDocument.Parse(anyJson.Text).RootElement.ValueKind);
+            else Assert.StartsWith("{", anyJson.Text.TrimStart());
+        }
+        finally { File.Delete(template); }
+    }
+
     [Fact]
     public async Task AddAloraChatClientWorksInAGenericHost()
     {

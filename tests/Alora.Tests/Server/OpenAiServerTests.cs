@@ -203,6 +203,23 @@ public sealed class OpenAiServerTests(ServerFixture server) : IClassFixture<Serv
     }
 
     [Fact]
+    public async Task AGgufAdapterLoadsAtRuntimeAndAnswersAsItsPeftFolder()
+    {
+        using var temp = new TempFolder();
+        string file = temp.File("story.gguf");
+        using (var peft = Alora.Adapters.LoraAdapter.Load(SharedPaths.Path("fixtures", "stories260K", "lora-all"), Alora.Models.ModelConfig.FromFile(Path.Combine(SharedPaths.Stories260K, "config.json"))))
+            Alora.Adapters.GgufLoraExport.Export(peft, file);
+        var (status, _) = await server.PostAsync("/v1/load_lora_adapter", new { lora_name = "story-gguf", lora_path = file });
+        Assert.Equal(200, status);
+        var (ok, body) = await server.PostAsync("/v1/completions", new { model = "story-gguf", prompt = "Once upon a time", max_tokens = 8, temperature = 0 });
+        Assert.Equal(200, ok);
+        var (_, story) = await server.PostAsync("/v1/completions", new { model = "story", prompt = "Once upon a time", max_tokens = 8, temperature = 0 });
+        Assert.Equal(story["choices"]![0]!["text"]!.GetValue<string>(), body["choices"]![0]!["text"]!.GetValue<string>());
+        var (unloaded, _) = await server.PostAsync("/v1/unload_lora_adapter", new { lora_name = "story-gguf" });
+        Assert.Equal(200, unloaded);
+    }
+
+    [Fact]
     public async Task LlamaCppsLoraFieldPicksAnAdapterAsModelDoes()
     {
         // Adapters are numbered in name order (qa = 0, story = 1), as llama.cpp numbers its --lora list.
