@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Alora.Adapters;
 using Alora.Formats;
 using Alora.Models;
+using Alora.Structured;
 using Alora.Tokenization;
 using Alora.Tokenization.Templates;
 using Alora.Training.Data;
@@ -320,6 +321,49 @@ public static class FuzzTargets
             {
                 string path = Write(work, "lora.gguf", input);
                 using var adapter = GgufLoraExport.Read(path, s_storiesConfig.Value, "fuzz");
+            },
+        },
+        new()
+        {
+            // A structured-output constraint as a request gives it: the first byte picks the kind (r: regex, g: GBNF
+            // grammar, s: JSON Schema, c: choices as JSON), the rest is its text; compiled against stories260K's
+            // vocabulary and its first token mask computed.
+            Name = "structured",
+            NamesFile = false,
+            Seeds = () =>
+            [
+                Encoding.UTF8.GetBytes("r[a-c]{1,3}( [0-9]+)?\\d*(x|yz)+"),
+                Encoding.UTF8.GetBytes("groot ::= item (\",\" item)*\nitem ::= [a-z]+ | \"(\" root \")\""),
+                Encoding.UTF8.GetBytes("s{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"integer\",\"minimum\":0},\"b\":{\"type\":\"array\",\"items\":{\"type\":\"string\",\"maxLength\":3},\"maxItems\":2},\"c\":{\"enum\":[\"x\",\"y\"]},\"d\":{\"anyOf\":[{\"type\":\"null\"},{\"$ref\":\"#/$defs/n\"}]}},\"required\":[\"a\"],\"$defs\":{\"n\":{\"type\":\"number\"}}}"),
+                Encoding.UTF8.GetBytes("c[\"yes\", \"no\", \"maybe\"]"),
+            ],
+            Dictionary = [.. s_jsonTokens, "*", "+", "?", "{1000000}", "(", ")", "|", "[^", "\\", "::=", "root", "\"$ref\": \"#\"", "\"minLength\": 100000000", "\"pattern\"", "\"anyOf\""],
+            Allowed = [typeof(StructuredOutputException)],
+            AllocationPerInputByte = 4096,
+            AllocationConstant = 256L << 20,
+            Run = (input, work) =>
+            {
+                if (input.Length == 0) return;
+                string text = Encoding.UTF8.GetString(input.AsSpan(1));
+                OutputConstraint constraint;
+                switch ((char)input[0])
+                {
+                    case 'r': constraint = OutputConstraint.Regex(text); break;
+                    case 'g': constraint = OutputConstraint.Grammar(text); break;
+                    case 's' or 'c':
+                        JsonNode? node;
+                        try { node = JsonNode.Parse(text, documentOptions: Utf8Text.StrictJson); }
+                        catch (System.Text.Json.JsonException) { return; }   // the server's JSON layer refuses it first
+                        if (node is null) return;
+                        if (input[0] == 's') constraint = OutputConstraint.JsonSchema(node);
+                        else if (node is JsonArray choices && choices.All(c => c is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.String))
+                            constraint = OutputConstraint.Choice(choices.Select(c => c!.GetValue<string>()));
+                        else return;
+                        break;
+                    default: return;
+                }
+                var compiled = TokenConstraint.Compile(constraint, TokenVocabulary.For(s_storiesTokenizer.Value));
+                compiled.Start().Prepare();
             },
         },
         new()

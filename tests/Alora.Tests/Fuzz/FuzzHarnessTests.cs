@@ -32,6 +32,7 @@ public sealed class FuzzHarnessTests(ITestOutputHelper output)
         { "adapter-safetensors", 300 },
         { "gguf-lora", 200 },
         { "training-jsonl", 300 },
+        { "structured", 300 },
     };
 
     private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(10);

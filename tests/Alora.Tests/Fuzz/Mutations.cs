@@ -154,6 +154,11 @@ public static class JsonMutations
         new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject { ["role"] = "user" }),
         new System.Text.Json.Nodes.JsonObject { ["role"] = "user", ["content"] = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject { ["type"] = "text", ["text"] = "hi" }) },
         new System.Text.Json.Nodes.JsonObject { ["1"] = 100, ["-5"] = -100 },
+        "(a|aa)*b{1000000}", "[\\x00-\\xff]{99999999}", "root ::= root", "#/definitions/x",
+        new System.Text.Json.Nodes.JsonObject { ["$ref"] = "#" },
+        new System.Text.Json.Nodes.JsonObject { ["type"] = "string", ["minLength"] = 100000000 },
+        new System.Text.Json.Nodes.JsonObject { ["type"] = "array", ["minItems"] = 1000000, ["items"] = new System.Text.Json.Nodes.JsonObject { ["type"] = "integer" } },
+        new System.Text.Json.Nodes.JsonObject { ["anyOf"] = new System.Text.Json.Nodes.JsonArray(new System.Text.Json.Nodes.JsonObject { ["$ref"] = "#" }) },
     ];
 
     public static Gen<byte[]> Of(string seed) => Gen.Select(Gen.Int[0, 1 << 20].Array[1, 3], Gen.Int[0, 1 << 20].Array[3], (picks, values) =>

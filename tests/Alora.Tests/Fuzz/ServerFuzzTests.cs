@@ -22,6 +22,10 @@ public sealed class ServerFuzzTests(ServerFixture server, ITestOutputHelper outp
         ("/v1/chat/completions", """{"model":"story","messages":[{"role":"user","content":"Tom"},{"role":"assistant","content":"ran"}],"max_tokens":2,"n":2,"top_p":0.9,"top_k":5,"seed":7,"stop":["."],"logprobs":true,"top_logprobs":2}"""),
         ("/v1/completions", """{"model":"stories","prompt":"Once upon","max_tokens":4,"logprobs":2,"seed":3,"n":2,"echo":false,"stop":"\n"}"""),
         ("/v1/completions", """{"model":"stories","prompt":[1, 403, 407],"max_tokens":3,"stream":true,"return_token_ids":true,"repetition_penalty":1.1}"""),
+        ("/v1/chat/completions", """{"model":"stories","messages":[{"role":"user","content":"Tom"}],"max_tokens":6,"response_format":{"type":"json_schema","json_schema":{"name":"s","schema":{"type":"object","properties":{"a":{"type":"integer","minimum":0},"b":{"type":"array","items":{"type":"string","maxLength":3},"maxItems":2},"c":{"enum":["x","y"]}},"required":["a"]}}}}"""),
+        ("/v1/completions", """{"model":"stories","prompt":"Once","max_tokens":4,"structured_outputs":{"regex":"[a-c]{1,3}( [0-9]+)?"}}"""),
+        ("/v1/completions", """{"model":"stories","prompt":"Once","max_tokens":4,"guided_choice":["yes","no"]}"""),
+        ("/v1/completions", """{"model":"stories","prompt":"Once","max_tokens":4,"guided_grammar":"root ::= \"a\" [b-d]* | \"x\""}"""),
         ("/tokenize", """{"model":"stories","prompt":"Once upon a time","add_special_tokens":true}"""),
         ("/tokenize", """{"model":"stories","messages":[{"role":"user","content":"Hi"}],"add_generation_prompt":true}"""),
         ("/detokenize", """{"model":"stories","tokens":[1, 403, 407, 2]}"""),
@@ -32,6 +36,7 @@ public sealed class ServerFuzzTests(ServerFixture server, ITestOutputHelper outp
         "\"", "{", "}", "[", "]", ",", ":", "null", "true", "false", "-1", "0", "1e400", "9223372036854775807", "18446744073709551616",
         "\"\\ud800\"", "\"\\u0000\"", "\xFF", "\"model\"", "\"messages\"", "\"role\"", "\"content\"", "\"tool\"", "\"prompt\"", "\"max_tokens\"",
         "\"n\"", "\"stream\"", "\"logit_bias\"", "{\"1\": 100}", "\"lora_request\"", "\"stop\"", "[[[[[[[[", "\"qa\"", "\"story\"",
+        "\"$ref\"", "\"#\"", "\"anyOf\"", "\"pattern\"", "\"(a+)+$\"", "{9999999}", "\"minItems\"", "\"maxLength\"", "::=", "*", "(((((((",
     ];
 
     [Fact]
@@ -50,7 +55,7 @@ public sealed class ServerFuzzTests(ServerFixture server, ITestOutputHelper outp
         uint stream = FuzzHarnessTests.Fnv(nameof(MutatedRequestBodiesGetAnAnswerNeverA500));
         var statuses = new SortedDictionary<int, int>();
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        const int count = 300;
+        const int count = 600;
         for (int i = 0; i < count; i++)
         {
             var (seed, body) = gen.Generate(new PCG(stream, (ulong)i), null!, out _);
