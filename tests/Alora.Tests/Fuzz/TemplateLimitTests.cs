@@ -69,6 +69,8 @@ public sealed class TemplateLimitTests
     [InlineData("{{ 'x' | center(1000000000) }}")]
     [InlineData("{{ 'x\ny' | indent(1000000000) }}")]
     [InlineData("{{ '%1000000000d' % 3 }}")]
+    [InlineData("{{ '%.99999999e' % 1.5 }}")]
+    [InlineData("{{ '{:.99999999f}'.format(1.5) }}")]
     [InlineData("{{ ('x' * 100000) | replace('x', 'xxxxxxxxxx' * 10000) | length }}")]
     [InlineData("{{ range(100000) | join('x' * 100000) | length }}")]
     [InlineData("{% set ns = namespace(s='x') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}")]

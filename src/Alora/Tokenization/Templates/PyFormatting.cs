@@ -29,7 +29,11 @@ internal static class FormatSpec
         {
             i++;
             precision = 0;
-            while (i < spec.Length && char.IsAsciiDigit(spec[i])) precision = precision * 10 + (spec[i++] - '0');
+            while (i < spec.Length && char.IsAsciiDigit(spec[i]))
+            {
+                precision = precision * 10 + (spec[i++] - '0');
+                TemplateLimits.CheckLength(precision, "a format precision");
+            }
         }
         char type = i < spec.Length ? spec[i] : '\0';
 
