@@ -48,7 +48,15 @@ if [ -d "$work/findings/default/queue" ]; then input=-; fi   # resume a campaign
 AFL_SKIP_BIN_CHECK=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1 \
 AFL_AUTORESUME=1 AFL_FORKSRV_INIT_TMOUT=60000 \
   timeout $((seconds + 120)) afl-fuzz -V "$seconds" $resume "$input" -o "$work/findings" -t 10000 -m none -- \
-  dotnet "$build/Alora.Fuzz.dll" "$target" > "$work/afl.log" 2>&1 || { echo "afl-fuzz failed; see $work/afl.log"; tail -20 "$work/afl.log"; exit 1; }
+  dotnet "$build/Alora.Fuzz.dll" "$target" > "$work/afl.log" 2>&1 || {
+    # SharpFuzz runs every input in the one .NET process (no fork), so an input that hangs past -t (afl kills the
+    # process) or kills it outright ends the campaign ("Unable to communicate with fork server"). The input is
+    # afl's .cur_input: check it, and keep it for a regression test.
+    echo "afl-fuzz stopped; see $work/afl.log"; grep -a "PROGRAM ABORT" -A1 "$work/afl.log" | head -2
+    cur="$work/findings/default/.cur_input"
+    if [ -f "$cur" ]; then cp "$cur" "$work/last-input"; dotnet "$plain/Alora.Fuzz.dll" "$target" --check "$work/last-input"; fi
+    exit 1
+  }
 
 stats="$work/findings/default/fuzzer_stats"
 field() { sed -n "s/^$1 *: *//p" "$stats"; }
