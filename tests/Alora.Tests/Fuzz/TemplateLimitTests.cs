@@ -55,6 +55,16 @@ public sealed class TemplateLimitTests
     }
 
     [Fact]
+    public void ContainersThatHoldThemselvesPrintAsPythonDoes()
+    {
+        // Found by afl-fuzz: {% set ns.n = ns, n, + 1 %} then {{ ns.n }} recursed in repr until the stack overflowed.
+        Assert.Equal("[<Namespace {'n': [...]}>]", Render("{% set ns = namespace(n=0) %}{% set ns.n = [ns] %}{{ ns.n }}"));
+        Assert.Equal("(<Namespace {'n': (...)}>, 1)", Render("{% set ns = namespace(n=0) %}{% set ns.n = ns, 1 %}{{ ns.n }}"));
+        Assert.Equal("True", Render("{% set ns = namespace(n=0) %}{% set ns.n = [ns] %}{{ ns.n == ns.n }}"));
+        RendersOrNamesTheLimit("{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x | length }}{{ ns.x }}", "", "too deeply");
+    }
+
+    [Fact]
     public void RecursionStopsWithAClearError()
     {
         var e = Assert.Throws<TemplateException>(() => Render("{% macro m(n) %}{{ m(n) }}{% endmacro %}{{ m(1) }}"));

@@ -60,7 +60,29 @@ internal static class PyOps
         return sb.ToString();
     }
 
+    // Containers whose repr is being written on this thread: a list, dict or namespace that holds itself prints as
+    // Python's reprlib does ("[...]", "{...}") instead of recursing until the stack overflows.
+    [ThreadStatic] private static HashSet<object>? s_inRepr;
+
     private static void AppendRepr(StringBuilder sb, object? value, bool sortDictKeys = false)
+    {
+        if (value is ValueList or ValueDict or NamespaceValue)
+        {
+            StackGuard.Check();
+            s_inRepr ??= new HashSet<object>(ReferenceEqualityComparer.Instance);
+            if (!s_inRepr.Add(value!))
+            {
+                sb.Append(value switch { ValueList { IsTuple: true } => "(...)", ValueList => "[...]", ValueDict => "{...}", _ => "<Namespace {...}>" });
+                return;
+            }
+            try { AppendReprOf(sb, value, sortDictKeys); }
+            finally { s_inRepr.Remove(value!); }
+            return;
+        }
+        AppendReprOf(sb, value, sortDictKeys);
+    }
+
+    private static void AppendReprOf(StringBuilder sb, object? value, bool sortDictKeys)
     {
         switch (value)
         {
@@ -227,11 +249,15 @@ internal static class PyOps
             case string sa: return b is string sb && string.Equals(sa, sb, StringComparison.Ordinal);
             case Undefined: return b is Undefined;
             case ValueList la:
+                if (ReferenceEquals(a, b)) return true;   // as Python's container comparison, so a list holding itself equals itself
+                StackGuard.Check();
                 if (b is not ValueList lb || la.IsTuple != lb.IsTuple || la.Count != lb.Count) return false;
                 for (int i = 0; i < la.Count; i++)
                     if (!AreEqual(la[i], lb[i])) return false;
                 return true;
             case ValueDict da:
+                if (ReferenceEquals(a, b)) return true;
+                StackGuard.Check();
                 if (b is not ValueDict db || da.Count != db.Count) return false;
                 foreach (var (key, value) in da)
                     if (!db.TryGetValue(key, out var other) || !AreEqual(value, other)) return false;
