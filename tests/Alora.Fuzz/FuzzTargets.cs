@@ -356,7 +356,7 @@ public static class FuzzTargets
                         catch (System.Text.Json.JsonException) { return; }   // the server's JSON layer refuses it first
                         if (node is null) return;
                         if (input[0] == 's') constraint = OutputConstraint.JsonSchema(node);
-                        else if (node is JsonArray choices && choices.All(c => c is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.String))
+                        else if (node is JsonArray { Count: > 0 } choices && choices.All(c => c is JsonValue v && v.GetValueKind() == System.Text.Json.JsonValueKind.String))
                             constraint = OutputConstraint.Choice(choices.Select(c => c!.GetValue<string>()));
                         else return;
                         break;
