@@ -10,8 +10,14 @@ internal sealed class RequestFields(JsonObject body)
 
     public static async Task<RequestFields> ReadAsync(Stream stream, CancellationToken cancellationToken)
     {
+        // Read whole (Kestrel bounds the body's size), so bytes System.Text.Json would only reject when a string is
+        // read (invalid UTF-8, half a surrogate pair) are a 400 here rather than an exception deep in a handler.
+        using var buffer = new MemoryStream();
+        await stream.CopyToAsync(buffer, cancellationToken).ConfigureAwait(false);
+        var bytes = buffer.GetBuffer().AsSpan(0, (int)buffer.Length);
+        if (Alora.Formats.Utf8Text.DescribeInvalid(bytes) is { } bad) throw new ApiError(400, $"the request body cannot be read: {bad}", null, "invalid_json");
         JsonNode? node;
-        try { node = await JsonNode.ParseAsync(stream, cancellationToken: cancellationToken).ConfigureAwait(false); }
+        try { node = JsonNode.Parse(bytes, documentOptions: Alora.Formats.Utf8Text.StrictJson); }
         catch (JsonException e) { throw new ApiError(400, $"the request body is not valid JSON: {e.Message}", null, "invalid_json"); }
         return node is JsonObject body ? new RequestFields(body)
             : throw new ApiError(400, $"the request body must be a JSON object, found {Describe(node)}", null, "invalid_json");

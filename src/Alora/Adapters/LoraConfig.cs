@@ -70,9 +70,11 @@ public sealed partial record LoraConfig
         if (!File.Exists(adapterConfigPath))
             throw new FileNotFoundException($"adapter config not found: {adapterConfigPath} (an adapter folder holds adapter_config.json and adapter_model.safetensors)", adapterConfigPath);
         JsonNode? node;
+        string text = File.ReadAllText(adapterConfigPath);
+        if (Formats.Utf8Text.DescribeInvalid(text) is { } bad) throw new Formats.ModelFormatException($"{adapterConfigPath}: {bad}");
         try
         {
-            node = JsonNode.Parse(File.ReadAllText(adapterConfigPath));
+            node = JsonNode.Parse(text, documentOptions: Formats.Utf8Text.StrictJson);
         }
         catch (System.Text.Json.JsonException e)
         {

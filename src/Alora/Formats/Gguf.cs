@@ -29,6 +29,8 @@ public sealed record GgufTensorInfo(string Name, long[] Dimensions, GgmlType Typ
 public sealed unsafe class GgufFile : IDisposable
 {
     private const uint Magic = 0x46554747; // "GGUF" little-endian
+    private const long MaxAlignment = 1L << 30;
+    private const int MaxArrayNesting = 8;
     private readonly MemoryMappedFile _map;
     private readonly MemoryMappedViewAccessor _view;
     private byte* _pointer;
@@ -47,8 +49,15 @@ public sealed unsafe class GgufFile : IDisposable
         if (magic != Magic) throw new ModelFormatException($"{path}: not a GGUF file (magic 0x{magic:X8}, expected 0x{Magic:X8} \"GGUF\")");
         Version = reader.U32();
         if (Version is < 2 or > 3) throw new ModelFormatException($"{path}: GGUF version {Version} is not supported (expected 2 or 3)");
-        long tensorCount = checked((long)reader.U64());
-        long kvCount = checked((long)reader.U64());
+        // Every key/value takes at least 12 bytes and every tensor info 24: a count the file cannot hold is an
+        // error before anything is allocated for it.
+        ulong claimedTensors = reader.U64(), claimedKeys = reader.U64();
+        if (claimedTensors > (ulong)(length / 24))
+            throw new ModelFormatException($"{path}: the header claims {claimedTensors} tensors (offset 8), more than a {length}-byte file can describe");
+        if (claimedKeys > (ulong)(length / 12))
+            throw new ModelFormatException($"{path}: the header claims {claimedKeys} metadata keys (offset 16), more than a {length}-byte file can hold");
+        long tensorCount = (long)claimedTensors;
+        long kvCount = (long)claimedKeys;
 
         var metadata = new Dictionary<string, object>(StringComparer.Ordinal);
         for (long i = 0; i < kvCount; i++)
@@ -63,14 +72,28 @@ public sealed unsafe class GgufFile : IDisposable
         var ordered = new List<GgufTensorInfo>();
         for (long i = 0; i < tensorCount; i++)
         {
+            long infoStart = reader.Position;
             string name = reader.String();
             uint dimCount = reader.U32();
-            if (dimCount > 8) throw new ModelFormatException($"{path}: tensor '{name}' claims {dimCount} dimensions (at most 8 expected)");
+            if (dimCount > 8) throw new ModelFormatException($"{path}: tensor '{name}' (info at offset {infoStart}) claims {dimCount} dimensions (at most 8 expected)");
             var dims = new long[dimCount];
-            for (int d = 0; d < dimCount; d++) dims[d] = checked((long)reader.U64());
+            long elements = 1;
+            for (int d = 0; d < dimCount; d++)
+            {
+                ulong dim = reader.U64();
+                // No ggml type packs more than 8 elements in a byte (the 1.5-bit types come closest), so a tensor of
+                // more elements than 8 x the file's bytes cannot fit; the bound also keeps every size below in range.
+                if (dim > (ulong)length * 8 || (dim != 0 && elements > length * 8 / (long)dim))
+                    throw new ModelFormatException(
+                        $"{path}: tensor '{name}' (info at offset {infoStart}) has dimension {d} = {dim}, more elements than a {length}-byte file can hold");
+                elements *= (long)dim;
+                dims[d] = (long)dim;
+            }
             uint type = reader.U32();
-            long offset = checked((long)reader.U64());
-            var info = new GgufTensorInfo(name, dims, (GgmlType)type, offset);
+            ulong offset = reader.U64();
+            if (offset > (ulong)length)
+                throw new ModelFormatException($"{path}: truncated GGUF file (or a corrupt tensor info at offset {infoStart}): tensor '{name}' has data offset {offset}, past the end of the {length}-byte file");
+            var info = new GgufTensorInfo(name, dims, (GgmlType)type, (long)offset);
             tensors[name] = info;
             ordered.Add(info);
         }
@@ -78,12 +101,14 @@ public sealed unsafe class GgufFile : IDisposable
         TensorOrder = ordered;
 
         long alignment = GetInteger("general.alignment") ?? 32;
-        if (alignment <= 0 || (alignment & (alignment - 1)) != 0)
-            throw new ModelFormatException($"{path}: general.alignment = {alignment}, expected a power of two");
+        if (alignment <= 0 || alignment > MaxAlignment || (alignment & (alignment - 1)) != 0)
+            throw new ModelFormatException($"{path}: general.alignment = {alignment}, expected a power of two up to {MaxAlignment}");
         _dataStart = (reader.Position + alignment - 1) / alignment * alignment;
 
         foreach (var info in ordered)
         {
+            if (info.Offset % alignment != 0)
+                throw new ModelFormatException($"{path}: tensor '{info.Name}' has data offset {info.Offset}, not a multiple of the alignment {alignment}");
             long bytes = TensorByteCount(info);
             if (bytes >= 0 && _dataStart + info.Offset + bytes > length)
                 throw new ModelFormatException(
@@ -143,16 +168,19 @@ public sealed unsafe class GgufFile : IDisposable
         return v switch
         {
             int[] a => a,
-            uint[] a => a.Select(x => checked((int)x)).ToArray(),
+            uint[] a => a.Select((x, i) => x <= int.MaxValue ? (int)x : throw RangeError(key, i, x)).ToArray(),
             byte[] a => a.Select(x => (int)x).ToArray(),
             sbyte[] a => a.Select(x => (int)x).ToArray(),
             short[] a => a.Select(x => (int)x).ToArray(),
             ushort[] a => a.Select(x => (int)x).ToArray(),
-            long[] a => a.Select(x => checked((int)x)).ToArray(),
-            ulong[] a => a.Select(x => checked((int)x)).ToArray(),
+            long[] a => a.Select((x, i) => x is >= int.MinValue and <= int.MaxValue ? (int)x : throw RangeError(key, i, x)).ToArray(),
+            ulong[] a => a.Select((x, i) => x <= int.MaxValue ? (int)x : throw RangeError(key, i, x)).ToArray(),
             _ => throw TypeError(key, "an array of integers", v),
         };
     }
+
+    private ModelFormatException RangeError(string key, int index, object value)
+        => new($"{Path}: metadata '{key}'[{index}] = {value} does not fit a 32-bit integer");
 
     public long? GetInteger(string key)
     {
@@ -160,7 +188,7 @@ public sealed unsafe class GgufFile : IDisposable
         return v switch
         {
             byte x => x, sbyte x => x, short x => x, ushort x => x, int x => x, uint x => x, long x => x,
-            ulong x => checked((long)x),
+            ulong x => x <= long.MaxValue ? (long)x : throw new ModelFormatException($"{Path}: metadata '{key}' = {x} does not fit a 64-bit signed integer"),
             _ => throw TypeError(key, "an integer", v),
         };
     }
@@ -323,7 +351,7 @@ public sealed unsafe class GgufFile : IDisposable
             return Encoding.UTF8.GetString(Take((long)n), (int)n);
         }
 
-        public object Value(ValueType type, string key) => type switch
+        public object Value(ValueType type, string key, int depth = 0) => type switch
         {
             ValueType.U8 => *Take(1),
             ValueType.I8 => *(sbyte*)Take(1),
@@ -337,15 +365,31 @@ public sealed unsafe class GgufFile : IDisposable
             ValueType.U64 => *(ulong*)Take(8),
             ValueType.I64 => *(long*)Take(8),
             ValueType.F64 => *(double*)Take(8),
-            ValueType.Array => Array(key),
+            ValueType.Array => Array(key, depth),
             _ => throw new ModelFormatException($"{path}: metadata '{key}' has unknown value type {(uint)type}"),
         };
 
-        private object Array(string key)
+        private object Array(string key, int depth)
         {
+            long start = Position;
+            if (depth >= MaxArrayNesting)
+                throw new ModelFormatException($"{path}: metadata array '{key}' at offset {start} is nested deeper than {MaxArrayNesting} levels");
             var elementType = (ValueType)U32();
             ulong count = U64();
-            if (count > (ulong)length) throw new ModelFormatException($"{path}: metadata array '{key}' claims {count} elements, more than the file could hold");
+            // The smallest encoding of one element: a string is at least its 8-byte length, a nested array its
+            // 12-byte type and count. A count the rest of the file cannot hold fails before any allocation.
+            long elementBytes = elementType switch
+            {
+                ValueType.U8 or ValueType.I8 or ValueType.Bool => 1,
+                ValueType.U16 or ValueType.I16 => 2,
+                ValueType.U32 or ValueType.I32 or ValueType.F32 => 4,
+                ValueType.U64 or ValueType.I64 or ValueType.F64 or ValueType.String => 8,
+                ValueType.Array => 12,
+                _ => throw new ModelFormatException($"{path}: metadata array '{key}' at offset {start} has unknown element type {(uint)elementType}"),
+            };
+            if (count > (ulong)((length - Position) / elementBytes))
+                throw new ModelFormatException(
+                    $"{path}: metadata array '{key}' at offset {start} claims {count} elements of {elementType}, more than the {length - Position} bytes left in the file hold");
             int n = (int)count;
             switch (elementType)
             {
@@ -369,7 +413,7 @@ public sealed unsafe class GgufFile : IDisposable
                     return bools;
                 case ValueType.Array:
                     var nested = new object[n];
-                    for (int i = 0; i < n; i++) nested[i] = Array(key);
+                    for (int i = 0; i < n; i++) nested[i] = Array(key, depth + 1);
                     return nested;
                 default:
                     throw new ModelFormatException($"{path}: metadata array '{key}' has unknown element type {(uint)elementType}");

@@ -95,12 +95,11 @@ public sealed unsafe class SafeTensorsFile : IDisposable
     {
         // System.Text.Json checks UTF-8 only when a string is read (a name with a stray byte would throw
         // InvalidOperationException deep in the parse), so the whole header is checked first.
-        if (!System.Text.Unicode.Utf8.IsValid(headerBytes))
-        {
-            int bad = 0;
-            while (bad < headerBytes.Length && System.Text.Unicode.Utf8.IsValid(headerBytes.AsSpan(0, bad + 1))) bad++;
+        long bad = Utf8Text.FirstInvalidByte(headerBytes);
+        if (bad >= 0)
             throw new ModelFormatException($"{path}: the safetensors header is not valid UTF-8 (first bad byte 0x{headerBytes[Math.Min(bad, headerBytes.Length - 1)]:X2} at header offset {bad}, file offset {8 + bad})");
-        }
+        if (Utf8Text.DescribeInvalid(headerBytes, baseOffset: 8) is { } lone)
+            throw new ModelFormatException($"{path}: the safetensors header cannot be read: {lone} (file offset)");
         JsonDocument document;
         try
         {

@@ -42,7 +42,12 @@ public sealed class SafeTensorsCheckpoint : IDisposable
     private static SafeTensorsCheckpoint FromIndex(string indexPath)
     {
         string folder = Path.GetDirectoryName(Path.GetFullPath(indexPath))!;
-        using var document = JsonDocument.Parse(File.ReadAllBytes(indexPath));
+        byte[] bytes = File.ReadAllBytes(indexPath);
+        if (Utf8Text.DescribeInvalid(bytes) is { } bad) throw new ModelFormatException($"{indexPath}: {bad}");
+        JsonDocument document;
+        try { document = JsonDocument.Parse(bytes); }
+        catch (JsonException e) { throw new ModelFormatException($"{indexPath}: not valid JSON ({e.Message})", e); }
+        using var _ = document;
         if (!document.RootElement.TryGetProperty("weight_map", out var weightMap) || weightMap.ValueKind != JsonValueKind.Object)
             throw new ModelFormatException($"{indexPath}: expected a \"weight_map\" object mapping tensor names to shard files");
         var shardOf = new Dictionary<string, string>(StringComparer.Ordinal);

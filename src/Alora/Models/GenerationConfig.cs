@@ -12,12 +12,17 @@ public static class GenerationConfig
         string path = Path.Combine(modelFolder, "generation_config.json");
         if (!File.Exists(path)) return [];
         JsonNode? root;
-        try { root = JsonNode.Parse(File.ReadAllText(path)); }
+        string text = File.ReadAllText(path);
+        if (Formats.Utf8Text.DescribeInvalid(text) is { } bad) throw new ModelFormatException($"{path}: {bad}");
+        try { root = JsonNode.Parse(text, documentOptions: Formats.Utf8Text.StrictJson); }
         catch (System.Text.Json.JsonException e) { throw new ModelFormatException($"{path}: not valid JSON: {e.Message}", e); }
-        return root?["eos_token_id"] switch
+        if (root is not JsonObject config)
+            throw new ModelFormatException($"{path}: expected a JSON object, found {root?.ToJsonString() ?? "null"}");
+        return config["eos_token_id"] switch
         {
             null => [],
-            JsonArray a => a.Select(x => x?.GetValue<int>() ?? throw new ModelFormatException($"{path}: eos_token_id holds a null")).ToArray(),
+            JsonArray a => a.Select((x, i) => x is JsonValue v && v.TryGetValue<int>(out int id) ? id
+                : throw new ModelFormatException($"{path}: eos_token_id[{i}] should be a token id, found {x?.ToJsonString() ?? "null"}")).ToArray(),
             JsonValue v when v.TryGetValue<int>(out int id) => [id],
             var other => throw new ModelFormatException($"{path}: eos_token_id should be an id or a list of ids, found {other.ToJsonString()}"),
         };

@@ -70,7 +70,9 @@ public sealed record ModelConfig
     {
         if (!File.Exists(configPath)) throw new FileNotFoundException($"config.json not found: {configPath}", configPath);
         JsonNode? root;
-        try { root = JsonNode.Parse(File.ReadAllText(configPath)); }
+        string text = File.ReadAllText(configPath);
+        if (Utf8Text.DescribeInvalid(text) is { } bad) throw new ModelFormatException($"{configPath}: {bad}");
+        try { root = JsonNode.Parse(text, documentOptions: Utf8Text.StrictJson); }
         catch (JsonException e) { throw new ModelFormatException($"{configPath}: not valid JSON: {e.Message}", e); }
         if (root is not JsonObject obj) throw new ModelFormatException($"{configPath}: expected a JSON object");
         return FromJson(obj, configPath);

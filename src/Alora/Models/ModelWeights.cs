@@ -97,15 +97,20 @@ public sealed unsafe partial class ModelWeights : IDisposable
         try
         {
             var layout = ParameterLayout.For(config);
-            // Vectors (norms, biases) are converted to f32 into one slab; matrices are used in place.
-            long slabBytes = layout.Where(p => p.Shape.Length == 1).Sum(p => NativeSlab.Align(p.ElementCount * 4));
-            var slab = weights.Own(new NativeSlab(slabBytes, "converted weights"));
+            // Every tensor is checked against config.json before anything is allocated from the config's sizes.
             foreach (var spec in layout)
             {
                 var (file, info) = checkpoint.Get(spec.Name);
                 if (!info.Shape.SequenceEqual(spec.Shape))
                     throw new ModelFormatException(
                         $"{file.Path}: tensor '{spec.Name}' has shape {SafeTensorsFile.FormatShape(info.Shape)}, config.json implies {SafeTensorsFile.FormatShape(spec.Shape)}");
+            }
+            // Vectors (norms, biases) are converted to f32 into one slab; matrices are used in place.
+            long slabBytes = layout.Where(p => p.Shape.Length == 1).Sum(p => NativeSlab.Align(p.ElementCount * 4));
+            var slab = weights.Own(new NativeSlab(slabBytes, "converted weights"));
+            foreach (var spec in layout)
+            {
+                var (file, info) = checkpoint.Get(spec.Name);
                 var dtype = info.ToWeightDType(file.Path);
                 var tensor = new TensorRef(file.DataPointer(info), dtype, spec.Shape);
                 if (spec.Shape.Length == 1) tensor = ToF32(slab, tensor, spec.Name);
@@ -165,6 +170,10 @@ public sealed unsafe partial class ModelWeights : IDisposable
             foreach (var spec in layout)
             {
                 var info = gguf.GetInfo(GgufName(spec.Name));
+                // Checked before the slab is sized from the metadata's dimensions.
+                if (!info.Shape.SequenceEqual(spec.Shape))
+                    throw new ModelFormatException(
+                        $"{path}: tensor '{info.Name}' has shape {SafeTensorsFile.FormatShape(info.Shape)} (row-major), the metadata implies {SafeTensorsFile.FormatShape(spec.Shape)}");
                 var direct = gguf.DirectDType(info);
                 if (spec.Shape.Length == 1) slabBytes += NativeSlab.Align(spec.ElementCount * 4);
                 else if (IsRopePermuted(spec.Name)) slabBytes += NativeSlab.Align(direct.ByteCount(spec.ElementCount));
@@ -175,9 +184,6 @@ public sealed unsafe partial class ModelWeights : IDisposable
             {
                 string name = GgufName(spec.Name);
                 var info = gguf.GetInfo(name);
-                if (!info.Shape.SequenceEqual(spec.Shape))
-                    throw new ModelFormatException(
-                        $"{path}: tensor '{name}' has shape {SafeTensorsFile.FormatShape(info.Shape)} (row-major), the metadata implies {SafeTensorsFile.FormatShape(spec.Shape)}");
                 var direct = gguf.DirectDType(info);
                 TensorRef tensor;
                 if (spec.Shape.Length == 1)

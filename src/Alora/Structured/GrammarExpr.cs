@@ -56,7 +56,7 @@ internal abstract record GExpr
         foreach (var (lo, hi) in set.Ranges)
             foreach (var sequence in Utf8Ranges.Split(lo, hi))
                 alternatives.Add(Seq([.. sequence.Select(r => (GExpr)new GByte(ByteSet.Range(r.Lo, r.Hi)))]));
-        if (alternatives.Count == 0) throw new InvalidOperationException("an empty character set matches nothing");
+        if (alternatives.Count == 0) throw new StructuredOutputException("an empty character set matches nothing", null);
         return Alt([.. alternatives]);
     }
 }

@@ -140,7 +140,7 @@ internal sealed class RegexGrammar
             case '{' when TryBracesAhead(): throw Error("'{' has nothing to repeat");
             case '^': throw Error("'^' is supported only at the start");
             default:
-                int cp = char.ConvertToUtf32(_pattern, _at);
+                int cp = CodePointAt(_at);
                 _at += char.IsSurrogatePair(_pattern, _at) ? 2 : 1;
                 return Literal(cp);
         }
@@ -166,9 +166,24 @@ internal sealed class RegexGrammar
         return Literal(EscapedCodePoint());
     }
 
+    /// <summary>The code point at <paramref name="at"/>; half a surrogate pair is an error, not an ArgumentException.</summary>
+    private int CodePointAt(int at)
+    {
+        if (char.IsSurrogate(_pattern[at]) && !char.IsSurrogatePair(_pattern, at)) throw Error($"half a UTF-16 surrogate pair at position {at}");
+        return char.ConvertToUtf32(_pattern, at);
+    }
+
     /// <summary>The code point of a single-character escape at <see cref="_at"/> (just after the backslash).</summary>
     private int EscapedCodePoint()
     {
+        if (_at >= _pattern.Length) throw Error("a trailing backslash");
+        if (char.IsSurrogate(_pattern[_at]))
+        {
+            // An escaped character outside the BMP stands for itself.
+            int codePoint = CodePointAt(_at);
+            _at += 2;
+            return codePoint;
+        }
         char c = _pattern[_at++];
         switch (c)
         {
@@ -234,7 +249,7 @@ internal sealed class RegexGrammar
             }
             else
             {
-                lo = char.ConvertToUtf32(_pattern, _at);
+                lo = CodePointAt(_at);
                 _at += char.IsSurrogatePair(_pattern, _at) ? 2 : 1;
             }
             if (Peek('-') && _at + 1 < _pattern.Length && _pattern[_at + 1] != ']')
@@ -244,7 +259,7 @@ internal sealed class RegexGrammar
                 if (Peek('\\')) { _at++; hi = EscapedCodePoint(); }
                 else
                 {
-                    hi = char.ConvertToUtf32(_pattern, _at);
+                    hi = CodePointAt(_at);
                     _at += char.IsSurrogatePair(_pattern, _at) ? 2 : 1;
                 }
                 if (hi < lo) throw Error($"the class range {char.ConvertFromUtf32(lo)}-{char.ConvertFromUtf32(hi)} is reversed");

@@ -17,9 +17,16 @@ public sealed unsafe class NativeSlab : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(byteCount);
         Name = name;
         ByteCount = byteCount;
+        s_allocatedOnThread += byteCount;
         _base = (byte*)NativeMemory.AlignedAlloc((nuint)Math.Max(byteCount, Alignment), Alignment);
         NativeMemory.Clear(_base, (nuint)Math.Max(byteCount, Alignment));
     }
+
+    [ThreadStatic] private static long s_allocatedOnThread;
+
+    /// <summary>Bytes of every slab this thread has created (never decreases): the fuzz harnesses bound what one
+    /// input may make a loader allocate, as GC.GetAllocatedBytesForCurrentThread does for managed memory.</summary>
+    public static long AllocatedBytesForCurrentThread => s_allocatedOnThread;
 
     public string Name { get; }
     public long ByteCount { get; }

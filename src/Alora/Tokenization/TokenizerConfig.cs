@@ -49,7 +49,9 @@ internal sealed record TokenizerConfig
     {
         try
         {
-            return JsonDocument.Parse(File.ReadAllBytes(path));
+            byte[] bytes = File.ReadAllBytes(path);
+            if (Formats.Utf8Text.DescribeInvalid(bytes) is { } bad) throw new InvalidDataException($"{path}: {bad}.");
+            return JsonDocument.Parse(bytes);
         }
         catch (JsonException e)
         {

@@ -12,10 +12,23 @@ internal static class TokenizerJson
         JsonDocument document;
         try
         {
-            using var file = File.OpenRead(path);
-            // Large vocabularies are sometimes shipped gzipped (tokenizer.json.gz).
-            using Stream stream = path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase) ? new System.IO.Compression.GZipStream(file, System.IO.Compression.CompressionMode.Decompress) : file;
-            document = JsonDocument.Parse(stream, new JsonDocumentOptions { MaxDepth = 256 });
+            byte[] bytes;
+            if (path.EndsWith(".gz", StringComparison.OrdinalIgnoreCase))
+            {
+                // Large vocabularies are sometimes shipped gzipped (tokenizer.json.gz).
+                using var file = File.OpenRead(path);
+                using var gzip = new System.IO.Compression.GZipStream(file, System.IO.Compression.CompressionMode.Decompress);
+                using var buffer = new MemoryStream();
+                try { gzip.CopyTo(buffer); }
+                catch (InvalidDataException e) { throw new InvalidDataException($"{path}: not a valid gzip stream ({e.Message}).", e); }
+                bytes = buffer.ToArray();
+            }
+            else
+            {
+                bytes = File.ReadAllBytes(path);
+            }
+            if (Formats.Utf8Text.DescribeInvalid(bytes) is { } bad) throw new InvalidDataException($"{path}: {bad}.");
+            document = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 256 });
         }
         catch (JsonException e)
         {

@@ -108,9 +108,11 @@ public sealed class ChatTemplateConfig
 
     private static JsonObject ReadObject(string path)
     {
+        string text = File.ReadAllText(path);
+        if (Formats.Utf8Text.DescribeInvalid(text) is { } bad) throw new InvalidDataException($"{path}: {bad}");
         try
         {
-            return JsonNode.Parse(File.ReadAllText(path)) as JsonObject
+            return JsonNode.Parse(text, documentOptions: Formats.Utf8Text.StrictJson) as JsonObject
                 ?? throw new InvalidDataException($"{path}: expected a JSON object at the top level");
         }
         catch (JsonException e)

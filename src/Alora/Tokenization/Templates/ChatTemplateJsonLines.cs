@@ -54,9 +54,10 @@ public static class ChatTemplateJsonLines
     {
         ArgumentNullException.ThrowIfNull(config);
         JsonObject request;
+        if (Formats.Utf8Text.DescribeInvalid(line) is { } bad) throw new InvalidDataException($"input line {lineNumber}: {bad}");
         try
         {
-            request = JsonNode.Parse(line) as JsonObject
+            request = JsonNode.Parse(line, documentOptions: Formats.Utf8Text.StrictJson) as JsonObject
                 ?? throw new InvalidDataException($"input line {lineNumber}: expected a JSON object");
         }
         catch (JsonException e)

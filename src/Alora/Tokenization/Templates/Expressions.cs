@@ -18,6 +18,17 @@ internal sealed class LocatedTemplateError : Exception
     public int Offset { get; }
 }
 
+/// <summary>Deep recursion in a render (a long operator chain, nested calls) ends in a template error, not a
+/// stack overflow that would take the process down.</summary>
+internal static class StackGuard
+{
+    public static void Check()
+    {
+        if (!System.Runtime.CompilerServices.RuntimeHelpers.TryEnsureSufficientExecutionStack())
+            throw new TemplateException("the template recursed too deeply to render (nested expressions or calls)");
+    }
+}
+
 internal abstract class Expression
 {
     protected Expression(int offset) { Offset = offset; }
@@ -67,6 +78,7 @@ internal sealed class ListExpression(IReadOnlyList<Expression> items, bool isTup
 
     public override object? Evaluate(Scope scope, RenderState state)
     {
+        StackGuard.Check();
         var list = new ValueList(Items.Count) { IsTuple = IsTuple };
         foreach (var item in Items) list.Add(item.Evaluate(scope, state));
         return list;
@@ -82,6 +94,7 @@ internal sealed class DictExpression(IReadOnlyList<(Expression Key, Expression V
 
     public override object? Evaluate(Scope scope, RenderState state)
     {
+        StackGuard.Check();
         var dict = new ValueDict();
         try
         {
@@ -107,6 +120,7 @@ internal sealed class AttributeExpression(Expression target, string name, int of
 
     public override object? Evaluate(Scope scope, RenderState state)
     {
+        StackGuard.Check();
         var value = target.Evaluate(scope, state);
         try { return Access.GetAttribute(value, name); }
         catch (TemplateException e) { throw Locate(e); }
@@ -122,6 +136,7 @@ internal sealed class ItemExpression(Expression target, Expression key, int offs
 
     public override object? Evaluate(Scope scope, RenderState state)
     {
+        StackGuard.Check();
         var value = target.Evaluate(scope, state);
         var keyValue = key.Evaluate(scope, state);
         try { return Access.GetItem(value, keyValue); }
@@ -138,6 +153,7 @@ internal sealed class SliceExpression(Expression target, Expression? start, Expr
 
     public override object? Evaluate(Scope scope, RenderState state)
     {
+        StackGuard.Check();
         var value = target.Evaluate(scope, state);
         try
         {
@@ -210,6 +226,7 @@ internal sealed class CallExpression(Expression callee, ArgumentList arguments, 
     /// <summary>Calls the callee; a {% call %} block passes its body as <c>caller</c>.</summary>
     public object? Invoke(Scope scope, RenderState state, ITemplateCallable? extraCaller)
     {
+        StackGuard.Check();
         var callee = Callee.Evaluate(scope, state);
         try
         {
@@ -242,6 +259,7 @@ internal sealed class FilterExpression(Expression target, string name, TemplateF
 
     public override object? Evaluate(Scope scope, RenderState state)
     {
+        StackGuard.Check();
         var value = target.Evaluate(scope, state);
         try { return filter(value, arguments.Evaluate(scope, state), state); }
         catch (TemplateRaisedException) { throw; }
@@ -267,6 +285,7 @@ internal sealed class TestExpression(Expression target, string name, TemplateTes
 
     public override object? Evaluate(Scope scope, RenderState state)
     {
+        StackGuard.Check();
         var value = target.Evaluate(scope, state);
         try { return test(value, arguments.Evaluate(scope, state), state) != negated; }
         catch (TemplateRaisedException) { throw; }
@@ -281,7 +300,11 @@ internal sealed class NotExpression(Expression operand, int offset) : Expression
         operand.CollectLoads(names);
     }
 
-    public override object? Evaluate(Scope scope, RenderState state) => !PyOps.IsTrue(operand.Evaluate(scope, state));
+    public override object? Evaluate(Scope scope, RenderState state)
+    {
+        StackGuard.Check();
+        return !PyOps.IsTrue(operand.Evaluate(scope, state));
+    }
 }
 
 internal sealed class NegateExpression(Expression operand, bool negate, int offset) : Expression(offset)
@@ -293,6 +316,7 @@ internal sealed class NegateExpression(Expression operand, bool negate, int offs
 
     public override object? Evaluate(Scope scope, RenderState state)
     {
+        StackGuard.Check();
         var value = operand.Evaluate(scope, state);
         try
         {
@@ -313,6 +337,7 @@ internal sealed class BinaryExpression(string op, Expression left, Expression ri
 
     public override object? Evaluate(Scope scope, RenderState state)
     {
+        StackGuard.Check();
         var a = left.Evaluate(scope, state);
         var b = right.Evaluate(scope, state);
         try
@@ -326,7 +351,7 @@ internal sealed class BinaryExpression(string op, Expression left, Expression ri
                 "//" => PyOps.FloorDivide(a, b),
                 "%" => PyOps.Modulo(a, b),
                 "**" => PyOps.Power(a, b),
-                "~" => string.Concat(PyOps.ToStr(a), PyOps.ToStr(b)),
+                "~" => PyOps.Concat(PyOps.ToStr(a), PyOps.ToStr(b)),
                 _ => throw new TemplateException($"unknown operator '{op}'"),
             };
         }
@@ -344,6 +369,7 @@ internal sealed class LogicalExpression(bool isAnd, Expression left, Expression 
 
     public override object? Evaluate(Scope scope, RenderState state)
     {
+        StackGuard.Check();
         var a = left.Evaluate(scope, state);
         if (PyOps.IsTrue(a) != isAnd) return a;
         return right.Evaluate(scope, state);
@@ -361,6 +387,7 @@ internal sealed class CompareExpression(Expression first, IReadOnlyList<(string 
 
     public override object? Evaluate(Scope scope, RenderState state)
     {
+        StackGuard.Check();
         var left = first.Evaluate(scope, state);
         try
         {
@@ -398,6 +425,7 @@ internal sealed class ConditionalExpression(Expression condition, Expression whe
 
     public override object? Evaluate(Scope scope, RenderState state)
     {
+        StackGuard.Check();
         if (PyOps.IsTrue(condition.Evaluate(scope, state))) return whenTrue.Evaluate(scope, state);
         return whenFalse is null ? new Undefined("the inline if-expression evaluated to false and has no else branch") : whenFalse.Evaluate(scope, state);
     }

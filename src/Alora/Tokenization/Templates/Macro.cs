@@ -30,6 +30,7 @@ internal sealed class Macro : ITemplateCallable
 
     public object? Call(CallArguments arguments, RenderState state)
     {
+        state.Step();
         if (state.CallDepth >= RenderState.MaxCallDepth)
             throw new TemplateException($"macro '{Name}' recursed deeper than {RenderState.MaxCallDepth} calls");
         if (arguments.Positional.Count > _parameters.Count && !_signature.TakesVarargs)

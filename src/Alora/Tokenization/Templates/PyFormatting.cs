@@ -17,7 +17,11 @@ internal static class FormatSpec
         if (i < spec.Length && spec[i] is '+' or '-' or ' ') sign = spec[i++];
         if (i < spec.Length && spec[i] == '0') { if (align == '\0') { fill = '0'; align = '='; } i++; }
         int width = 0;
-        while (i < spec.Length && char.IsAsciiDigit(spec[i])) width = width * 10 + (spec[i++] - '0');
+        while (i < spec.Length && char.IsAsciiDigit(spec[i]))
+        {
+            width = width * 10 + (spec[i++] - '0');
+            TemplateLimits.CheckLength(width, "a formatted field");
+        }
         bool grouping = i < spec.Length && spec[i] == ',';
         if (grouping) i++;
         int precision = -1;
@@ -25,7 +29,11 @@ internal static class FormatSpec
         {
             i++;
             precision = 0;
-            while (i < spec.Length && char.IsAsciiDigit(spec[i])) precision = precision * 10 + (spec[i++] - '0');
+            while (i < spec.Length && char.IsAsciiDigit(spec[i]))
+            {
+                precision = precision * 10 + (spec[i++] - '0');
+                TemplateLimits.CheckLength(precision, "a format precision");
+            }
         }
         char type = i < spec.Length ? spec[i] : '\0';
 

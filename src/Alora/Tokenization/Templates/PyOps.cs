@@ -60,7 +60,29 @@ internal static class PyOps
         return sb.ToString();
     }
 
+    // Containers whose repr is being written on this thread: a list, dict or namespace that holds itself prints as
+    // Python's reprlib does ("[...]", "{...}") instead of recursing until the stack overflows.
+    [ThreadStatic] private static HashSet<object>? s_inRepr;
+
     private static void AppendRepr(StringBuilder sb, object? value, bool sortDictKeys = false)
+    {
+        if (value is ValueList or ValueDict or NamespaceValue)
+        {
+            StackGuard.Check();
+            s_inRepr ??= new HashSet<object>(ReferenceEqualityComparer.Instance);
+            if (!s_inRepr.Add(value!))
+            {
+                sb.Append(value switch { ValueList { IsTuple: true } => "(...)", ValueList => "[...]", ValueDict => "{...}", _ => "<Namespace {...}>" });
+                return;
+            }
+            try { AppendReprOf(sb, value, sortDictKeys); }
+            finally { s_inRepr.Remove(value!); }
+            return;
+        }
+        AppendReprOf(sb, value, sortDictKeys);
+    }
+
+    private static void AppendReprOf(StringBuilder sb, object? value, bool sortDictKeys)
     {
         switch (value)
         {
@@ -227,11 +249,15 @@ internal static class PyOps
             case string sa: return b is string sb && string.Equals(sa, sb, StringComparison.Ordinal);
             case Undefined: return b is Undefined;
             case ValueList la:
+                if (ReferenceEquals(a, b)) return true;   // as Python's container comparison, so a list holding itself equals itself
+                StackGuard.Check();
                 if (b is not ValueList lb || la.IsTuple != lb.IsTuple || la.Count != lb.Count) return false;
                 for (int i = 0; i < la.Count; i++)
                     if (!AreEqual(la[i], lb[i])) return false;
                 return true;
             case ValueDict da:
+                if (ReferenceEquals(a, b)) return true;
+                StackGuard.Check();
                 if (b is not ValueDict db || da.Count != db.Count) return false;
                 foreach (var (key, value) in da)
                     if (!db.TryGetValue(key, out var other) || !AreEqual(value, other)) return false;
@@ -285,7 +311,7 @@ internal static class PyOps
     public static object? Add(object? a, object? b)
     {
         FailIfUndefined(a, b);
-        if (a is string sa && b is string sb) return string.Concat(sa, sb);
+        if (a is string sa && b is string sb) return Concat(sa, sb);
         if (IsNumber(a) && IsNumber(b))
         {
             if (a is double || b is double) return ToDouble(a) + ToDouble(b);
@@ -293,6 +319,7 @@ internal static class PyOps
         }
         if (a is ValueList la && b is ValueList lb && la.IsTuple == lb.IsTuple)
         {
+            TemplateLimits.CheckLength((long)la.Count + lb.Count, "a concatenated list");
             var result = new ValueList(la.Count + lb.Count) { IsTuple = la.IsTuple };
             result.AddRange(la);
             result.AddRange(lb);
@@ -409,9 +436,17 @@ internal static class PyOps
         catch (OverflowException) { return fallback(x, y); }
     }
 
+    /// <summary>String concatenation (+ and ~), bounded by <see cref="TemplateLimits.MaxLength"/>.</summary>
+    public static string Concat(string a, string b)
+    {
+        TemplateLimits.CheckLength((long)a.Length + b.Length, "a concatenated string");
+        return string.Concat(a, b);
+    }
+
     private static string Repeat(string s, long count)
     {
         if (count <= 0) return "";
+        TemplateLimits.CheckLength(count > TemplateLimits.MaxLength ? -1 : s.Length * count, "a repeated string");
         var sb = new StringBuilder(s.Length * (int)count);
         for (long i = 0; i < count; i++) sb.Append(s);
         return sb.ToString();
@@ -420,6 +455,7 @@ internal static class PyOps
     private static ValueList RepeatList(ValueList list, long count)
     {
         var result = new ValueList { IsTuple = list.IsTuple };
+        if (count > 0) TemplateLimits.CheckLength(count > TemplateLimits.MaxLength ? -1 : list.Count * count, "a repeated list");
         for (long i = 0; i < count; i++) result.AddRange(list);
         return result;
     }

@@ -176,6 +176,15 @@ internal static class PyString
 
     public static string Replace(string s, string old, string replacement, long count)
     {
+        if (replacement.Length > old.Length)
+        {
+            // The result's length, bounded before it is built.
+            long occurrences = 0;
+            if (old.Length == 0) occurrences = s.Length + 1;
+            else for (int at = s.IndexOf(old, StringComparison.Ordinal); at >= 0; at = s.IndexOf(old, at + old.Length, StringComparison.Ordinal)) occurrences++;
+            if (count >= 0) occurrences = Math.Min(occurrences, count);
+            TemplateLimits.CheckLength(s.Length + occurrences * (replacement.Length - old.Length), "a replaced string");
+        }
         if (count < 0) return old.Length == 0 ? InsertBetween(s, replacement, long.MaxValue) : s.Replace(old, replacement, StringComparison.Ordinal);
         if (old.Length == 0) return InsertBetween(s, replacement, count);
         var sb = new StringBuilder();
@@ -261,6 +270,7 @@ internal static class PyString
     {
         long length = Length(s);
         if (width <= length) return s;
+        TemplateLimits.CheckLength(width, "a padded string");
         int total = (int)(width - length);
         if (alignment < 0) return s + new string(fill, total);
         if (alignment > 0) return new string(fill, total) + s;
@@ -273,6 +283,7 @@ internal static class PyString
     {
         long length = Length(s);
         if (width <= length) return s;
+        TemplateLimits.CheckLength(width, "a zero-filled string");
         int padding = (int)(width - length);
         if (s.Length > 0 && s[0] is '+' or '-') return s[0] + new string('0', padding) + s[1..];
         return new string('0', padding) + s;

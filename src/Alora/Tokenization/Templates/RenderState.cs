@@ -9,6 +9,15 @@ internal sealed class RenderState
 
     public DateTimeOffset Now { get; }
     public int CallDepth { get; set; }
+
+    private long _steps;
+
+    /// <summary>Counts one statement, loop iteration or call against <see cref="TemplateLimits.MaxSteps"/>.</summary>
+    public void Step()
+    {
+        if (++_steps > TemplateLimits.MaxSteps)
+            throw new TemplateException($"the template ran more than {TemplateLimits.MaxSteps:N0} steps (statements, loop iterations and calls) in one render; is a loop or recursion unbounded?");
+    }
 }
 
 /// <summary>A variable scope. Jinja2 gives each for-loop iteration, macro call and with-block its own

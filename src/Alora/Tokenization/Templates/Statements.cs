@@ -21,7 +21,10 @@ internal abstract class Statement
             Flow flow;
             try
             {
+                StackGuard.Check();
+                state.Step();
                 flow = statement.Execute(output, scope, state);
+                TemplateLimits.CheckLength(output.Length, "the rendered text");
             }
             catch (TemplateRaisedException) { throw; }
             catch (TemplateException e) { throw new LocatedTemplateError(e, statement.Offset); }
@@ -238,6 +241,7 @@ internal sealed class ForStatement(AssignTarget target, Expression iterable, Exp
             var loop = new LoopContext(items, depth0, recurse);
             for (int i = 0; i < items.Count; i++)
             {
+                state.Step();
                 loop.Index0 = i;
                 var iterationScope = FrameSymbols.NewScope(scope, _bodyStartUndefined);
                 iterationScope.Set("loop", loop);

@@ -203,7 +203,9 @@ internal static partial class TemplateFilters
     private static object? Indent(object? value, CallArguments arguments, RenderState state)
     {
         object? width = arguments.Get(0, "width", 4L);
-        string indention = width is string w ? w : new string(' ', (int)Math.Max(0, PyOps.ToLong(width)));
+        long spaces = width is string ? 0 : Math.Max(0, PyOps.ToLong(width));
+        TemplateLimits.CheckLength(spaces, "an indent");
+        string indention = width is string w ? w : new string(' ', (int)spaces);
         bool first = PyOps.IsTrue(arguments.Get(1, "first", false));
         bool blank = PyOps.IsTrue(arguments.Get(2, "blank", false));
         string text = value switch
@@ -213,6 +215,7 @@ internal static partial class TemplateFilters
             _ => throw new TemplateException($"unsupported operand type(s) for +=: '{PyOps.TypeName(value)}' and 'str'"),
         } + "\n";
         var lines = PyString.SplitLines(text, keepEnds: false).Select(line => (string)line!).ToList();
+        TemplateLimits.CheckLength(text.Length + (long)lines.Count * indention.Length, "an indented string");
         string result;
         if (blank)
         {
@@ -242,6 +245,7 @@ internal static partial class TemplateFilters
         {
             if (i > 0) sb.Append(separator);
             sb.Append(PyOps.ToStr(attribute is null ? items[i] : AttributePath.Get(items[i], attribute, null)));
+            TemplateLimits.CheckLength(sb.Length, "a joined string");
         }
         return sb.ToString();
     }

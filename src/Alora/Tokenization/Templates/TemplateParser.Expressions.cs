@@ -37,6 +37,13 @@ internal sealed partial class TemplateParser
 
     private Expression ParseExpression(bool allowConditional)
     {
+        Enter(Current);
+        try { return ParseExpressionCore(allowConditional); }
+        finally { _nesting--; }
+    }
+
+    private Expression ParseExpressionCore(bool allowConditional)
+    {
         if (!allowConditional) return ParseOr();
         var start = Current;
         int unknownBefore = _unknownNames.Count;
@@ -63,22 +70,30 @@ internal sealed partial class TemplateParser
     private Expression ParseOr()
     {
         var left = ParseAnd();
+        int chained = 0;   // each operator deepens the left-leaning tree
         while (Current.IsName("or"))
         {
             var op = Advance();
+            Enter(op);
+            chained++;
             left = new LogicalExpression(isAnd: false, left, ParseAnd(), op.Offset);
         }
+        _nesting -= chained;
         return left;
     }
 
     private Expression ParseAnd()
     {
         var left = ParseNot();
+        int chained = 0;   // each operator deepens the left-leaning tree
         while (Current.IsName("and"))
         {
             var op = Advance();
+            Enter(op);
+            chained++;
             left = new LogicalExpression(isAnd: true, left, ParseNot(), op.Offset);
         }
+        _nesting -= chained;
         return left;
     }
 
@@ -87,7 +102,10 @@ internal sealed partial class TemplateParser
         if (Current.IsName("not"))
         {
             var op = Advance();
-            return new NotExpression(ParseNot(), op.Offset);
+            Enter(op);
+            var operand = ParseNot();
+            _nesting--;
+            return new NotExpression(operand, op.Offset);
         }
         return ParseCompare();
     }
@@ -126,44 +144,60 @@ internal sealed partial class TemplateParser
     private Expression ParseMath1()
     {
         var left = ParseConcat();
+        int chained = 0;   // each operator deepens the left-leaning tree
         while (Current.IsOperator("+") || Current.IsOperator("-"))
         {
             var op = Advance();
+            Enter(op);
+            chained++;
             left = new BinaryExpression(op.Value, left, ParseConcat(), op.Offset);
         }
+        _nesting -= chained;
         return left;
     }
 
     private Expression ParseConcat()
     {
         var left = ParseMath2();
+        int chained = 0;   // each operator deepens the left-leaning tree
         while (Current.IsOperator("~"))
         {
             var op = Advance();
+            Enter(op);
+            chained++;
             left = new BinaryExpression("~", left, ParseMath2(), op.Offset);
         }
+        _nesting -= chained;
         return left;
     }
 
     private Expression ParseMath2()
     {
         var left = ParsePow();
+        int chained = 0;   // each operator deepens the left-leaning tree
         while (Current.Kind == TokenKind.Operator && Current.Value is "*" or "/" or "//" or "%")
         {
             var op = Advance();
+            Enter(op);
+            chained++;
             left = new BinaryExpression(op.Value, left, ParsePow(), op.Offset);
         }
+        _nesting -= chained;
         return left;
     }
 
     private Expression ParsePow()
     {
         var left = ParseUnary(withFilters: true);
+        int chained = 0;   // each operator deepens the left-leaning tree
         while (Current.IsOperator("**"))
         {
             var op = Advance();
+            Enter(op);
+            chained++;
             left = new BinaryExpression("**", left, ParseUnary(withFilters: true), op.Offset);
         }
+        _nesting -= chained;
         return left;
     }
 
@@ -174,7 +208,9 @@ internal sealed partial class TemplateParser
         if (token.IsOperator("-") || token.IsOperator("+"))
         {
             Advance();
-            expression = new NegateExpression(ParseUnary(withFilters: false), negate: token.Value == "-", token.Offset);
+            Enter(token);
+            try { expression = new NegateExpression(ParseUnary(withFilters: false), negate: token.Value == "-", token.Offset); }
+            finally { _nesting--; }
         }
         else
         {
@@ -264,9 +300,10 @@ internal sealed partial class TemplateParser
 
     private Expression ParsePostfix(Expression expression)
     {
-        while (true)
+        for (int links = 0; ; links++)
         {
             var token = Current;
+            if (links > TemplateLimits.MaxNesting) throw Error($"more than {TemplateLimits.MaxNesting} attribute, item and call links in one chain", token);
             if (token.IsOperator("."))
             {
                 Advance();
@@ -356,9 +393,10 @@ internal sealed partial class TemplateParser
 
     private Expression ParseFiltersAndTests(Expression expression)
     {
-        while (true)
+        for (int links = 0; ; links++)
         {
             var token = Current;
+            if (links > TemplateLimits.MaxNesting) throw Error($"more than {TemplateLimits.MaxNesting} filters and tests in one chain", token);
             if (token.IsOperator("|"))
             {
                 Advance();

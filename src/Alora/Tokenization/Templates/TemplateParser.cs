@@ -76,7 +76,32 @@ internal sealed partial class TemplateParser
 
     /// <summary>Parses statements until a block tag whose name is one of <paramref name="endTags"/>
     /// (left unconsumed, positioned at the tag name) or the end of the template.</summary>
+    // Expressions and blocks nested inside one another, against TemplateLimits.MaxNesting.
+    private int _nesting;
+
+    private void Enter(TemplateToken at)
+    {
+        if (++_nesting > TemplateLimits.MaxNesting)
+        {
+            _nesting--;
+            throw Error($"the template nests expressions and blocks deeper than {TemplateLimits.MaxNesting} levels", at);
+        }
+        // Binary operators chain iteratively, so a long flat expression can still build a deep tree: stop before the stack does.
+        if (!System.Runtime.CompilerServices.RuntimeHelpers.TryEnsureSufficientExecutionStack())
+        {
+            _nesting--;
+            throw Error("the template is too deeply nested to parse", at);
+        }
+    }
+
     private List<Statement> ParseBody(string[] endTags)
+    {
+        Enter(Current);
+        try { return ParseBodyCore(endTags); }
+        finally { _nesting--; }
+    }
+
+    private List<Statement> ParseBodyCore(string[] endTags)
     {
         var body = new List<Statement>();
         while (true)

@@ -35,9 +35,10 @@ public static class TrainingDataLoader
             lineNumber++;
             if (string.IsNullOrWhiteSpace(rawLine)) continue;
             JsonObject line;
+            if (Formats.Utf8Text.DescribeInvalid(rawLine) is { } bad) throw new TrainingDataException($"{path}:{lineNumber}: {bad}");
             try
             {
-                line = JsonNode.Parse(rawLine) as JsonObject
+                line = JsonNode.Parse(rawLine, documentOptions: Formats.Utf8Text.StrictJson) as JsonObject
                     ?? throw new TrainingDataException($"{path}:{lineNumber}: expected a JSON object per line");
             }
             catch (JsonException e)
@@ -89,11 +90,20 @@ public static class TrainingDataLoader
             var extra = new JsonObject();
             foreach (var key in new[] { "tools", "documents", "controls" })
                 if (line[key] is JsonNode value) extra[key] = value.DeepClone();
-            string rendered = chat.Apply((JsonArray)messages.DeepClone(), addGenerationPrompt: false, extra, options.TemplateNow);
+            string rendered, prefix;
+            try
+            {
+                rendered = chat.Apply((JsonArray)messages.DeepClone(), addGenerationPrompt: false, extra, options.TemplateNow);
+                // Without an invocation, the completion is the last message: its content's tokens.
+                prefix = chat.Apply(new JsonArray(messages.Take(messages.Count - 1).Select(m => m?.DeepClone()).ToArray()), addGenerationPrompt: true, extra, options.TemplateNow);
+            }
+            catch (TemplateException e)
+            {
+                // A message the template cannot render (no "content", a role it refuses) is this line's fault.
+                throw new TrainingDataException($"{where}: the chat template cannot render these messages: {e.Message}");
+            }
             ids = tokenizer.Encode(rendered, addSpecialTokens: false);
             text = rendered;
-            // Without an invocation, the completion is the last message: its content's tokens.
-            string prefix = chat.Apply(new JsonArray(messages.Take(messages.Count - 1).Select(m => m!.DeepClone()).ToArray()), addGenerationPrompt: true, extra, options.TemplateNow);
             responseStart = rendered.StartsWith(prefix, StringComparison.Ordinal)
                 ? tokenizer.Encode(prefix, addSpecialTokens: false).Length
                 : 0;
