@@ -6,7 +6,12 @@ namespace Alora.Tokenization;
 /// <summary>Reads Hugging Face tokenizer.json into a <see cref="TokenizerPipeline"/>.</summary>
 internal static class TokenizerJson
 {
-    public static TokenizerPipeline Load(string path)
+    /// <summary>The largest tokenizer.json a .gz may expand to (the largest real ones are tens of MB): a gzip bomb stops here.</summary>
+    public const long MaxDecompressedBytes = 1L << 30;
+
+    public static TokenizerPipeline Load(string path) => Load(path, MaxDecompressedBytes);
+
+    internal static TokenizerPipeline Load(string path, long maxDecompressedBytes)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"Tokenizer file not found: {path}", path);
         JsonDocument document;
@@ -18,9 +23,20 @@ internal static class TokenizerJson
                 // Large vocabularies are sometimes shipped gzipped (tokenizer.json.gz).
                 using var file = File.OpenRead(path);
                 using var gzip = new System.IO.Compression.GZipStream(file, System.IO.Compression.CompressionMode.Decompress);
+                // A gzip bomb (a few MB that expand to many GB) stops at the cap instead of allocating what it asks for.
+                long limit = maxDecompressedBytes;
                 using var buffer = new MemoryStream();
-                try { gzip.CopyTo(buffer); }
-                catch (InvalidDataException e) { throw new InvalidDataException($"{path}: not a valid gzip stream ({e.Message}).", e); }
+                var chunk = new byte[81920];
+                try
+                {
+                    for (int read; (read = gzip.Read(chunk, 0, chunk.Length)) > 0;)
+                    {
+                        if (buffer.Length + read > limit)
+                            throw new InvalidDataException($"{path}: the gzip stream expands past {limit:N0} bytes (from {file.Length:N0} compressed bytes); no tokenizer.json is that large.");
+                        buffer.Write(chunk, 0, read);
+                    }
+                }
+                catch (InvalidDataException e) when (!e.Message.StartsWith(path, StringComparison.Ordinal)) { throw new InvalidDataException($"{path}: not a valid gzip stream ({e.Message}).", e); }
                 bytes = buffer.ToArray();
             }
             else

@@ -22,6 +22,20 @@ public class LoadingTests
     }
 
     [Fact]
+    public void AGzipBombStopsAtTheCapWithAnErrorNamingTheFile()
+    {
+        using var folder = new TempFolder();
+        string path = folder.File("tokenizer.json.gz");
+        using (var output = File.Create(path))
+        using (var gzip = new GZipStream(output, CompressionLevel.Optimal))
+            gzip.Write(new byte[4 << 20]);   // 4 MiB of zeros: a few KB on disk
+        Assert.True(new FileInfo(path).Length < 64 << 10);
+        var e = Assert.Throws<InvalidDataException>(() => TokenizerJson.Load(path, maxDecompressedBytes: 1 << 20));
+        Assert.Contains(path, e.Message);
+        Assert.Contains("expands past 1,048,576 bytes", e.Message);
+    }
+
+    [Fact]
     public void ConfigSuppliesSpecialTokensAndCleanUp()
     {
         var granite = TokenizerFixtures.Load("granite3");
