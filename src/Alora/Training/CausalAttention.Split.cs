@@ -84,16 +84,13 @@ public static unsafe partial class CausalAttention
             int first = b * S.Length, dh = S.HeadDim, kvHead = h / (S.HeadCount / S.KeyValueHeadCount);
             for (int t = t0; t < t1; t++)
             {
-                long row = first + t, qOffset = row * S.QueryStride + h * dh;
-                float* qi = Q + qOffset, doi = DOutput + qOffset, dqi = Dq + qOffset;
-                float lse = LogSumExp[row * S.HeadCount + h];
-                float rowDot = Elementwise.Dot(doi, Output + qOffset, dh);
+                var query = new BackwardRow(S, Q, DOutput, Output, LogSumExp, first + t, h);
+                float* dqi = Dq + query.Offset;
                 new Span<float>(dqi, dh).Clear();
                 for (int j = S.FirstKey(t); j <= t; j++)
                 {
                     long kvOffset = (first + j) * (long)S.KeyStride + kvHead * dh;
-                    float p = MathF.Exp(S.Scale * Elementwise.Dot(qi, K + kvOffset, dh) - lse);
-                    float ds = p * (Elementwise.Dot(doi, V + kvOffset, dh) - rowDot) * S.Scale;
+                    var (_, ds) = query.Pair(S, K + kvOffset, V + kvOffset);
                     Elementwise.Axpy(dqi, ds, K + kvOffset, dh);
                 }
             }
@@ -127,17 +124,13 @@ public static unsafe partial class CausalAttention
                 {
                     int lo = Math.Max(j0, S.FirstKey(t)), hi = Math.Min(j1 - 1, t);
                     if (lo > hi) continue;
-                    long row = first + t, qOffset = row * S.QueryStride + h * dh;
-                    float* qi = Q + qOffset, doi = DOutput + qOffset;
-                    float lse = LogSumExp[row * S.HeadCount + h];
-                    float rowDot = Elementwise.Dot(doi, Output + qOffset, dh);
+                    var query = new BackwardRow(S, Q, DOutput, Output, LogSumExp, first + t, h);
                     for (int j = lo; j <= hi; j++)
                     {
                         long kvOffset = (first + j) * (long)S.KeyStride + kvHead * dh;
-                        float p = MathF.Exp(S.Scale * Elementwise.Dot(qi, K + kvOffset, dh) - lse);
-                        float ds = p * (Elementwise.Dot(doi, V + kvOffset, dh) - rowDot) * S.Scale;
-                        Elementwise.Axpy(Dv + kvOffset, p, doi, dh);
-                        Elementwise.Axpy(Dk + kvOffset, ds, qi, dh);
+                        var (p, ds) = query.Pair(S, K + kvOffset, V + kvOffset);
+                        Elementwise.Axpy(Dv + kvOffset, p, query.DOutput, dh);
+                        Elementwise.Axpy(Dk + kvOffset, ds, query.Q, dh);
                     }
                 }
         }

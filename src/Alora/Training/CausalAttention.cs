@@ -101,24 +101,48 @@ public static unsafe partial class CausalAttention
             for (int h = kvHead * group; h < (kvHead + 1) * group; h++)
                 for (int t = 0; t < S.Length; t++)
                 {
-                    long row = t0 + t, qOffset = row * S.QueryStride + h * dh;
-                    float* qi = Q + qOffset, doi = DOutput + qOffset, dqi = Dq + qOffset;
-                    float lse = LogSumExp[row * S.HeadCount + h];
-                    // D = Σ_j p_j·(dO·v_j) = dO·O: the softmax backward's subtracted term.
-                    float rowDot = Elementwise.Dot(doi, Output + qOffset, dh);
+                    var query = new BackwardRow(S, Q, DOutput, Output, LogSumExp, t0 + t, h);
+                    float* dqi = Dq + query.Offset;
                     new Span<float>(dqi, dh).Clear();
                     for (int j = S.FirstKey(t); j <= t; j++)
                     {
                         long kvOffset = (t0 + j) * (long)S.KeyStride + kvHead * dh;
-                        float* kj = K + kvOffset;
-                        float p = MathF.Exp(S.Scale * Elementwise.Dot(qi, kj, dh) - lse);
-                        float dp = Elementwise.Dot(doi, V + kvOffset, dh);
-                        float ds = p * (dp - rowDot) * S.Scale;   // d(score)·scale, the gradient of q·k
-                        Elementwise.Axpy(Dv + kvOffset, p, doi, dh);
-                        Elementwise.Axpy(dqi, ds, kj, dh);
-                        Elementwise.Axpy(Dk + kvOffset, ds, qi, dh);
+                        var (p, ds) = query.Pair(S, K + kvOffset, V + kvOffset);
+                        Elementwise.Axpy(Dv + kvOffset, p, query.DOutput, dh);
+                        Elementwise.Axpy(dqi, ds, K + kvOffset, dh);
+                        Elementwise.Axpy(Dk + kvOffset, ds, query.Q, dh);
                     }
                 }
+        }
+    }
+
+    /// <summary>
+    /// One query row (sequence row, head) of the backward: its q and dO, its log-sum-exp from the forward, and
+    /// D = Σ_j p_j·(dO·v_j) = dO·O, the softmax backward's subtracted term. Every backward schedule (fused, dq pass,
+    /// dk/dv pass) takes each (query, key) pair's probability and score gradient from <see cref="Pair"/>.
+    /// </summary>
+    private readonly struct BackwardRow
+    {
+        public readonly long Offset;          // of the row's head in [B·T, Hq·Dh]
+        public readonly float* Q, DOutput;
+        private readonly float _logSumExp, _rowDot;
+
+        public BackwardRow(in Shape s, float* q, float* doutput, float* output, float* logSumExp, long row, int head)
+        {
+            Offset = row * s.QueryStride + head * s.HeadDim;
+            Q = q + Offset;
+            DOutput = doutput + Offset;
+            _logSumExp = logSumExp[row * s.HeadCount + head];
+            _rowDot = Elementwise.Dot(DOutput, output + Offset, s.HeadDim);
+        }
+
+        /// <summary>p = softmax probability of key j, recomputed from the log-sum-exp; ds = d(score)·scale, the gradient of q·k.</summary>
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        public (float P, float Ds) Pair(in Shape s, float* kj, float* vj)
+        {
+            float p = MathF.Exp(s.Scale * Elementwise.Dot(Q, kj, s.HeadDim) - _logSumExp);
+            float ds = p * (Elementwise.Dot(DOutput, vj, s.HeadDim) - _rowDot) * s.Scale;
+            return (p, ds);
         }
     }
 
