@@ -19,12 +19,14 @@ public sealed partial class AloraServer
         public string? FinishReason { get; set; }
     }
 
-    private async Task CompleteAsync(HttpContext context, RequestFields fields, bool chat)
+    /// <summary>
+    /// Submits the request's n choices to the engine (choice i is seeded seed + i), after checking the waiting queue
+    /// (a 503 when full). A refused submission cancels the choices already submitted and is a 400 naming the prompt field.
+    /// </summary>
+    private (List<RequestStream> Streams, List<Choice> Choices) SubmitChoices(HttpContext context, Prepared prepared, string promptField)
     {
-        var prepared = Prepare(fields, chat);
         if (_model.Engine.Metrics().WaitingRequests >= _options.MaxWaitingRequests)
             throw new ApiError(503, $"the server is busy: {_options.MaxWaitingRequests} requests are already waiting; retry later", null, "queue_full");
-        string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
         var streams = new List<RequestStream>();
         var choices = new List<Choice>();
         try
@@ -40,9 +42,16 @@ public sealed partial class AloraServer
         catch (Exception e) when (e is ArgumentException or InvocationNotFoundException or KeyNotFoundException)
         {
             foreach (var s in streams) _model.Engine.Cancel(s.Id);
-            string promptField = chat ? "messages" : "prompt";
             throw e is InvocationNotFoundException ? InvocationMissing(prepared.Request.AdapterName!, promptField) : new ApiError(400, e.Message, promptField);
         }
+        return (streams, choices);
+    }
+
+    private async Task CompleteAsync(HttpContext context, RequestFields fields, bool chat)
+    {
+        var prepared = Prepare(fields, chat);
+        string id = (chat ? "chatcmpl-" : "cmpl-") + Guid.NewGuid().ToString("N");
+        var (streams, choices) = SubmitChoices(context, prepared, chat ? "messages" : "prompt");
         _metrics.RequestStarted();
         string status = "error";
         try

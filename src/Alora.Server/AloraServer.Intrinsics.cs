@@ -121,26 +121,7 @@ public sealed partial class AloraServer
             prepared = prepared with { Request = prepared.Request with { Constraint = call.Constraint } };
         if (definition.NeedsLogprobs && prepared.Request.Logprobs is not >= IntrinsicDefinition.TopLogprobs)
             prepared = prepared with { Request = prepared.Request with { Logprobs = IntrinsicDefinition.TopLogprobs } };
-        if (_model.Engine.Metrics().WaitingRequests >= _options.MaxWaitingRequests)
-            throw new ApiError(503, $"the server is busy: {_options.MaxWaitingRequests} requests are already waiting; retry later", null, "queue_full");
-
-        var streams = new List<RequestStream>();
-        var choices = new List<Choice>();
-        try
-        {
-            for (int i = 0; i < prepared.Choices; i++)
-            {
-                var request = prepared.Request;
-                if (i > 0 && request.Sampling.Seed is ulong seed) request = request with { Sampling = request.Sampling with { Seed = seed + (ulong)i } };
-                streams.Add(_model.Engine.Submit(request, context.RequestAborted));
-                choices.Add(new Choice(i));
-            }
-        }
-        catch (Exception e) when (e is ArgumentException or InvocationNotFoundException or KeyNotFoundException)
-        {
-            foreach (var s in streams) _model.Engine.Cancel(s.Id);
-            throw e is InvocationNotFoundException ? InvocationMissing(name, "messages") : new ApiError(400, e.Message, "messages");
-        }
+        var (streams, choices) = SubmitChoices(context, prepared, "messages");
         _metrics.RequestStarted();
         string status = "error";
         var results = new List<string>();

@@ -73,28 +73,8 @@ public static class PythonJson
         return v.TryGetValue(out double _) || v.TryGetValue(out float _) || v.TryGetValue(out decimal _);
     }
 
-    private static void WriteString(StringBuilder sb, string s)
-    {
-        sb.Append('"');
-        foreach (char c in s)
-        {
-            switch (c)
-            {
-                case '"': sb.Append("\\\""); break;
-                case '\\': sb.Append("\\\\"); break;
-                case '\n': sb.Append("\\n"); break;
-                case '\r': sb.Append("\\r"); break;
-                case '\t': sb.Append("\\t"); break;
-                case '\b': sb.Append("\\b"); break;
-                case '\f': sb.Append("\\f"); break;
-                default:
-                    if (c < 0x20 || c > 0x7e) sb.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture));
-                    else sb.Append(c);
-                    break;
-            }
-        }
-        sb.Append('"');
-    }
+    /// <summary>Python's json.dumps default (ensure_ascii): every character above '~' as \uXXXX.</summary>
+    private static void WriteString(StringBuilder sb, string s) => Tokenization.Templates.TemplateJson.AppendString(sb, s, ensureAscii: true);
 
     /// <summary>Python's <c>str()</c> of a JSON scalar ("True", "None", "1", "0.5", or the string itself).</summary>
     public static string Str(JsonNode? node) => node switch

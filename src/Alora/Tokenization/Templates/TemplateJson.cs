@@ -91,6 +91,33 @@ internal static class TemplateJson
         return sb.ToString();
     }
 
+    /// <summary>
+    /// A JSON string as Python's json.dumps writes it: the short escapes for quote, backslash, \n \r \t \b \f,
+    /// \uXXXX for other control characters, and (ensure_ascii) for every character above '~'.
+    /// </summary>
+    internal static void AppendString(StringBuilder sb, string s, bool ensureAscii)
+    {
+        sb.Append('"');
+        foreach (char c in s)
+        {
+            switch (c)
+            {
+                case '"': sb.Append("\\\""); break;
+                case '\\': sb.Append("\\\\"); break;
+                case '\n': sb.Append("\\n"); break;
+                case '\r': sb.Append("\\r"); break;
+                case '\t': sb.Append("\\t"); break;
+                case '\b': sb.Append("\\b"); break;
+                case '\f': sb.Append("\\f"); break;
+                default:
+                    if (c < 0x20 || (ensureAscii && c > 0x7e)) sb.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture));
+                    else sb.Append(c);
+                    break;
+            }
+        }
+        sb.Append('"');
+    }
+
     private sealed class Writer(StringBuilder sb, string? indent, string itemSeparator, string keySeparator, bool sortKeys)
     {
         public void Write(object? value, int depth)
@@ -172,27 +199,6 @@ internal static class TemplateJson
             _ => throw new TemplateException($"keys must be str, int, float, bool or None, not {PyOps.TypeName(key)}"),
         };
 
-        private void WriteString(string s)
-        {
-            sb.Append('"');
-            foreach (char c in s)
-            {
-                switch (c)
-                {
-                    case '"': sb.Append("\\\""); break;
-                    case '\\': sb.Append("\\\\"); break;
-                    case '\n': sb.Append("\\n"); break;
-                    case '\r': sb.Append("\\r"); break;
-                    case '\t': sb.Append("\\t"); break;
-                    case '\b': sb.Append("\\b"); break;
-                    case '\f': sb.Append("\\f"); break;
-                    default:
-                        if (c < 0x20) sb.Append("\\u").Append(((int)c).ToString("x4", CultureInfo.InvariantCulture));
-                        else sb.Append(c);
-                        break;
-                }
-            }
-            sb.Append('"');
-        }
+        private void WriteString(string s) => AppendString(sb, s, ensureAscii: false);
     }
 }
