@@ -84,8 +84,7 @@ public sealed partial class AloraServer
             }
             catch (Tokenization.Templates.TemplateException e) { throw new ApiError(400, $"the chat template failed on these messages: {e.Message}", "messages", "template_error"); }
         }
-        // Through JSON text, so every value reads as in a parsed request body.
-        return (new RequestFields((JsonObject)JsonNode.Parse(body.ToJsonString())!), call);
+        return (new RequestFields(body), call);
     }
 
     /// <summary>The body's <c>documents</c> (vLLM's extra_body.documents): objects with text, and optional doc_id and title.</summary>

@@ -41,9 +41,7 @@ internal sealed class GrammarAutomaton
         if (_states[Initial].Length == 0) throw new StructuredOutputException("the grammar matches nothing", null);
     }
 
-    public ByteGrammar Grammar => _g;
     public int Initial { get; }
-    public int StateCount => _states.Count;
 
     /// <summary>Whether the bytes so far form a complete match.</summary>
     public bool IsAccepting(int state) => _states[state].Length > 0 && _states[state][0] == Complete;

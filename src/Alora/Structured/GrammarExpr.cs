@@ -115,8 +115,6 @@ internal sealed class CodePointSet
         return this;
     }
 
-    public bool Contains(int c) => _ranges.Any(r => r.Lo <= c && c <= r.Hi);
-
     public CodePointSet Complement()
     {
         var result = new CodePointSet();

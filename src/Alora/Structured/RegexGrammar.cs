@@ -309,24 +309,8 @@ internal sealed class RegexGrammar
     /// <summary>A JSON string literal's text for a value, escaped as the grammar's canonical form (raw UTF-8 except what must be escaped).</summary>
     public static string JsonQuote(string value)
     {
-        var builder = new StringBuilder("\"");
-        foreach (char c in value)
-        {
-            switch (c)
-            {
-                case '"': builder.Append("\\\""); break;
-                case '\\': builder.Append("\\\\"); break;
-                case '\n': builder.Append("\\n"); break;
-                case '\r': builder.Append("\\r"); break;
-                case '\t': builder.Append("\\t"); break;
-                case '\b': builder.Append("\\b"); break;
-                case '\f': builder.Append("\\f"); break;
-                default:
-                    if (c < 0x20) builder.Append(CultureInfo.InvariantCulture, $"\\u{(int)c:x4}");
-                    else builder.Append(c);
-                    break;
-            }
-        }
-        return builder.Append('"').ToString();
+        var builder = new StringBuilder();
+        Tokenization.Templates.TemplateJson.AppendString(builder, value, ensureAscii: false);
+        return builder.ToString();
     }
 }

@@ -183,14 +183,6 @@ public sealed class ConstraintMatcher
         }
     }
 
-    /// <summary>Whether the token may come next (end-of-sequence ids: where the output may end).</summary>
-    public bool Allows(int token, ReadOnlySpan<int> endOfSequenceIds)
-    {
-        if (endOfSequenceIds.Contains(token)) return IsAccepting;
-        var bytes = (uint)token < (uint)_constraint.Vocabulary.Size ? _constraint.Vocabulary.Bytes[token] : null;
-        return bytes is not null && _constraint.Advance(_state, bytes) != GrammarAutomaton.Dead;
-    }
-
     /// <summary>Follows a drawn token (not end-of-sequence); throws if the constraint does not allow it.</summary>
     public void Accept(int token)
     {

@@ -23,7 +23,6 @@ public sealed class TokenVocabulary
     internal readonly byte[]?[] Bytes;     // [size] each id's bytes (null: not in the trie)
 
     public int Size { get; }
-    public int NodeCount => Label.Length;
     public int MaxDepth { get; }
 
     /// <summary>The vocabulary of a tokenizer (built once per tokenizer).</summary>
