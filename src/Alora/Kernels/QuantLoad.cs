@@ -106,6 +106,32 @@ internal static unsafe class QuantLoad
     }
 
     /// <summary>
+    /// A Q4_K/Q5_K block's 16-element vectors' scales [16] = d·sc and offsets [16] = −dmin·min (vector v lies in
+    /// sub-block v / 2: each scale and min duplicated, widened, scaled by d and dmin).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static void ScalesK4(byte* block, float* scales)
+    {
+        Vector128<byte> packed = ScalesMinsK4(block + 4);
+        Vector128<byte> scalePairs = Vector128.Shuffle(packed, Vector128.Create((byte)0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
+        Vector128<byte> minPairs = Vector128.Shuffle(packed, Vector128.Create((byte)8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15));
+        (Vector512.Create(Half(block)) * Vector512.ConvertToSingle(Widen(scalePairs))).Store(scales);
+        (-(Vector512.Create(Half(block + 2)) * Vector512.ConvertToSingle(Widen(minPairs)))).Store(scales + 16);
+    }
+
+    /// <summary>The Q4_K/Q5_K block holding element <paramref name="index"/>, its sub-block s (32 elements) and that sub-block's d·sc and dmin·min.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static byte* BlockK4(void* data, long index, int blockBytes, out int s, out float d1, out float m1)
+    {
+        byte* b = (byte*)data + (index >> 8) * blockBytes;
+        s = (int)(index & 255) >> 5;
+        Tensors.QuantBlocks.ScaleMinK4(s, b + 4, out int scale, out int min);
+        d1 = Half(b) * scale;
+        m1 = Half(b + 2) * min;
+        return b;
+    }
+
+    /// <summary>
     /// All eight 6-bit scales and mins of a Q4_K/Q5_K block's 12 packed bytes (<see cref="Tensors.QuantBlocks.ScaleMinK4"/>),
     /// as bytes 0..7 (scales) and 8..15 (mins) of one vector.
     /// </summary>
@@ -440,15 +466,7 @@ internal unsafe struct Q4_KLoad : IWeightLoad, IQuantBlock
     static bool IQuantBlock.HasOffset => true;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Scales(byte* block, float* scales)
-    {
-        // Vector v (16 elements) lies in sub-block v / 2: duplicate each scale and min, widen, scale by d and dmin.
-        Vector128<byte> packed = QuantLoad.ScalesMinsK4(block + 4);
-        Vector128<byte> scalePairs = Vector128.Shuffle(packed, Vector128.Create((byte)0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
-        Vector128<byte> minPairs = Vector128.Shuffle(packed, Vector128.Create((byte)8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15));
-        (Vector512.Create(QuantLoad.Half(block)) * Vector512.ConvertToSingle(QuantLoad.Widen(scalePairs))).Store(scales);
-        (-(Vector512.Create(QuantLoad.Half(block + 2)) * Vector512.ConvertToSingle(QuantLoad.Widen(minPairs)))).Store(scales + 16);
-    }
+    public static void Scales(byte* block, float* scales) => QuantLoad.ScalesK4(block, scales);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Q(byte* block, int v)
@@ -460,14 +478,7 @@ internal unsafe struct Q4_KLoad : IWeightLoad, IQuantBlock
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static byte* Block(void* data, long index, out int s, out float d1, out float m1)
-    {
-        byte* b = (byte*)data + (index >> 8) * BlockBytes;
-        s = (int)(index & 255) >> 5;
-        Tensors.QuantBlocks.ScaleMinK4(s, b + 4, out int scale, out int min);
-        d1 = QuantLoad.Half(b) * scale;
-        m1 = QuantLoad.Half(b + 2) * min;
-        return b;
-    }
+        => QuantLoad.BlockK4(data, index, BlockBytes, out s, out d1, out m1);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Scalar(void* data, long index)
@@ -509,15 +520,7 @@ internal unsafe struct Q5_KLoad : IWeightLoad, IQuantBlock
     static bool IQuantBlock.HasOffset => true;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Scales(byte* block, float* scales)
-    {
-        // Vector v (16 elements) lies in sub-block v / 2: duplicate each scale and min, widen, scale by d and dmin.
-        Vector128<byte> packed = QuantLoad.ScalesMinsK4(block + 4);
-        Vector128<byte> scalePairs = Vector128.Shuffle(packed, Vector128.Create((byte)0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7));
-        Vector128<byte> minPairs = Vector128.Shuffle(packed, Vector128.Create((byte)8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15));
-        (Vector512.Create(QuantLoad.Half(block)) * Vector512.ConvertToSingle(QuantLoad.Widen(scalePairs))).Store(scales);
-        (-(Vector512.Create(QuantLoad.Half(block + 2)) * Vector512.ConvertToSingle(QuantLoad.Widen(minPairs)))).Store(scales + 16);
-    }
+    public static void Scales(byte* block, float* scales) => QuantLoad.ScalesK4(block, scales);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Q(byte* block, int v)
@@ -530,14 +533,7 @@ internal unsafe struct Q5_KLoad : IWeightLoad, IQuantBlock
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static byte* Block(void* data, long index, out int s, out float d1, out float m1)
-    {
-        byte* b = (byte*)data + (index >> 8) * BlockBytes;
-        s = (int)(index & 255) >> 5;
-        Tensors.QuantBlocks.ScaleMinK4(s, b + 4, out int scale, out int min);
-        d1 = QuantLoad.Half(b) * scale;
-        m1 = QuantLoad.Half(b + 2) * min;
-        return b;
-    }
+        => QuantLoad.BlockK4(data, index, BlockBytes, out s, out d1, out m1);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static float Scalar(void* data, long index)
