@@ -14,8 +14,8 @@ namespace Alora.Kernels;
 /// <summary>RMSNorm, SiLU-gated MLP activation, softmax and small vector ops.</summary>
 public static unsafe class Elementwise
 {
-    /// <summary>y[M,D] = x / sqrt(mean(x²) + eps) * gamma[D]. y may alias x.</summary>
-    public static void RmsNorm(float* y, float* x, float* gamma, int m, int d, float eps)
+    /// <summary>y[M,D] = x / sqrt(mean(x²) + eps) * gamma[D]. y may alias x. invRms[M], when given, receives each row's 1 / sqrt(…).</summary>
+    public static void RmsNorm(float* y, float* x, float* gamma, int m, int d, float eps, float* invRms = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(m);
         ArgumentOutOfRangeException.ThrowIfNegative(d);
@@ -23,6 +23,7 @@ public static unsafe class Elementwise
         {
             float* xi = x + (long)i * d, yi = y + (long)i * d;
             float inv = 1f / MathF.Sqrt(SumOfSquares(xi, d) / d + eps);
+            if (invRms != null) invRms[i] = inv;   // [M] kept for the backward (training)
             long j = Vector512.IsHardwareAccelerated ? ScaleByAndMultiply<Vector512<float>, Vector512Ops>(yi, xi, inv, gamma, d)
                 : Vector256.IsHardwareAccelerated ? ScaleByAndMultiply<Vector256<float>, Vector256Ops>(yi, xi, inv, gamma, d) : 0;
             for (; j < d; j++) yi[j] = xi[j] * inv * gamma[j];

@@ -28,7 +28,7 @@ public readonly record struct ForwardChunk(ReadOnlyMemory<int> BlockTable, int S
 /// <see cref="MaxBatchTokens"/> rows; longer inputs run as consecutive micro-batches. Not thread-safe: one
 /// owner (the engine loop) calls it.
 /// </summary>
-public sealed unsafe class DecoderModel : IDisposable
+public sealed unsafe class DecoderModel : IDisposable, IDecoderBlockOps
 {
     private readonly NativeSlab _workspace;
     private readonly float* _hidden;        // [M, D] the residual stream
@@ -199,8 +199,7 @@ public sealed unsafe class DecoderModel : IDisposable
         Embedding.Lookup(_hidden, Weights.Embedding, _rowToken, m);
         if (c.EmbeddingMultiplier != 1f) Elementwise.Scale(_hidden, c.EmbeddingMultiplier, (long)m * c.HiddenSize);
 
-        for (int layer = 0; layer < c.LayerCount; layer++)
-            RunLayer(layer, Weights.Layers[layer], pool, m, micro.Count, maxBlocks);
+        RunLayers(pool, m, maxBlocks);
 
         if (logitRowCount == 0) return 0;
         for (int r = 0; r < logitRowCount; r++)
@@ -214,29 +213,50 @@ public sealed unsafe class DecoderModel : IDisposable
         return logitRowCount;
     }
 
-    private void RunLayer(int layerIndex, LayerWeights w, KvPool cache, int m, int sequenceCount, int maxBlocks)
+    // The micro-batch that IDecoderBlockOps' calls work on (set by RunMicroBatch; no allocation per step).
+    private KvPool? _stepPool;
+    private int _stepRows, _stepMaxBlocks;
+
+    private void RunLayers(KvPool pool, int m, int maxBlocks)
     {
         var c = Config;
+        _stepPool = pool;
+        _stepRows = m;
+        _stepMaxBlocks = maxBlocks;
+        // In place: the residual stream is both each layer's input and its output, and silu(gate)·up overwrites gate.
+        var buffers = new DecoderBlockBuffers
+        {
+            Normed1 = _normed, Query = _query, Key = _key, Value = _value, Attention = _attention, Middle = _hidden,
+            Normed2 = _normed, Gate = _gate, Up = _up, Activation = _gate, Projected = _projected,
+        };
+        try
+        {
+            for (int layer = 0; layer < c.LayerCount; layer++)
+                DecoderBlock.Forward(this, c, Weights.Layers[layer], layer, buffers, _hidden, _hidden, _rowPosition, RopeTable, m);
+        }
+        finally { _stepPool = null; }
+    }
 
-        // Attention block.
-        Elementwise.RmsNorm(_normed, _hidden, w.InputNorm, m, c.HiddenSize, c.RmsNormEps);
-        Linear(_query, _normed, w.QProj, w.QBias, m, layerIndex, Projection.Q);
-        Linear(_key, _normed, w.KProj, w.KBias, m, layerIndex, Projection.K);
-        Linear(_value, _normed, w.VProj, w.VBias, m, layerIndex, Projection.V);
-        Rope.Apply(_query, _rowPosition, m, c.HeadCount, RopeTable);
-        Rope.Apply(_key, _rowPosition, m, c.KeyValueHeadCount, RopeTable);
-        WriteKeyValues(cache, layerIndex, m, maxBlocks);
+    void IDecoderBlockOps.Project(float* y, float* x, in WeightMatrix weight, float* bias, int layer, Projection projection)
+        => Linear(y, x, weight, bias, _stepRows, layer, projection);
+
+    /// <summary>Writes the rows' keys and values into their cache slots, then attends over each row's block table.</summary>
+    void IDecoderBlockOps.Attend(int layer, float* output, float* logSumExp, float* query, float* key, float* value)
+    {
+        var c = Config;
+        var cache = _stepPool!;
+        WriteKeyValues(cache, layer, key, value, _stepRows, _stepMaxBlocks);
         Attention.Forward(new Attention.Problem
         {
-            Output = _attention,
-            Query = _query,
-            KeyBlocks = cache.KeyBlocks(layerIndex),
-            ValueBlocks = cache.ValueBlocks(layerIndex),
+            Output = output,
+            Query = query,
+            KeyBlocks = cache.KeyBlocks(layer),
+            ValueBlocks = cache.ValueBlocks(layer),
             BlockTables = _blockTables,
-            MaxBlocksPerSequence = maxBlocks,
+            MaxBlocksPerSequence = _stepMaxBlocks,
             RowSequence = _rowSequence,
             RowPosition = _rowPosition,
-            RowCount = m,
+            RowCount = _stepRows,
             HeadCount = c.HeadCount,
             KeyValueHeadCount = c.KeyValueHeadCount,
             HeadDim = c.HeadDim,
@@ -244,26 +264,6 @@ public sealed unsafe class DecoderModel : IDisposable
             Scale = c.AttentionScale,
             SlidingWindow = c.SlidingWindow ?? 0,
         });
-        Linear(_projected, _attention, w.OProj, w.OBias, m, layerIndex, Projection.O);
-        AddResidual(m);
-
-        // SiLU-gated MLP block.
-        Elementwise.RmsNorm(_normed, _hidden, w.PostAttentionNorm, m, c.HiddenSize, c.RmsNormEps);
-        Linear(_gate, _normed, w.GateProj, w.GateBias, m, layerIndex, Projection.Gate);
-        Linear(_up, _normed, w.UpProj, w.UpBias, m, layerIndex, Projection.Up);
-        // Row by row: a vector kernel's scalar tail rounds differently, so one call over M·F elements would make a
-        // row's result depend on where it sits in the batch (see Gemm.BatchInvariant).
-        for (int i = 0; i < m; i++)
-            Elementwise.SiluMul(_gate + (long)i * c.IntermediateSize, _up + (long)i * c.IntermediateSize, c.IntermediateSize);
-        Linear(_projected, _gate, w.DownProj, w.DownBias, m, layerIndex, Projection.Down);
-        AddResidual(m);
-    }
-
-    /// <summary>hidden[i] += residual_multiplier · projected[i], row by row (batch-invariant rounding).</summary>
-    private void AddResidual(int m)
-    {
-        int d = Config.HiddenSize;
-        for (int i = 0; i < m; i++) Elementwise.Axpy(_hidden + (long)i * d, Config.ResidualMultiplier, _projected + (long)i * d, d);
     }
 
     /// <summary>
@@ -315,7 +315,7 @@ public sealed unsafe class DecoderModel : IDisposable
     }
 
     /// <summary>Scatters this micro-batch's keys and values into their cache slots (<see cref="KvBlockLayout"/>).</summary>
-    private void WriteKeyValues(KvPool pool, int layer, int m, int maxBlocks)
+    private void WriteKeyValues(KvPool pool, int layer, float* key, float* value, int m, int maxBlocks)
     {
         var layout = pool.Layout;
         int dkv = Config.KeyValueDim;
@@ -325,7 +325,7 @@ public sealed unsafe class DecoderModel : IDisposable
             int position = _rowPosition[i];
             int block = _blockTables[(long)_rowSequence[i] * maxBlocks + position / layout.BlockSize];
             layout.Write(keys + block * layout.BlockFloats, values + block * layout.BlockFloats, position % layout.BlockSize,
-                _key + (long)i * dkv, _value + (long)i * dkv);
+                key + (long)i * dkv, value + (long)i * dkv);
         }
     }
 

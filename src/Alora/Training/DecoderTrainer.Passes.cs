@@ -72,7 +72,7 @@ public sealed unsafe partial class DecoderTrainer
         SlidingWindow = _config.SlidingWindow ?? 0,
     };
 
-    private LayerActivations Saved(int layer) => _saved[Checkpointing ? 0 : layer];
+    private ref DecoderBlockBuffers Saved(int layer) => ref _saved[Checkpointing ? 0 : layer];
 
     private void Forward()
     {
@@ -83,35 +83,15 @@ public sealed unsafe partial class DecoderTrainer
             ForwardLayer(layer, Saved(layer), _layerInputs[layer], _layerInputs[layer + 1]);
     }
 
-    /// <summary>output[M, D] = layer(input[M, D]), keeping the intermediates in <paramref name="s"/>.</summary>
-    private void ForwardLayer(int layer, LayerActivations s, float* input, float* output)
-    {
-        var c = _config;
-        var w = _weights.Layers[layer];
-        int m = TokenRows;
-        long md = (long)m * c.HiddenSize;
+    /// <summary>output[M, D] = layer(input[M, D]) (<see cref="DecoderBlock"/>), keeping the intermediates in <paramref name="s"/>.</summary>
+    private void ForwardLayer(int layer, in DecoderBlockBuffers s, float* input, float* output)
+        => DecoderBlock.Forward(this, _config, _weights.Layers[layer], layer, s, input, output, _positions, _rope, TokenRows);
 
-        RmsNormTraining.Forward(s.Normed1, s.InvRms1, input, w.InputNorm, m, c.HiddenSize, c.RmsNormEps);
-        Project(s.Query, s.Normed1, w.QProj, w.QBias, layer, Projection.Q);
-        Project(s.Key, s.Normed1, w.KProj, w.KBias, layer, Projection.K);
-        Project(s.Value, s.Normed1, w.VProj, w.VBias, layer, Projection.V);
-        Rope.Apply(s.Query, _positions, m, c.HeadCount, _rope);
-        Rope.Apply(s.Key, _positions, m, c.KeyValueHeadCount, _rope);
-        CausalAttention.Forward(s.Attention, s.LogSumExp, s.Query, s.Key, s.Value, AttentionShape);
-        Project(_projected, s.Attention, w.OProj, w.OBias, layer, Projection.O);
-        Buffer.MemoryCopy(input, s.Middle, md * sizeof(float), md * sizeof(float));
-        Elementwise.Axpy(s.Middle, c.ResidualMultiplier, _projected, md);
+    void IDecoderBlockOps.Project(float* y, float* x, in WeightMatrix weight, float* bias, int layer, Projection projection)
+        => Project(y, x, weight, bias, layer, projection);
 
-        RmsNormTraining.Forward(s.Normed2, s.InvRms2, s.Middle, w.PostAttentionNorm, m, c.HiddenSize, c.RmsNormEps);
-        Project(s.Gate, s.Normed2, w.GateProj, w.GateBias, layer, Projection.Gate);
-        Project(s.Up, s.Normed2, w.UpProj, w.UpBias, layer, Projection.Up);
-        long mf = (long)m * c.IntermediateSize;
-        Buffer.MemoryCopy(s.Gate, s.Activation, mf * sizeof(float), mf * sizeof(float));
-        Elementwise.SiluMul(s.Activation, s.Up, mf);
-        Project(_projected, s.Activation, w.DownProj, w.DownBias, layer, Projection.Down);
-        Buffer.MemoryCopy(s.Middle, output, md * sizeof(float), md * sizeof(float));
-        Elementwise.Axpy(output, c.ResidualMultiplier, _projected, md);
-    }
+    void IDecoderBlockOps.Attend(int layer, float* output, float* logSumExp, float* query, float* key, float* value)
+        => CausalAttention.Forward(output, logSumExp, query, key, value, AttentionShape);
 
     /// <summary>y = x·Wᵀ + bias on every row, plus the adapter's side path on the adapted rows.</summary>
     private void Project(float* y, float* x, in WeightMatrix weight, float* bias, int layer, Projection projection)
@@ -264,7 +244,7 @@ public sealed unsafe partial class DecoderTrainer
     }
 
     /// <summary>_dHidden holds d loss / d (layer output); on return, d loss / d (layer input).</summary>
-    private void BackwardLayer(int layer, LayerActivations s, float* input)
+    private void BackwardLayer(int layer, in DecoderBlockBuffers s, float* input)
     {
         var c = _config;
         var w = _weights.Layers[layer];

@@ -15,7 +15,7 @@ namespace Alora.Training;
 /// layer keeps what its backward needs; with checkpointing only each layer's input is kept and the layer's forward
 /// is run again during the backward. Not thread-safe: one owner calls it.
 /// </summary>
-public sealed unsafe partial class DecoderTrainer : IDisposable
+public sealed unsafe partial class DecoderTrainer : IDisposable, IDecoderBlockOps
 {
     private readonly ModelWeights _weights;
     private readonly ModelConfig _config;
@@ -28,7 +28,7 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
     private readonly int* _tokens;          // [M]
     private readonly int* _positions;       // [M] t of row b·T + t
     private readonly float*[] _layerInputs; // L + 1 buffers [M, D]; the last is the final hidden state
-    private readonly LayerActivations[] _saved;   // L sets, or 1 reused set with checkpointing
+    private readonly DecoderBlockBuffers[] _saved;   // what each layer's backward needs: L sets, or 1 reused set with checkpointing
 
     // Backward work buffers.
     private readonly float* _projected;     // [M, D] o_proj / down_proj output
@@ -70,24 +70,6 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
     private readonly List<(int Start, int Count)> _segments = [];   // adapted token rows
     private readonly List<(int Row, int Target)> _labelRows = [];
     private int _rowCount, _length;         // B and T of the current batch
-
-    /// <summary>What one layer's backward needs (pointers into the slab).</summary>
-    private sealed class LayerActivations
-    {
-        public float* InvRms1;      // [M]
-        public float* Normed1;      // [M, D]
-        public float* Query;        // [M, Dq] after RoPE
-        public float* Key;          // [M, Dkv] after RoPE
-        public float* Value;        // [M, Dkv]
-        public float* Attention;    // [M, Dq]
-        public float* LogSumExp;    // [M, Hq]
-        public float* Middle;       // [M, D] residual after attention
-        public float* InvRms2;      // [M]
-        public float* Normed2;      // [M, D]
-        public float* Gate;         // [M, F] before the activation
-        public float* Up;           // [M, F]
-        public float* Activation;   // [M, F] silu(gate)·up
-    }
 
     /// <param name="dropout">PEFT's lora_dropout on the side path's input during <see cref="ForwardBackward"/>; null or p = 0: none.</param>
     public DecoderTrainer(ModelWeights weights, TrainableLora? adapter, int maxRows, int maxLength, bool checkpointing = false, LoraDropout? dropout = null)
@@ -133,10 +115,10 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
         _positions = (int*)_slab.Take(m * sizeof(int), "positions");
         _layerInputs = new float*[c.LayerCount + 1];
         for (int l = 0; l <= c.LayerCount; l++) _layerInputs[l] = _slab.TakeFloats(m * c.HiddenSize, $"layer {l} input");
-        _saved = new LayerActivations[savedSets];
+        _saved = new DecoderBlockBuffers[savedSets];
         for (int s = 0; s < savedSets; s++)
         {
-            _saved[s] = new LayerActivations
+            _saved[s] = new DecoderBlockBuffers
             {
                 InvRms1 = _slab.TakeFloats(m, "inv rms 1"),
                 Normed1 = _slab.TakeFloats(m * c.HiddenSize, "normed 1"),
@@ -154,6 +136,7 @@ public sealed unsafe partial class DecoderTrainer : IDisposable
             };
         }
         _projected = _slab.TakeFloats(m * c.HiddenSize, "projected");
+        for (int s = 0; s < savedSets; s++) _saved[s].Projected = _projected;   // scratch, shared by every layer
         _dHidden = _slab.TakeFloats(m * c.HiddenSize, "dhidden");
         _dNormed = _slab.TakeFloats(m * c.HiddenSize, "dnormed");
         _dProjected = _slab.TakeFloats(m * c.HiddenSize, "dprojected");

@@ -9,14 +9,7 @@ public static unsafe class RmsNormTraining
 {
     /// <summary>y[M,D] = x·r·γ with r = 1/sqrt(mean(x²) + eps); invRms[M] = r.</summary>
     public static void Forward(float* y, float* invRms, float* x, float* gamma, int m, int d, float eps)
-    {
-        Elementwise.RmsNorm(y, x, gamma, m, d, eps);
-        for (int i = 0; i < m; i++)
-        {
-            float* xi = x + (long)i * d;
-            invRms[i] = 1f / MathF.Sqrt(Elementwise.Dot(xi, xi, d) / d + eps);
-        }
-    }
+        => Elementwise.RmsNorm(y, x, gamma, m, d, eps, invRms);
 
     /// <summary>
     /// dx[M,D] += r·(γ⊙dy − x·r²·mean(x⊙γ⊙dy)) per row; dγ[D] += Σ_rows dy⊙x·r when <paramref name="dgamma"/>
