@@ -30,39 +30,13 @@ internal static class Splitter
                 foreach (var run in runs) if (!run.IsDelimiter) Emit(piece, run.Start, run.Length, output);
                 break;
             case SplitBehavior.Contiguous:
-            {
-                int pendingStart = -1, pendingEnd = -1;
-                bool previousDelimiter = false;
-                foreach (var run in runs)
-                {
-                    if (pendingStart >= 0 && run.IsDelimiter && previousDelimiter) { pendingEnd = run.Start + run.Length; }
-                    else
-                    {
-                        if (pendingStart >= 0) Emit(piece, pendingStart, pendingEnd - pendingStart, output);
-                        pendingStart = run.Start; pendingEnd = run.Start + run.Length;
-                    }
-                    previousDelimiter = run.IsDelimiter;
-                }
-                if (pendingStart >= 0) Emit(piece, pendingStart, pendingEnd - pendingStart, output);
+                // A delimiter run joins the pending piece when that piece is a delimiter run too.
+                FoldForward(piece, runs, output, (isDelimiter, previousDelimiter) => isDelimiter && previousDelimiter);
                 break;
-            }
             case SplitBehavior.MergedWithPrevious:
-            {
-                int pendingStart = -1, pendingEnd = -1;
-                bool previousDelimiter = false;
-                foreach (var run in runs)
-                {
-                    if (run.IsDelimiter && !previousDelimiter && pendingStart >= 0) { pendingEnd = run.Start + run.Length; }
-                    else
-                    {
-                        if (pendingStart >= 0) Emit(piece, pendingStart, pendingEnd - pendingStart, output);
-                        pendingStart = run.Start; pendingEnd = run.Start + run.Length;
-                    }
-                    previousDelimiter = run.IsDelimiter;
-                }
-                if (pendingStart >= 0) Emit(piece, pendingStart, pendingEnd - pendingStart, output);
+                // A delimiter run joins the pending piece when that piece is not a delimiter run.
+                FoldForward(piece, runs, output, (isDelimiter, previousDelimiter) => isDelimiter && !previousDelimiter);
                 break;
-            }
             case SplitBehavior.MergedWithNext:
             {
                 // Walk backwards: a delimiter joins the piece that follows it (tokenizers folds from the right).
@@ -81,6 +55,28 @@ internal static class Splitter
                 break;
             }
         }
+    }
+
+    /// <summary>
+    /// Walks the runs left to right, extending the pending piece with a run when <paramref name="joins"/>(run is a
+    /// delimiter, the previous run was) holds, and emitting it otherwise.
+    /// </summary>
+    private static void FoldForward(Piece piece, List<(int Start, int Length, bool IsDelimiter)> runs, List<Piece> output,
+        Func<bool, bool, bool> joins)
+    {
+        int pendingStart = -1, pendingEnd = -1;
+        bool previousDelimiter = false;
+        foreach (var run in runs)
+        {
+            if (pendingStart >= 0 && joins(run.IsDelimiter, previousDelimiter)) pendingEnd = run.Start + run.Length;
+            else
+            {
+                if (pendingStart >= 0) Emit(piece, pendingStart, pendingEnd - pendingStart, output);
+                pendingStart = run.Start; pendingEnd = run.Start + run.Length;
+            }
+            previousDelimiter = run.IsDelimiter;
+        }
+        if (pendingStart >= 0) Emit(piece, pendingStart, pendingEnd - pendingStart, output);
     }
 
     private static void Emit(Piece piece, int start, int length, List<Piece> output)

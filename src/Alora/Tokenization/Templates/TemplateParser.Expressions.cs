@@ -67,35 +67,11 @@ internal sealed partial class TemplateParser
         return expression;
     }
 
-    private Expression ParseOr()
-    {
-        var left = ParseAnd();
-        int chained = 0;   // each operator deepens the left-leaning tree
-        while (Current.IsName("or"))
-        {
-            var op = Advance();
-            Enter(op);
-            chained++;
-            left = new LogicalExpression(isAnd: false, left, ParseAnd(), op.Offset);
-        }
-        _nesting -= chained;
-        return left;
-    }
+    private Expression ParseOr() => ParseLeftAssociative(ParseAnd, static t => t.IsName("or"),
+        static (op, left, right) => new LogicalExpression(isAnd: false, left, right, op.Offset));
 
-    private Expression ParseAnd()
-    {
-        var left = ParseNot();
-        int chained = 0;   // each operator deepens the left-leaning tree
-        while (Current.IsName("and"))
-        {
-            var op = Advance();
-            Enter(op);
-            chained++;
-            left = new LogicalExpression(isAnd: true, left, ParseNot(), op.Offset);
-        }
-        _nesting -= chained;
-        return left;
-    }
+    private Expression ParseAnd() => ParseLeftAssociative(ParseNot, static t => t.IsName("and"),
+        static (op, left, right) => new LogicalExpression(isAnd: true, left, right, op.Offset));
 
     private Expression ParseNot()
     {
@@ -141,61 +117,32 @@ internal sealed partial class TemplateParser
         return links.Count == 0 ? first : new CompareExpression(first, links, start.Offset);
     }
 
-    private Expression ParseMath1()
-    {
-        var left = ParseConcat();
-        int chained = 0;   // each operator deepens the left-leaning tree
-        while (Current.IsOperator("+") || Current.IsOperator("-"))
-        {
-            var op = Advance();
-            Enter(op);
-            chained++;
-            left = new BinaryExpression(op.Value, left, ParseConcat(), op.Offset);
-        }
-        _nesting -= chained;
-        return left;
-    }
+    private Expression ParseMath1() => ParseLeftAssociative(ParseConcat, static t => t.IsOperator("+") || t.IsOperator("-"), Binary);
 
-    private Expression ParseConcat()
-    {
-        var left = ParseMath2();
-        int chained = 0;   // each operator deepens the left-leaning tree
-        while (Current.IsOperator("~"))
-        {
-            var op = Advance();
-            Enter(op);
-            chained++;
-            left = new BinaryExpression("~", left, ParseMath2(), op.Offset);
-        }
-        _nesting -= chained;
-        return left;
-    }
+    private Expression ParseConcat() => ParseLeftAssociative(ParseMath2, static t => t.IsOperator("~"), Binary);
 
-    private Expression ParseMath2()
-    {
-        var left = ParsePow();
-        int chained = 0;   // each operator deepens the left-leaning tree
-        while (Current.Kind == TokenKind.Operator && Current.Value is "*" or "/" or "//" or "%")
-        {
-            var op = Advance();
-            Enter(op);
-            chained++;
-            left = new BinaryExpression(op.Value, left, ParsePow(), op.Offset);
-        }
-        _nesting -= chained;
-        return left;
-    }
+    private Expression ParseMath2() => ParseLeftAssociative(ParsePow,
+        static t => t.Kind == TokenKind.Operator && t.Value is "*" or "/" or "//" or "%", Binary);
 
-    private Expression ParsePow()
+    private Expression ParsePow() => ParseLeftAssociative(() => ParseUnary(withFilters: true), static t => t.IsOperator("**"), Binary);
+
+    private static Expression Binary(TemplateToken op, Expression left, Expression right) => new BinaryExpression(op.Value, left, right, op.Offset);
+
+    /// <summary>
+    /// One left-associative precedence level: operand (operator operand)*. Each operator deepens the left-leaning
+    /// tree, so each counts against the nesting limit until the level returns.
+    /// </summary>
+    private Expression ParseLeftAssociative(Func<Expression> operand, Func<TemplateToken, bool> isOperator,
+        Func<TemplateToken, Expression, Expression, Expression> combine)
     {
-        var left = ParseUnary(withFilters: true);
-        int chained = 0;   // each operator deepens the left-leaning tree
-        while (Current.IsOperator("**"))
+        var left = operand();
+        int chained = 0;
+        while (isOperator(Current))
         {
             var op = Advance();
             Enter(op);
             chained++;
-            left = new BinaryExpression("**", left, ParseUnary(withFilters: true), op.Offset);
+            left = combine(op, left, operand());
         }
         _nesting -= chained;
         return left;
