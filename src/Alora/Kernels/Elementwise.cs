@@ -61,8 +61,9 @@ public static unsafe class Elementwise
         return sum;
     }
 
-    private static float SumOfSquares<TVec, TOps>(float* x, int n, ref int i) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
+    private static float SumOfSquares<TVec, TOps>(float* x, int n, ref int next) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
     {
+        int i = next;   // a local, so the loop counter stays in a register (a ref would go through memory)
         int w = TOps.Count;
         TVec a0 = TOps.Zero, a1 = TOps.Zero;
         for (; i + 2 * w <= n; i += 2 * w)
@@ -72,6 +73,7 @@ public static unsafe class Elementwise
             a1 = TOps.FusedMultiplyAdd(v1, v1, a1);
         }
         for (; i + w <= n; i += w) { TVec v = TOps.Load(x + i); a0 = TOps.FusedMultiplyAdd(v, v, a0); }
+        next = i;
         return TOps.Sum(TOps.Add(a0, a1));
     }
 
@@ -141,13 +143,15 @@ public static unsafe class Elementwise
         return max;
     }
 
-    private static float Max<TVec, TOps>(float* x, int n, ref int i) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
+    private static float Max<TVec, TOps>(float* x, int n, ref int next) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
     {
+        int i = next;   // a local, so the loop counter stays in a register (a ref would go through memory)
         int w = TOps.Count;
         TVec m = TOps.Create(float.NegativeInfinity);
         for (; i + w <= n; i += w) m = TOps.Max(m, TOps.Load(x + i));
         float max = float.NegativeInfinity;
         for (int lane = 0; lane < w; lane++) max = MathF.Max(max, TOps.Element(m, lane));
+        next = i;
         return max;
     }
 
@@ -161,8 +165,9 @@ public static unsafe class Elementwise
         return sum;
     }
 
-    private static float ExpSubtractAndSum<TVec, TOps>(float* x, int n, float max, ref int i) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
+    private static float ExpSubtractAndSum<TVec, TOps>(float* x, int n, float max, ref int next) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
     {
+        int i = next;   // a local, so the loop counter stays in a register (a ref would go through memory)
         int w = TOps.Count;
         TVec shift = TOps.Create(max), total = TOps.Zero;
         for (; i + w <= n; i += w)
@@ -171,6 +176,7 @@ public static unsafe class Elementwise
             TOps.Store(e, x + i);
             total = TOps.Add(total, e);
         }
+        next = i;
         return TOps.Sum(total);
     }
 
@@ -251,8 +257,9 @@ public static unsafe class Elementwise
         return sum;
     }
 
-    private static float Dot<TVec, TOps>(float* x, float* y, int n, ref int i) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
+    private static float Dot<TVec, TOps>(float* x, float* y, int n, ref int next) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
     {
+        int i = next;   // a local, so the loop counter stays in a register (a ref would go through memory)
         int w = TOps.Count;
         TVec a0 = TOps.Zero, a1 = TOps.Zero, a2 = TOps.Zero, a3 = TOps.Zero;
         for (; i + 4 * w <= n; i += 4 * w)
@@ -263,6 +270,7 @@ public static unsafe class Elementwise
             a3 = TOps.FusedMultiplyAdd(TOps.Load(x + i + 3 * w), TOps.Load(y + i + 3 * w), a3);
         }
         for (; i + w <= n; i += w) a0 = TOps.FusedMultiplyAdd(TOps.Load(x + i), TOps.Load(y + i), a0);
+        next = i;
         return TOps.Sum(TOps.Add(TOps.Add(a0, a1), TOps.Add(a2, a3)));
     }
 

@@ -33,7 +33,8 @@ internal static class VectorMath
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static TVec Exp<TVec, TOps>(TVec x) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
     {
-        TVec clamped = TOps.Min(TOps.Max(x, TOps.Create(MinInput)), TOps.Create(MaxInput));
+        // Native min/max: a NaN lane may come out as a bound here; the last line gives NaN back.
+        TVec clamped = TOps.MinNative(TOps.MaxNative(x, TOps.Create(MinInput)), TOps.Create(MaxInput));
         TVec shifted = TOps.FusedMultiplyAdd(clamped, TOps.Create(Log2E), TOps.Create(RoundingMagic));
         TVec n = TOps.Subtract(shifted, TOps.Create(RoundingMagic));
         TVec r = TOps.FusedMultiplyAdd(n, TOps.Create(-Ln2High), clamped);

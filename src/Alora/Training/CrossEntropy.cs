@@ -83,8 +83,9 @@ public static unsafe class CrossEntropy
         return sum;
     }
 
-    private static float SumExp<TVec, TOps>(float* x, float max, int n, ref int i) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
+    private static float SumExp<TVec, TOps>(float* x, float max, int n, ref int next) where TVec : unmanaged where TOps : IFloatVectorOps<TVec>
     {
+        int i = next;   // a local, so the loop counter stays in a register (a ref would go through memory)
         int w = TOps.Count;
         var shift = TOps.Create(max);
         TVec s0 = TOps.Zero, s1 = TOps.Zero;
@@ -94,6 +95,7 @@ public static unsafe class CrossEntropy
             s1 = TOps.Add(s1, VectorMath.Exp<TVec, TOps>(TOps.Subtract(TOps.Load(x + i + w), shift)));
         }
         for (; i + w <= n; i += w) s0 = TOps.Add(s0, VectorMath.Exp<TVec, TOps>(TOps.Subtract(TOps.Load(x + i), shift)));
+        next = i;
         return TOps.Sum(TOps.Add(s0, s1));
     }
 
