@@ -40,11 +40,13 @@ internal static class AdapterCommands
         var adapter = AdapterOption();
         var model = ModelOption(required: true);
         var output = new Option<string>("--out", "-o") { Description = "New Hugging Face model folder to write", Required = true };
+        var safe = new Option<bool>("--safe-merge") { Description = "Check every merged weight for NaN/inf before writing anything (PEFT's safe_merge); refuse the merge and name the module if one is not finite" };
         var command = new Command("merge", "Merge a LoRA into its base model and write a new Hugging Face folder (merge-and-unload; aLoRA adapters are refused)");
         command.Options.Add(model);
         command.Options.Add(adapter);
         command.Options.Add(output);
-        command.SetAction(parse => RunMerge(parse.GetValue(model)!, parse.GetValue(adapter)!, parse.GetValue(output)!, Console.Out));
+        command.Options.Add(safe);
+        command.SetAction(parse => RunMerge(parse.GetValue(model)!, parse.GetValue(adapter)!, parse.GetValue(output)!, Console.Out, parse.GetValue(safe)));
         return command;
     }
 
@@ -71,17 +73,25 @@ internal static class AdapterCommands
         var adapters = new Option<string[]>("--adapter", "-a") { Description = "PEFT adapter folder (repeat, one per adapter)", Required = true, AllowMultipleArgumentsPerToken = false };
         var weights = new Option<double[]>("--weight", "-w") { Description = "Weight of each adapter, in the order of --adapter (repeat)", Required = true, AllowMultipleArgumentsPerToken = false };
         var model = ModelOption(required: true);
-        var type = new Option<string>("--type") { Description = "linear | cat | svd (PEFT's add_weighted_adapter combination types)", DefaultValueFactory = _ => "svd" };
-        var rank = new Option<int?>("--rank") { Description = "Rank of the svd result (default: the largest r)" };
+        var type = new Option<string>("--type") { Description = $"{string.Join(" | ", AdapterCombination.Types)} (PEFT's add_weighted_adapter combination types)", DefaultValueFactory = _ => "svd" };
+        type.AcceptOnlyFromAmong([.. AdapterCombination.Types]);
+        var rank = new Option<int?>("--rank") { Description = "Rank of an svd type's result (PEFT's svd_rank; default: the largest r)" };
+        var clamp = new Option<double?>("--svd-clamp") { Description = "Clamp an svd type's A and B to ± this quantile of their entries (PEFT's svd_clamp, in [0, 1])" };
+        var density = new Option<double?>("--density") { Description = "Fraction of entries kept by ties, dare_* and magnitude_prune types, in [0, 1]" };
+        var sign = new Option<string>("--majority-sign-method") { Description = "total | frequency: how ties and dare_ties elect each element's sign", DefaultValueFactory = _ => "total" };
+        sign.AcceptOnlyFromAmong("total", "frequency");
+        var seed = new Option<long>("--seed") { Description = "Seed of DARE's random masks (dare_* types)", DefaultValueFactory = _ => 0 };
         var output = new Option<string>("--out", "-o") { Description = "Adapter folder to write", Required = true };
-        var command = new Command("combine", "Combine LoRA adapters into a new one (PEFT's add_weighted_adapter: linear, cat or svd)");
-        foreach (var o in new Option[] { adapters, weights, model, type, rank, output }) command.Options.Add(o);
-        command.SetAction(parse => RunCombine(parse.GetValue(adapters)!, parse.GetValue(weights)!, parse.GetValue(model)!, parse.GetValue(type)!, parse.GetValue(rank), parse.GetValue(output)!, Console.Out));
+        var command = new Command("combine", "Combine LoRA adapters into a new one (PEFT's add_weighted_adapter: linear, cat, svd, ties, dare, magnitude_prune and their svd forms)");
+        foreach (var o in new Option[] { adapters, weights, model, type, rank, clamp, density, sign, seed, output }) command.Options.Add(o);
+        command.SetAction(parse => RunCombine(parse.GetValue(adapters)!, parse.GetValue(weights)!, parse.GetValue(model)!, parse.GetValue(type)!, parse.GetValue(rank), parse.GetValue(output)!, Console.Out,
+            new CombinationOptions { SvdRank = parse.GetValue(rank), SvdClamp = parse.GetValue(clamp), Density = parse.GetValue(density), MajoritySignMethod = parse.GetValue(sign)!, Seed = parse.GetValue(seed) }));
         return command;
     }
 
-    internal static int RunCombine(string[] adapterPaths, double[] weights, string modelPath, string type, int? rank, string outputFolder, TextWriter output)
+    internal static int RunCombine(string[] adapterPaths, double[] weights, string modelPath, string type, int? rank, string outputFolder, TextWriter output, CombinationOptions? options = null)
     {
+        options ??= new CombinationOptions { SvdRank = rank };
         if (adapterPaths.Length != weights.Length)
             throw new CliException($"give one --weight per --adapter: {adapterPaths.Length} adapters, {weights.Length} weights");
         var baseConfig = LoadBaseConfig(modelPath);
@@ -90,12 +100,12 @@ internal static class AdapterCommands
         {
             foreach (string path in adapterPaths) loaded.Add(LoadAdapter(path, modelPath, baseConfig));
             string name = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(outputFolder)));
-            using var combined = AdapterCombination.AddWeighted(loaded.Select((a, i) => (a, weights[i])).ToList(), type, name, rank);
+            using var combined = AdapterCombination.AddWeighted(loaded.Select((a, i) => (a, weights[i])).ToList(), type, name, options);
             combined.Save(outputFolder);
             output.WriteLine($"combined {loaded.Count} adapters ({type}) into {outputFolder}: {combined.Modules.Count} modules, r={combined.Config.R}, {combined.ParameterCount} parameters");
             return 0;
         }
-        catch (InvalidOperationException e)
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
         {
             throw new CliException(e.Message);
         }
@@ -192,7 +202,7 @@ internal static class AdapterCommands
         if (config.IsActivated) output.WriteLine($"activation_shift: {shift}");
     }
 
-    internal static int RunMerge(string modelPath, string adapterPath, string outputFolder, TextWriter output)
+    internal static int RunMerge(string modelPath, string adapterPath, string outputFolder, TextWriter output, bool safeMerge = false)
     {
         if (IsGguf(modelPath)) throw new CliException($"{modelPath}: merge writes a Hugging Face folder and needs a Hugging Face base model folder, not a .gguf file");
         var baseConfig = LoadBaseConfig(modelPath);
@@ -202,7 +212,7 @@ internal static class AdapterCommands
         using var adapter = LoadAdapter(adapterPath, modelPath, baseConfig);
         try
         {
-            LoraMerge.MergeAndUnload(modelPath, adapter, outputFolder);
+            LoraMerge.MergeAndUnload(modelPath, adapter, outputFolder, safeMerge);
         }
         catch (InvalidOperationException e)
         {

@@ -6,29 +6,41 @@ namespace Alora.Adapters;
 // Legend: wᵢ = the caller's weight, sᵢ = adapter i's scaling of the module, rᵢ = its rank there.
 
 /// <summary>
-/// PEFT's add_weighted_adapter for LoRA, with its "linear", "cat" and "svd" combination types:
+/// PEFT's add_weighted_adapter for LoRA (peft/tuners/lora/model.py), every combination type:
 /// <list type="bullet">
-/// <item>linear: A = Σ √(wᵢsᵢ)·Aᵢ, B = Σ √(wᵢsᵢ)·Bᵢ (PEFT's definition; needs equal ranks; not the sum of the ΔWᵢ).</item>
+/// <item>linear, ties, dare_linear, dare_ties, magnitude_prune: the lora_A tensors and the lora_B tensors are combined
+/// separately by <see cref="TaskArithmetic"/>, A with weights sign(wᵢsᵢ)·√|wᵢsᵢ| and B with √|wᵢsᵢ| (the sign goes on
+/// A only, so a negative weight negates ΔW); these need equal ranks. Not the sum of the ΔWᵢ: B·A has cross terms.</item>
 /// <item>cat: A = [wᵢsᵢ·Aᵢ stacked by rows], B = [Bᵢ side by side], so B·A = Σ wᵢsᵢ·Bᵢ·Aᵢ exactly; rank Σ rᵢ.</item>
-/// <item>svd: the truncated SVD of ΔW = Σ wᵢsᵢ·Bᵢ·Aᵢ, B = U·S, A = Vᵀ, to svdRank (default: the largest r).</item>
+/// <item>svd, ties_svd, dare_linear_svd, dare_ties_svd, magnitude_prune_svd: the full ΔWᵢ = sᵢ·Bᵢ·Aᵢ are combined with
+/// weights wᵢ (svd: Σ wᵢ·ΔWᵢ), then truncated by SVD to svdRank (default: the largest rank): B = U·S, A = Vᵀ,
+/// optionally clamped to ± the svd_clamp quantile of their entries.</item>
 /// </list>
 /// The new adapter has lora_alpha = r (scaling 1, no rsLoRA), as PEFT sets it; a module present in only some
 /// adapters combines those. One adapter alone is always combined linearly, as in PEFT.
 /// </summary>
 public static class AdapterCombination
 {
+    /// <summary>PEFT's combination types.</summary>
+    public static readonly IReadOnlyList<string> Types =
+        ["svd", "linear", "cat", "ties", "ties_svd", "dare_ties", "dare_linear", "dare_ties_svd", "dare_linear_svd", "magnitude_prune", "magnitude_prune_svd"];
+
     public static LoraAdapter AddWeighted(IReadOnlyList<(LoraAdapter Adapter, double Weight)> adapters, string combinationType, string newName, int? svdRank = null)
+        => AddWeighted(adapters, combinationType, newName, new CombinationOptions { SvdRank = svdRank });
+
+    public static LoraAdapter AddWeighted(IReadOnlyList<(LoraAdapter Adapter, double Weight)> adapters, string combinationType, string newName, CombinationOptions options)
     {
         ArgumentNullException.ThrowIfNull(adapters);
         ArgumentNullException.ThrowIfNull(combinationType);
         ArgumentNullException.ThrowIfNull(newName);
+        ArgumentNullException.ThrowIfNull(options);
         if (adapters.Count == 0) throw new ArgumentException("add_weighted_adapter needs at least one adapter", nameof(adapters));
         string type = combinationType.ToLowerInvariant();
-        if (type is not ("linear" or "cat" or "svd"))
-            throw new ArgumentException(
-                $"combination type '{combinationType}' is not supported; expected linear, cat or svd (PEFT's ties/dare/magnitude_prune variants are not implemented)", nameof(combinationType));
-        if (svdRank is <= 0) throw new ArgumentOutOfRangeException(nameof(svdRank), svdRank, "svd rank must be positive");
+        if (!Types.Contains(type))
+            throw new ArgumentException($"combination type '{combinationType}' is not supported; expected one of {string.Join(", ", Types)}", nameof(combinationType));
         if (adapters.Count == 1) type = "linear";
+        options.Validate(type);
+        int? svdRank = options.SvdRank;
 
         var first = adapters[0].Adapter;
         foreach (var (adapter, weight) in adapters)
@@ -49,31 +61,34 @@ public static class AdapterCombination
         var keys = adapters.SelectMany(a => a.Adapter.Modules.Select(m => (m.Layer, m.Module))).Distinct()
             .OrderBy(k => k.Layer).ThenBy(k => LoraConfig.ModuleIndex(k.Module)).ToList();
 
+        // PEFT's rank of an adapter: r, or the largest rank_pattern value when that is larger.
+        int AdapterRank(LoraAdapter a) => a.Config.RankPattern.Count == 0 ? a.Config.R : Math.Max(a.Config.R, a.Config.RankPattern.Values.Max());
         int globalRank;
         var ranks = new Dictionary<(int, string), int>();
-        switch (type)
+        bool svd = type.EndsWith("svd", StringComparison.Ordinal);
+        if (type == "cat")
         {
-            case "linear":
-                var configRanks = adapters.Select(a => a.Adapter.Config.R).Distinct().ToList();
-                if (configRanks.Count != 1)
-                    throw new ArgumentException($"linear combination needs adapters of the same rank r; found r = {string.Join(", ", adapters.Select(a => $"{a.Adapter.Config.R} ('{a.Adapter.Name}')"))} (use cat or svd)", nameof(adapters));
-                globalRank = configRanks[0];
-                foreach (var key in keys)
-                {
-                    var moduleRanks = Present(adapters, key).Select(p => p.Module.Rank).Distinct().ToList();
-                    if (moduleRanks.Count != 1)
-                        throw new ArgumentException($"linear combination needs equal ranks; {LoraConfig.ModuleKey(key.Layer, key.Module)} has ranks {string.Join(", ", moduleRanks)} (use cat or svd)", nameof(adapters));
-                    ranks[key] = moduleRanks[0];
-                }
-                break;
-            case "cat":
-                globalRank = adapters.Sum(a => a.Adapter.Config.R);
-                foreach (var key in keys) ranks[key] = Present(adapters, key).Sum(p => p.Module.Rank);
-                break;
-            default:
-                globalRank = svdRank ?? adapters.Max(a => a.Adapter.Config.R);
-                foreach (var key in keys) ranks[key] = globalRank;
-                break;
+            globalRank = adapters.Sum(a => AdapterRank(a.Adapter));
+            foreach (var key in keys) ranks[key] = Present(adapters, key).Sum(p => p.Module.Rank);
+        }
+        else if (svd)
+        {
+            globalRank = svdRank ?? adapters.Max(a => AdapterRank(a.Adapter));
+            foreach (var key in keys) ranks[key] = globalRank;
+        }
+        else
+        {
+            var configRanks = adapters.Select(a => AdapterRank(a.Adapter)).Distinct().ToList();
+            if (configRanks.Count != 1)
+                throw new ArgumentException($"{type} combination needs adapters of the same rank r; found r = {string.Join(", ", adapters.Select(a => $"{AdapterRank(a.Adapter)} ('{a.Adapter.Name}')"))} (use cat or an svd type)", nameof(adapters));
+            globalRank = configRanks[0];
+            foreach (var key in keys)
+            {
+                var moduleRanks = Present(adapters, key).Select(p => p.Module.Rank).Distinct().ToList();
+                if (moduleRanks.Count != 1)
+                    throw new ArgumentException($"{type} combination needs equal ranks; {LoraConfig.ModuleKey(key.Layer, key.Module)} has ranks {string.Join(", ", moduleRanks)} (use cat or an svd type)", nameof(adapters));
+                ranks[key] = moduleRanks[0];
+            }
         }
 
         var config = NewConfig(adapters, keys, ranks, globalRank, first.BaseConfig);
@@ -84,12 +99,9 @@ public static class AdapterCombination
             foreach (var target in result.Modules)
             {
                 var parts = Present(adapters, (target.Layer, target.Module)).ToList();
-                switch (type)
-                {
-                    case "linear": Linear(target, parts); break;
-                    case "cat": Concatenate(target, parts); break;
-                    default: Svd(target, parts); break;
-                }
+                if (type == "cat") Concatenate(target, parts);
+                else if (svd) Svd(type, target, parts, options);
+                else TaskArithmeticAB(type, target, parts, options);
             }
             return result;
         }
@@ -100,32 +112,55 @@ public static class AdapterCombination
         }
     }
 
-    private static IEnumerable<(LoraModule Module, double Weight, string Name)> Present(IReadOnlyList<(LoraAdapter Adapter, double Weight)> adapters, (int Layer, string Module) key)
+    private static IEnumerable<(LoraModule Module, double Weight, int Index)> Present(IReadOnlyList<(LoraAdapter Adapter, double Weight)> adapters, (int Layer, string Module) key)
     {
-        foreach (var (adapter, weight) in adapters)
-            if (adapter.Get(key.Layer, key.Module) is { } module) yield return (module, weight, adapter.Name);
+        for (int i = 0; i < adapters.Count; i++)
+            if (adapters[i].Adapter.Get(key.Layer, key.Module) is { } module) yield return (module, adapters[i].Weight, i);
     }
 
-    private static void Linear(LoraModule target, List<(LoraModule Module, double Weight, string Name)> parts)
-    {
-        var a = target.AValues;
-        var b = target.BValues;
-        foreach (var (module, weight, name) in parts)
+    /// <summary>DARE's masks for one module's tensor: the caller's (tests) or the seeded generator's.</summary>
+    private static Func<int, bool[]> Masks(CombinationOptions options, LoraModule target, string tensor, List<(LoraModule Module, double Weight, int Index)> parts, int length)
+        => i =>
         {
-            double product = weight * module.Scaling;
-            if (product < 0)
-                throw new ArgumentException(
-                    $"linear combination scales A and B by √(weight·scaling), but adapter '{name}' has weight {weight} and scaling {module.Scaling} on layer {module.Layer} {module.Module}: " +
-                    "a negative product has no square root (use cat or svd for negative weights)");
-            float factor = (float)Math.Sqrt(product);
-            var sourceA = module.AValues;
-            var sourceB = module.BValues;
-            for (int i = 0; i < a.Length; i++) a[i] += factor * sourceA[i];
-            for (int i = 0; i < b.Length; i++) b[i] += factor * sourceB[i];
+            var request = new DareMaskRequest(target.Layer, target.Module, tensor, parts[i].Index, length);
+            if (options.DareMask is { } provider) return provider(request);
+            ulong key = ((ulong)(uint)target.Layer << 32) | ((ulong)(uint)LoraConfig.ModuleIndex(target.Module) << 16)
+                | ((ulong)(tensor switch { "lora_A" => 0u, "lora_B" => 1u, _ => 2u }) << 8) | (uint)parts[i].Index;
+            return TaskArithmetic.DareMask(options.Seed, key, length, options.Density ?? 1);
+        };
+
+    /// <summary>linear, ties, dare_linear, dare_ties, magnitude_prune: A and B combined separately, in f64, rounded once.</summary>
+    private static void TaskArithmeticAB(string type, LoraModule target, List<(LoraModule Module, double Weight, int Index)> parts, CombinationOptions options)
+    {
+        var weightsA = new double[parts.Count];
+        var weightsB = new double[parts.Count];
+        for (int i = 0; i < parts.Count; i++)
+        {
+            double product = parts[i].Weight * parts[i].Module.Scaling;
+            weightsB[i] = Math.Sqrt(Math.Abs(product));
+            weightsA[i] = product >= 0 ? weightsB[i] : -weightsB[i];
         }
+        var a = TaskArithmetic.Combine(type, parts.Select(p => ToDouble(p.Module.AValues)).ToList(), weightsA, options.Density, options.MajoritySignMethod,
+            Masks(options, target, "lora_A", parts, target.AValues.Length));
+        var b = TaskArithmetic.Combine(type, parts.Select(p => ToDouble(p.Module.BValues)).ToList(), weightsB, options.Density, options.MajoritySignMethod,
+            Masks(options, target, "lora_B", parts, target.BValues.Length));
+        CopyTo(target.AValues, a);
+        CopyTo(target.BValues, b);
     }
 
-    private static void Concatenate(LoraModule target, List<(LoraModule Module, double Weight, string Name)> parts)
+    private static double[] ToDouble(ReadOnlySpan<float> values)
+    {
+        var result = new double[values.Length];
+        for (int i = 0; i < values.Length; i++) result[i] = values[i];
+        return result;
+    }
+
+    private static void CopyTo(Span<float> target, double[] values)
+    {
+        for (int i = 0; i < target.Length; i++) target[i] = (float)values[i];
+    }
+
+    private static void Concatenate(LoraModule target, List<(LoraModule Module, double Weight, int Index)> parts)
     {
         var a = target.AValues;   // [R, in]
         var b = target.BValues;   // [out, R]
@@ -142,28 +177,59 @@ public static class AdapterCombination
         }
     }
 
-    private static void Svd(LoraModule target, List<(LoraModule Module, double Weight, string Name)> parts)
+    private static void Svd(string type, LoraModule target, List<(LoraModule Module, double Weight, int Index)> parts, CombinationOptions options)
     {
-        // ΔW = Bc·Ac with Bc = [B₁ … Bₙ] and Ac = [w₁s₁A₁; …; wₙsₙAₙ], the cat combination, then truncated.
-        int inner = parts.Sum(p => p.Module.Rank);
-        var bc = new double[(long)target.OutFeatures * inner];
-        var ac = new double[(long)inner * target.InFeatures];
-        int offset = 0;
-        foreach (var (module, weight, _) in parts)
+        double[] b, a;
+        if (type == "svd")
         {
-            double factor = weight * module.Scaling;
-            var sourceA = module.AValues;
-            for (int i = 0; i < sourceA.Length; i++) ac[(long)offset * target.InFeatures + i] = factor * sourceA[i];
-            var sourceB = module.BValues;
-            for (int o = 0; o < target.OutFeatures; o++)
-                for (int k = 0; k < module.Rank; k++) bc[(long)o * inner + offset + k] = sourceB[o * module.Rank + k];
-            offset += module.Rank;
+            // ΔW = Bc·Ac with Bc = [B₁ … Bₙ] and Ac = [w₁s₁A₁; …; wₙsₙAₙ], the cat combination, then truncated without forming ΔW.
+            int inner = parts.Sum(p => p.Module.Rank);
+            var bc = new double[(long)target.OutFeatures * inner];
+            var ac = new double[(long)inner * target.InFeatures];
+            int offset = 0;
+            foreach (var (module, weight, _) in parts)
+            {
+                double factor = weight * module.Scaling;
+                var sourceA = module.AValues;
+                for (int i = 0; i < sourceA.Length; i++) ac[(long)offset * target.InFeatures + i] = factor * sourceA[i];
+                var sourceB = module.BValues;
+                for (int o = 0; o < target.OutFeatures; o++)
+                    for (int k = 0; k < module.Rank; k++) bc[(long)o * inner + offset + k] = sourceB[o * module.Rank + k];
+                offset += module.Rank;
+            }
+            (b, a) = LowRankSvd.Truncate(bc, ac, target.OutFeatures, target.InFeatures, inner, target.Rank);
         }
-        var (b, a) = LowRankSvd.Truncate(bc, ac, target.OutFeatures, target.InFeatures, inner, target.Rank);
-        var targetA = target.AValues;
-        var targetB = target.BValues;
-        for (int i = 0; i < targetA.Length; i++) targetA[i] = (float)a[i];
-        for (int i = 0; i < targetB.Length; i++) targetB[i] = (float)b[i];
+        else
+        {
+            // The pruning types act on each full ΔWᵢ = sᵢ·Bᵢ·Aᵢ, whose combination is in general of full rank.
+            int length = target.OutFeatures * target.InFeatures;
+            var delta = TaskArithmetic.Combine(type, parts.Select(p => p.Module.DeltaWeight()).ToList(), parts.Select(p => p.Weight).ToList(),
+                options.Density, options.MajoritySignMethod, Masks(options, target, "delta", parts, length));
+            (b, a) = LowRankSvd.TruncateDense(delta, target.OutFeatures, target.InFeatures, target.Rank);
+        }
+        LowRankSvd.NormalizeSigns(b, a, target.OutFeatures, target.InFeatures, target.Rank);
+        if (options.SvdClamp is { } clamp) Clamp(b, a, clamp);
+        CopyTo(target.AValues, a);
+        CopyTo(target.BValues, b);
+    }
+
+    /// <summary>
+    /// PEFT's svd_clamp: hi = the q-quantile (linear interpolation, torch.quantile's default) of B's and A's entries
+    /// together, then both clamped to [−hi, hi] (torch.clamp: when −hi &gt; hi every entry becomes hi).
+    /// </summary>
+    internal static void Clamp(double[] b, double[] a, double quantile)
+    {
+        var all = new double[b.Length + a.Length];
+        b.CopyTo(all, 0);
+        a.CopyTo(all, b.Length);
+        Array.Sort(all);
+        double position = quantile * (all.Length - 1);
+        int lower = (int)Math.Floor(position);
+        int upper = Math.Min(lower + 1, all.Length - 1);
+        double hi = all[lower] + (position - lower) * (all[upper] - all[lower]);
+        double low = -hi;
+        for (int i = 0; i < b.Length; i++) b[i] = Math.Min(Math.Max(b[i], low), hi);
+        for (int i = 0; i < a.Length; i++) a[i] = Math.Min(Math.Max(a[i], low), hi);
     }
 
     /// <summary>

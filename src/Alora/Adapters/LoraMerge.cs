@@ -19,8 +19,12 @@ public static unsafe class LoraMerge
     /// <summary>Which adapters are merged into which loaded weights (to refuse double merges and stray unmerges).</summary>
     private static readonly ConditionalWeakTable<ModelWeights, List<LoraAdapter>> s_merged = [];
 
-    /// <summary>Adds s·B·A to every targeted projection; those projections become writable f32 copies first.</summary>
-    public static void Merge(ModelWeights weights, LoraAdapter adapter)
+    /// <summary>
+    /// Adds s·B·A to every targeted projection; those projections become writable f32 copies first. With
+    /// <paramref name="safeMerge"/> (PEFT's safe_merge) every merged projection is first computed in a scratch copy and
+    /// checked for NaN/±inf; if one is not finite, nothing is merged and the error names the module.
+    /// </summary>
+    public static void Merge(ModelWeights weights, LoraAdapter adapter, bool safeMerge = false)
     {
         ArgumentNullException.ThrowIfNull(weights);
         ArgumentNullException.ThrowIfNull(adapter);
@@ -31,6 +35,12 @@ public static unsafe class LoraMerge
         {
             if (merged.Contains(adapter))
                 throw new InvalidOperationException($"adapter '{adapter.Name}' is already merged into {weights.Source}; merging it twice would apply it twice");
+            if (safeMerge)
+                foreach (var module in adapter.Modules)
+                {
+                    ref var current = ref weights.WritableProjection(module.Layer, module.Module);
+                    CheckFinite(adapter, module, new ReadOnlySpan<float>((float*)current.Data, checked(module.OutFeatures * module.InFeatures)).ToArray());
+                }
             var norms = adapter.IsDora ? new float[adapter.Modules.Count][] : null;
             for (int i = 0; i < adapter.Modules.Count; i++)
             {
@@ -121,7 +131,7 @@ public static unsafe class LoraMerge
     /// Writes a new Hugging Face folder: config.json and the other non-weight files copied, and model.safetensors
     /// holding every base tensor in its own dtype, the targeted projections with s·B·A added (in f32, rounded once).
     /// </summary>
-    public static void MergeAndUnload(string baseModelFolder, LoraAdapter adapter, string outputFolder)
+    public static void MergeAndUnload(string baseModelFolder, LoraAdapter adapter, string outputFolder, bool safeMerge = false)
     {
         ArgumentNullException.ThrowIfNull(baseModelFolder);
         ArgumentNullException.ThrowIfNull(adapter);
@@ -152,7 +162,7 @@ public static unsafe class LoraMerge
                 if (info.Shape.Length != 2 || info.Shape[0] != module.OutFeatures || info.Shape[1] != module.InFeatures)
                     throw new ModelFormatException(
                         $"{file.Path}: tensor '{name}' has shape {SafeTensorsFile.FormatShape(info.Shape)}, the adapter expects [{module.OutFeatures}, {module.InFeatures}]: wrong base model?");
-                tensors.Add(new SafeTensorToWrite(name, info.DType, info.Shape, MergedBytes(file.DataPointer(info), dtype, module)));
+                tensors.Add(new SafeTensorToWrite(name, info.DType, info.Shape, MergedBytes(file.DataPointer(info), dtype, module, safeMerge ? adapter : null)));
             }
             else
             {
@@ -186,16 +196,13 @@ public static unsafe class LoraMerge
         || fileName.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>The merged weight in the base dtype: W (converted to f32) + s·B·A, rounded once back.</summary>
-    private static byte[] MergedBytes(byte* source, DType dtype, LoraModule module)
+    private static byte[] MergedBytes(byte* source, DType dtype, LoraModule module, LoraAdapter? checkFor)
     {
         long count = (long)module.OutFeatures * module.InFeatures;
         var merged = new float[count];   // [out, in]
-        fixed (float* w = merged)
-        {
-            Kernels.Convert.ToSingle(w, source, dtype, count);
-            if (module.IsDora) MergeDora(w, new WeightMatrix(w, DType.F32, module.OutFeatures, module.InFeatures), module);
-            else AddDelta(w, module, sign: +1);
-        }
+        fixed (float* w = merged) Kernels.Convert.ToSingle(w, source, dtype, count);
+        if (checkFor is not null) CheckFinite(checkFor, module, merged);
+        else MergeInto(merged, module);
         var bytes = new byte[count * dtype.ByteSize()];
         fixed (byte* b = bytes)
         {
@@ -210,6 +217,33 @@ public static unsafe class LoraMerge
             }
         }
         return bytes;
+    }
+
+    /// <summary>Merges the module into W [out, in] held in <paramref name="weight"/> (LoRA or DoRA, as Merge does).</summary>
+    private static void MergeInto(float[] weight, LoraModule module)
+    {
+        fixed (float* w = weight)
+        {
+            if (module.IsDora) MergeDora(w, new WeightMatrix(w, DType.F32, module.OutFeatures, module.InFeatures), module);
+            else AddDelta(w, module, sign: +1);
+        }
+    }
+
+    /// <summary>
+    /// safe_merge's check: merges the module into <paramref name="scratch"/> (a copy of W [out, in], f32) and refuses
+    /// the merge when an element is NaN or ±inf (PEFT: "NaNs detected in the merged weights"). On success the scratch holds
+    /// the merged weights.
+    /// </summary>
+    private static void CheckFinite(LoraAdapter adapter, LoraModule module, float[] scratch)
+    {
+        MergeInto(scratch, module);
+        for (int j = 0; j < scratch.Length; j++)
+        {
+            if (float.IsFinite(scratch[j])) continue;
+            throw new InvalidOperationException(
+                $"safe merge: merging adapter '{adapter.Name}' would make {LoraConfig.ModuleKey(module.Layer, module.Module)}.weight non-finite " +
+                $"({scratch[j]} at row {j / module.InFeatures}, column {j % module.InFeatures}): the adapter seems to be broken; nothing was merged");
+        }
     }
 
     /// <summary>W[o, :] += sign · Σ_k s·B[o, k]·A[k, :], each row summed in f64 and rounded once. W is [out, in] f32.</summary>

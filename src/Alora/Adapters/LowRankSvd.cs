@@ -51,6 +51,41 @@ public static class LowRankSvd
         }
 
         var delta = Multiply(bc, ac, outFeatures, innerRank, inFeatures);   // [out, in]
+        SvdOfProduct(delta, outFeatures, inFeatures, keepRank, b, a);
+        return (b, a);
+    }
+
+    /// <summary>B' [out, k], A' [k, in]: the best rank-k approximation of a dense ΔW [out, in] (Jacobi on it directly).</summary>
+    public static (double[] B, double[] A) TruncateDense(double[] delta, int outFeatures, int inFeatures, int keepRank)
+    {
+        ArgumentNullException.ThrowIfNull(delta);
+        if (delta.Length != (long)outFeatures * inFeatures) throw new ArgumentException($"ΔW must be [{outFeatures}, {inFeatures}]");
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(keepRank);
+        var b = new double[(long)outFeatures * keepRank];
+        var a = new double[(long)keepRank * inFeatures];
+        SvdOfProduct(delta, outFeatures, inFeatures, keepRank, b, a);
+        return (b, a);
+    }
+
+    /// <summary>
+    /// Fixes the sign of each singular pair (column j of B', row j of A'), which an SVD leaves free: the entry of
+    /// largest |·| of A's row j (the first such) is made positive. B'·A' does not change; clamping (svd_clamp) does depend on it.
+    /// </summary>
+    public static void NormalizeSigns(double[] b, double[] a, int outFeatures, int inFeatures, int rank)
+    {
+        for (int j = 0; j < rank; j++)
+        {
+            int best = 0;
+            for (int i = 1; i < inFeatures; i++)
+                if (Math.Abs(a[(long)j * inFeatures + i]) > Math.Abs(a[(long)j * inFeatures + best])) best = i;
+            if (a[(long)j * inFeatures + best] >= 0) continue;
+            for (int i = 0; i < inFeatures; i++) a[(long)j * inFeatures + i] = -a[(long)j * inFeatures + i];
+            for (int o = 0; o < outFeatures; o++) b[(long)o * rank + j] = -b[(long)o * rank + j];
+        }
+    }
+
+    private static void SvdOfProduct(double[] delta, int outFeatures, int inFeatures, int keepRank, double[] b, double[] a)
+    {
         if (outFeatures >= inFeatures)
         {
             var (scaledLeft, right, order) = Jacobi(delta, outFeatures, inFeatures);
@@ -73,7 +108,6 @@ public static class LowRankSvd
                 for (int i = 0; i < inFeatures; i++) a[(long)j * inFeatures + i] = sigma == 0 ? 0 : scaledRight[c][i] / sigma;
             }
         }
-        return (b, a);
     }
 
     /// <summary>

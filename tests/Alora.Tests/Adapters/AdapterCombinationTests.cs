@@ -50,8 +50,8 @@ public sealed class AdapterCombinationTests
             var a = first.Get(m.Layer, m.Module)!;
             var b = second.Get(m.Layer, m.Module)!;
             float fa = MathF.Sqrt(0.5f * a.Scaling), fb = MathF.Sqrt(2f * b.Scaling);
-            for (int i = 0; i < m.AValues.Length; i++) Assert.Equal(fa * a.AValues[i] + fb * b.AValues[i], m.AValues[i], 5);
-            for (int i = 0; i < m.BValues.Length; i++) Assert.Equal(fa * a.BValues[i] + fb * b.BValues[i], m.BValues[i], 5);
+            for (int i = 0; i < m.AValues.Length; i++) Assert.Equal(fa * a.AValues[i] + fb * b.AValues[i], m.AValues[i], 1e-6);
+            for (int i = 0; i < m.BValues.Length; i++) Assert.Equal(fa * a.BValues[i] + fb * b.BValues[i], m.BValues[i], 1e-6);
         }
         // One adapter alone: (√(ws)·B)(√(ws)·A) = w·s·B·A.
         using var alone = AdapterCombination.AddWeighted([(first, 0.25)], "svd", "alone");
@@ -60,15 +60,23 @@ public sealed class AdapterCombinationTests
     }
 
     [Fact]
-    public void LinearRefusesDifferentRanksAndNegativeProducts()
+    public void LinearRefusesDifferentRanksAndPutsANegativeSignOnAOnly()
     {
         using var first = LoraAdapter.Load(AdapterFixtures.LoraAll, AdapterFixtures.BaseConfig());
         using var second = Second(rank: 2);
         var e = Assert.Throws<ArgumentException>(() => AdapterCombination.AddWeighted([(first, 1), (second, 1)], "linear", "x"));
         Assert.Contains("same rank", e.Message, StringComparison.Ordinal);
-        e = Assert.Throws<ArgumentException>(() => AdapterCombination.AddWeighted([(first, -1)], "linear", "x"));
-        Assert.Contains("negative", e.Message, StringComparison.Ordinal);
-        Assert.Throws<ArgumentException>(() => AdapterCombination.AddWeighted([(first, 1), (second, 1)], "ties", "x"));
+        e = Assert.Throws<ArgumentException>(() => AdapterCombination.AddWeighted([(first, 1), (second, 1)], "ties", "x", new CombinationOptions { Density = 0.5 }));
+        Assert.Contains("same rank", e.Message, StringComparison.Ordinal);
+        // PEFT: A gets sign(w·s)·√|w·s|, B gets √|w·s|, so one adapter with weight −1 gives −ΔW.
+        using var negated = AdapterCombination.AddWeighted([(first, -1)], "linear", "x");
+        foreach (var m in negated.Modules)
+        {
+            var source = first.Get(m.Layer, m.Module)!;
+            float f = MathF.Sqrt(source.Scaling);
+            for (int i = 0; i < m.BValues.Length; i++) Assert.Equal(f * source.BValues[i], m.BValues[i], 1e-6);
+            AssertDeltaEquals(source.DeltaWeight().Select(v => -v).ToArray(), m.DeltaWeight(), 1e-6, $"negated {m}");
+        }
     }
 
     [Fact]

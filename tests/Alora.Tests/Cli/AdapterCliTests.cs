@@ -96,4 +96,62 @@ public sealed class AdapterCliTests
         Assert.NotEqual(0, Run("combine", "--model", SharedPaths.Stories260K, "--adapter", AdapterFixtures.LoraAll, "--out", temp.File("bad")).ExitCode);
         Assert.False(Directory.Exists(temp.File("bad")));
     }
+
+    [Fact]
+    public void CombineTakesThePruningTypesAndTheirParameters()
+    {
+        using var temp = new TempFolder();
+        string a0 = Path.Combine(MergeTypeTests.FixtureRoot, "adapters", "a0"), a1 = Path.Combine(MergeTypeTests.FixtureRoot, "adapters", "a1");
+        var baseConfig = AdapterFixtures.BaseConfig();
+        using var first = LoraAdapter.Load(a0, baseConfig);
+        using var second = LoraAdapter.Load(a1, baseConfig);
+        foreach (var (type, extra) in new (string, string[])[]
+        {
+            ("ties", ["--density", "0.5", "--majority-sign-method", "frequency"]),
+            ("dare_ties_svd", ["--density", "0.7", "--seed", "9", "--rank", "3", "--svd-clamp", "0.95"]),
+            ("magnitude_prune", ["--density", "0.3"]),
+        })
+        {
+            string output = temp.File(type);
+            var (code, text) = Run(["combine", "--model", SharedPaths.Stories260K, "--adapter", a0, "--weight", "0.7", "--adapter", a1, "--weight", "-1.2", "--type", type, .. extra, "--out", output]);
+            Assert.Equal(0, code);
+            Assert.Contains($"({type})", text, StringComparison.Ordinal);
+            using var combined = LoraAdapter.Load(output, baseConfig);
+            var options = new CombinationOptions
+            {
+                Density = double.Parse(extra[1], System.Globalization.CultureInfo.InvariantCulture),
+                MajoritySignMethod = type == "ties" ? "frequency" : "total",
+                Seed = type == "dare_ties_svd" ? 9 : 0,
+                SvdRank = type == "dare_ties_svd" ? 3 : null,
+                SvdClamp = type == "dare_ties_svd" ? 0.95 : null,
+            };
+            using var direct = AdapterCombination.AddWeighted([(first, 0.7), (second, -1.2)], type, "x", options);
+            foreach (var m in direct.Modules)
+            {
+                var saved = combined.Get(m.Layer, m.Module)!;
+                Assert.True(m.AValues.SequenceEqual(saved.AValues) && m.BValues.SequenceEqual(saved.BValues), $"{type} {m}: the CLI's result differs from the library's");
+            }
+        }
+        // A pruning type without --density is refused with the reason.
+        var e = Assert.ThrowsAny<Exception>(() => Run("combine", "--model", SharedPaths.Stories260K, "--adapter", a0, "--weight", "1", "--adapter", a1, "--weight", "1", "--type", "dare_linear", "--out", temp.File("bad")));
+        Assert.Contains("needs a density", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void SafeMergeRefusesABrokenAdapterAndWritesNoWeights()
+    {
+        using var temp = new TempFolder();
+        string folder = AdapterFixtures.CopyAdapter(temp, Path.Combine(MergeTypeTests.FixtureRoot, "adapters", "a0"));
+        var baseConfig = AdapterFixtures.BaseConfig();
+        using (var adapter = LoraAdapter.Load(folder, baseConfig))
+        {
+            adapter.Get(1, "down_proj")!.AValues[3] = float.NaN;
+            adapter.Save(folder);
+        }
+        var e = Assert.ThrowsAny<Exception>(() => Run("merge", "--model", SharedPaths.Stories260K, "--adapter", folder, "--out", temp.File("merged"), "--safe-merge"));
+        Assert.Contains("model.layers.1.mlp.down_proj", e.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(Path.Combine(temp.File("merged"), "model.safetensors")));
+        // Without the check the NaN is written, as PEFT's merge without safe_merge would.
+        Assert.Equal(0, Run("merge", "--model", SharedPaths.Stories260K, "--adapter", folder, "--out", temp.File("unchecked")).ExitCode);
+    }
 }
