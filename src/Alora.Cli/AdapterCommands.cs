@@ -17,6 +17,7 @@ internal static class AdapterCommands
         command.Subcommands.Add(Merge());
         command.Subcommands.Add(ExportGguf());
         command.Subcommands.Add(Combine());
+        command.Subcommands.Add(Arrow());
         return command;
     }
 
@@ -87,6 +88,39 @@ internal static class AdapterCommands
         command.SetAction(parse => RunCombine(parse.GetValue(adapters)!, parse.GetValue(weights)!, parse.GetValue(model)!, parse.GetValue(type)!, parse.GetValue(rank), parse.GetValue(output)!, Console.Out,
             new CombinationOptions { SvdRank = parse.GetValue(rank), SvdClamp = parse.GetValue(clamp), Density = parse.GetValue(density), MajoritySignMethod = parse.GetValue(sign)!, Seed = parse.GetValue(seed) }));
         return command;
+    }
+
+    private static Command Arrow()
+    {
+        var tasks = new Option<string[]>("--task", "-t") { Description = "Task LoRA adapter folder (repeat; the experts, saved as task_0, task_1, …)", Required = true, AllowMultipleArgumentsPerToken = false };
+        var generals = new Option<string[]>("--general", "-g") { Description = "General LoRA adapter folder for GenKnowSub (repeat; saved as gks_0, …; needs --gks)", AllowMultipleArgumentsPerToken = false };
+        var model = ModelOption(required: true);
+        var topK = new Option<int>("--top-k") { Description = "Experts combined per token (PEFT's ArrowConfig.top_k)", DefaultValueFactory = _ => 3 };
+        var temperature = new Option<double>("--temperature") { Description = "Softmax temperature of the routing weights (router_temperature)", DefaultValueFactory = _ => 1.0 };
+        var gks = new Option<bool>("--gks") { Description = "GenKnowSub: subtract the mean of the --general adapters from every task adapter (use_gks)" };
+        var output = new Option<string>("--out", "-o") { Description = "Folder to write (PEFT's layout: task_i/, gks_j/, arrow_router/)", Required = true };
+        var command = new Command("arrow", "Build an Arrow model (per-token routing over task LoRAs, optionally with GenKnowSub) in PEFT's saved layout; serve it with --adapter NAME=FOLDER");
+        foreach (var o in new Option[] { tasks, generals, model, topK, temperature, gks, output }) command.Options.Add(o);
+        command.SetAction(parse => RunArrow(parse.GetValue(tasks)!, parse.GetValue(generals) ?? [], parse.GetValue(model)!,
+            new ArrowOptions { TopK = parse.GetValue(topK), RouterTemperature = parse.GetValue(temperature), UseGks = parse.GetValue(gks) }, parse.GetValue(output)!, Console.Out));
+        return command;
+    }
+
+    internal static int RunArrow(string[] taskFolders, string[] generalFolders, string modelPath, ArrowOptions options, string outputFolder, TextWriter output)
+    {
+        var baseConfig = LoadBaseConfig(modelPath);
+        try
+        {
+            ArrowModel.Save(outputFolder, taskFolders, generalFolders, options, baseConfig);
+            using var arrow = ArrowModel.Load(outputFolder, baseConfig);
+            output.WriteLine($"wrote an Arrow model of {taskFolders.Length} task adapters{(options.UseGks ? $" with GenKnowSub over {generalFolders.Length} general adapters" : "")} " +
+                $"(top_k {options.TopK}, temperature {options.RouterTemperature.ToString(CultureInfo.InvariantCulture)}, {arrow.Modules.Count} modules, r {arrow.Arrow!.ExpertRank}) to {outputFolder}");
+            return 0;
+        }
+        catch (Exception e) when (e is InvalidOperationException or ArgumentException)
+        {
+            throw new CliException(e.Message);
+        }
     }
 
     internal static int RunCombine(string[] adapterPaths, double[] weights, string modelPath, string type, int? rank, string outputFolder, TextWriter output, CombinationOptions? options = null)

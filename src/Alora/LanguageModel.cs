@@ -123,6 +123,7 @@ public sealed class LanguageModel : IDisposable
             ThrowIfLoaded(name);
             var adapter = File.Exists(folder) && folder.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)
                 ? GgufLoraExport.Read(folder, Config, name)
+                : ArrowModel.IsArrowFolder(folder) ? ArrowModel.Load(folder, Config, name)
                 : LoraAdapter.Load(folder, Config, name, Tokenizer);
             try { Register(name, adapter); }
             catch { adapter.Dispose(); throw; }

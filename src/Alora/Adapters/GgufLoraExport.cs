@@ -65,6 +65,7 @@ public static class GgufLoraExport
         if (architecture != expected)
             throw new ArgumentException(
                 $"adapter '{adapter.Name}' is for a {adapter.BaseConfig.Architecture} base model, which llama.cpp names '{expected}', not '{architecture}' (llama.cpp refuses adapters whose architecture differs from the model's)", nameof(architecture));
+        if (adapter.Arrow is not null) LoraMerge.RefuseActivated(adapter, "be exported to GGUF");
         if (adapter.IsDora)
             throw new InvalidOperationException(
                 $"adapter '{adapter.Name}' is a DoRA adapter (use_dora): llama.cpp's LoRA format holds only lora_a/lora_b and applies W + s·B·A, with no DoRA magnitude; merge it into the model (merge-and-unload) and convert the merged model instead");

@@ -180,6 +180,8 @@ public sealed unsafe partial class LoraAdapter
     public void Save(string folder)
     {
         ArgumentNullException.ThrowIfNull(folder);
+        if (Arrow is not null)
+            throw new InvalidOperationException($"adapter '{Name}' is an Arrow model: its experts are routed per token, which a single LoRA folder cannot express; write PEFT's Arrow layout with ArrowModel.Save (alora adapter arrow)");
         Directory.CreateDirectory(folder);
         var tensors = new List<SafeTensorToWrite>();
         foreach (var m in _modules)

@@ -70,6 +70,8 @@ public sealed unsafe partial class LoraAdapter : IDisposable
     public long ParameterCount => _modules.Sum(m => (long)m.Rank * (m.InFeatures + m.OutFeatures) + (m.IsDora ? m.OutFeatures : 0));
     /// <summary>A DoRA adapter (use_dora): every module has a magnitude vector.</summary>
     public bool IsDora => Config.UseDora;
+    /// <summary>An Arrow model (<see cref="ArrowModel"/>): the modules hold the experts stacked and the forward view routes per token; null otherwise.</summary>
+    public ArrowModel? Arrow { get; internal set; }
 
     /// <summary>
     /// After A, B or a magnitude vector changed in place (training), drops the DoRA weight norms the forward view
@@ -89,7 +91,7 @@ public sealed unsafe partial class LoraAdapter : IDisposable
     {
         if (_forward is not null) return _forward;
         var forward = new ForwardAdapter(Name, BaseConfig.LayerCount, InvocationTokens, ActivationShift);
-        foreach (var m in _modules) forward.Set(m.Layer, m.Module, new LowRankDelta(m.A, m.B, m.Scaling, m.Magnitude));
+        foreach (var m in _modules) forward.Set(m.Layer, m.Module, new LowRankDelta(m.A, m.B, m.Scaling, m.Magnitude, Arrow?.RouterOf(m.Layer, m.Module)));
         return Interlocked.CompareExchange(ref _forward, forward, null) ?? forward;
     }
 

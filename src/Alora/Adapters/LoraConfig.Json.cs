@@ -22,7 +22,7 @@ public sealed partial record LoraConfig
         ["use_qalora"] = "false (QALoRA is not supported)",
         ["layer_replication"] = "null (layer replication changes the base model's depth; not supported)",
         ["target_parameters"] = "null (LoRA on raw nn.Parameters is not supported)",
-        ["arrow_config"] = "null (Arrow routing between adapters is not supported)",
+        ["arrow_config"] = "null here: an Arrow router config is loaded as an Arrow model (its folder, or the folder holding arrow_router/ and the experts; ArrowModel.Load, or LanguageModel.LoadAdapter)",
     };
 
     /// <summary>Parses a PEFT adapter_config.json object; <paramref name="source"/> names it in errors.</summary>

@@ -287,6 +287,9 @@ public static unsafe class LoraMerge
 
     internal static void RefuseActivated(LoraAdapter adapter, string operation)
     {
+        if (adapter.Arrow is not null)
+            throw new InvalidOperationException(
+                $"adapter '{adapter.Name}' is an Arrow model: it cannot {operation}, because it routes each token to its own mix of experts, which one weight matrix cannot express (PEFT refuses merging an Arrow router too). Serve it unmerged.");
         if (adapter.IsActivated)
             throw new InvalidOperationException(
                 $"adapter '{adapter.Name}' is an aLoRA (invocation tokens [{string.Join(", ", adapter.InvocationTokens!)}]): it cannot {operation}, because its update applies only " +

@@ -281,7 +281,10 @@ public sealed unsafe class DecoderModel : IDisposable, IDecoderBlockOps
             float* rowsIn = x + (long)segment.RowStart * weight.Cols;
             float* rowsOut = y + (long)segment.RowStart * weight.Rows;
             Gemm.MatMul(_loraScratch, rowsIn, delta.A, segment.RowCount);                 // [rows, r]
-            for (int i = 0; i < segment.RowCount; i++) Elementwise.Scale(_loraScratch + (long)i * delta.Rank, delta.Scaling, delta.Rank);
+            if (delta.Router is { } router)   // Arrow: each row scales its experts' blocks by its own routing weights
+                for (int i = 0; i < segment.RowCount; i++) router.ScaleRow(_loraScratch + (long)i * delta.Rank, rowsIn + (long)i * weight.Cols);
+            else
+                for (int i = 0; i < segment.RowCount; i++) Elementwise.Scale(_loraScratch + (long)i * delta.Rank, delta.Scaling, delta.Rank);
             if (!delta.IsDora)
             {
                 Gemm.MatMul(rowsOut, _loraScratch, delta.B, segment.RowCount, accumulate: true);   // += [rows, out]

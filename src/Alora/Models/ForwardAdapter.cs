@@ -6,7 +6,7 @@ namespace Alora.Models;
 /// One adapted projection: y += Scaling · (x·Aᵀ)·Bᵀ with A [r, in] and B [out, r], f32; with a DoRA magnitude
 /// vector m [out] (PEFT's lora_magnitude_vector), the projection becomes m ⊙ (W + s·B·A) / ‖W + s·B·A‖ (<see cref="Dora"/>).
 /// </summary>
-public readonly unsafe struct LowRankDelta(WeightMatrix a, WeightMatrix b, float scaling, float* magnitude = null)
+public readonly unsafe struct LowRankDelta(WeightMatrix a, WeightMatrix b, float scaling, float* magnitude = null, ArrowRouter? router = null)
 {
     public WeightMatrix A { get; } = a;
     public WeightMatrix B { get; } = b;
@@ -15,6 +15,8 @@ public readonly unsafe struct LowRankDelta(WeightMatrix a, WeightMatrix b, float
     /// <summary>DoRA's magnitude vector [out] (f32), or null for a plain LoRA.</summary>
     public float* Magnitude { get; } = magnitude;
     public bool IsDora => Magnitude != null;
+    /// <summary>Arrow's per-token router over the experts stacked in A and B (<see cref="ArrowRouter"/>), or null.</summary>
+    public ArrowRouter? Router { get; } = router;
 }
 
 /// <summary>

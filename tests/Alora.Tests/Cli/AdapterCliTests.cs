@@ -154,4 +154,22 @@ public sealed class AdapterCliTests
         // Without the check the NaN is written, as PEFT's merge without safe_merge would.
         Assert.Equal(0, Run("merge", "--model", SharedPaths.Stories260K, "--adapter", folder, "--out", temp.File("unchecked")).ExitCode);
     }
+
+    [Fact]
+    public void ArrowBuildsPeftsLayoutFromAdapterFolders()
+    {
+        using var temp = new TempFolder();
+        string fixture = Path.Combine(ArrowTests.FixtureRoot, "arrow");
+        string output = temp.File("arrow");
+        var (code, text) = Run("arrow", "--model", SharedPaths.Stories260K, "--task", Path.Combine(fixture, "task_0"), "--task", Path.Combine(fixture, "task_1"),
+            "--general", Path.Combine(fixture, "gks_0"), "--gks", "--top-k", "1", "--temperature", "2", "--out", output);
+        Assert.Equal(0, code);
+        Assert.Contains("2 task adapters with GenKnowSub over 1 general adapters", text, StringComparison.Ordinal);
+        using var arrow = ArrowModel.Load(output, AdapterFixtures.BaseConfig());
+        Assert.Equal((1, 2.0, true), (arrow.Arrow!.Options.TopK, arrow.Arrow.Options.RouterTemperature, arrow.Arrow.Options.UseGks));
+        Assert.True(File.Exists(Path.Combine(output, "task_1", LoraAdapter.WeightsFileName)));
+        // top_k above the number of task adapters is refused with the reason.
+        var e = Assert.ThrowsAny<Exception>(() => Run("arrow", "--model", SharedPaths.Stories260K, "--task", Path.Combine(fixture, "task_0"), "--top-k", "2", "--out", temp.File("bad")));
+        Assert.Contains("top_k", e.Message, StringComparison.Ordinal);
+    }
 }
