@@ -88,7 +88,7 @@ public sealed unsafe class TrainableLora : IDisposable
 
     /// <summary>Trains <paramref name="adapter"/> in place: its A and B are used (not copied); gradients are allocated here.</summary>
     public TrainableLora(LoraAdapter adapter)
-        : this(adapter.BaseConfig, adapter.InvocationTokens, adapter.ActivationShift, adapter.Modules.Select(m =>
+        : this((adapter.Arrow is null ? adapter : throw new InvalidOperationException($"adapter '{adapter.Name}' is an Arrow model: PEFT trains its task experts, not the router; train an expert folder and rebuild the Arrow model")).BaseConfig, adapter.InvocationTokens, adapter.ActivationShift, adapter.Modules.Select(m =>
             new ModuleSpec(m.Layer, ForwardAdapter.ModuleIndex(m.Module), m.Rank, m.Scaling, (nint)m.A.Data, (nint)m.B.Data, m.IsDora, (nint)m.Magnitude)).ToList())
     {
         _source = adapter;

@@ -201,6 +201,8 @@ public sealed class ArrowTests(BatchingTests.Stories stories, ITestOutputHelper 
         Assert.Contains("Arrow", Assert.Throws<InvalidOperationException>(() => AdapterCombination.AddWeighted([(arrow, 1.0)], "linear", "x")).Message, StringComparison.Ordinal);
         using (var temp = new TempFolder())
             Assert.Contains("Arrow", Assert.Throws<InvalidOperationException>(() => arrow.Save(temp.Path)).Message, StringComparison.Ordinal);
+        Assert.Contains("Arrow", Assert.Throws<InvalidOperationException>(() => new Alora.Training.TrainableLora(arrow)).Message, StringComparison.Ordinal);
+        Assert.Contains("Arrow", Assert.Throws<InvalidOperationException>(() => GgufLoraExport.Export(arrow, "unused.gguf")).Message, StringComparison.Ordinal);
 
         using var task0 = LoraAdapter.Load(Path.Combine(ArrowFolder, "task_0"), config);
         using var task1 = LoraAdapter.Load(Path.Combine(ArrowFolder, "task_1"), config);
