@@ -7,12 +7,12 @@ using Alora.Tokenization;
 
 namespace Alora.Cli;
 
-/// <summary>`alora adapter inspect | merge | export-gguf`: PEFT LoRA/aLoRA adapter folders.</summary>
+/// <summary>`alora adapter inspect | merge | export-gguf | combine | arrow`: PEFT LoRA/aLoRA adapter folders.</summary>
 internal static class AdapterCommands
 {
     public static Command Adapter()
     {
-        var command = new Command("adapter", "Inspect, merge or export PEFT LoRA / aLoRA adapters");
+        var command = new Command("adapter", "Inspect, merge, export, combine PEFT LoRA / aLoRA adapters, or build an Arrow model from several");
         command.Subcommands.Add(Inspect());
         command.Subcommands.Add(Merge());
         command.Subcommands.Add(ExportGguf());
